@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+// Tuna: LoRA fine-tuning sweeps of Mixture-of-Experts models across a fleet of GPU boxes.
+//
+// Modules import in one direction:
+//   TunaCore  <- TunaStore <- TunaCoordinator
+//   TunaCore  <- TunaWire  <- TunaCoordinator, TunaWorker
+//   everything <- tuna (the CLI, one executable)
+// Only TunaStore speaks SQL, only TunaWire (and the two daemons built on it) speak NIO.
+import PackageDescription
+
+let package = Package(
+    name: "Tuna",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tuna", targets: ["tuna"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "TunaCore", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "TunaStore", dependencies: [
+            "TunaCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .target(name: "TunaWire", dependencies: [
+            "TunaCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "TunaCoordinator", dependencies: [
+            "TunaCore", "TunaStore", "TunaWire",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TunaWorker", dependencies: [
+            "TunaCore", "TunaWire",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "tuna", dependencies: [
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // OpenBLAS's cblas, the only BLAS the native engine speaks.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // Tokenizer (o200k_harmony BPE), chat templates (harmony, im_start) and data set loaders.
+        .target(name: "TunaText", dependencies: []),
+        // The native gpt-oss engine: safetensors, MXFP4, the forward pass, on OpenBLAS.
+        .target(name: "TunaEngine", dependencies: ["CBLAS"]),
+        // A tiny trainer that speaks the trainer contract; the integration tests and the
+        // dispatch benchmark run sweeps through it with the `command` trainer.
+        .executableTarget(name: "ToyTrainer", dependencies: []),
+        .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
+        .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore"]),
+        .testTarget(name: "TunaIntegrationTests", dependencies: [
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker",
+        ]),
+    ]
+)

@@ -1,0 +1,116 @@
+import Crypto
+import Foundation
+import TunaCore
+
+/// Artifact bytes on disk, content-addressed: `artifacts/ab/abcdef…` by SHA-256. An upload
+/// is written to `uploads/<id>.part`, each chunk checked against its own digest and synced
+/// before it is acknowledged; the whole file is checked against the declared digest before
+/// it is renamed into place. A crash at any point leaves either the old state or the new.
+public struct ArtifactStore: Sendable {
+    public let root: URL
+
+    public init(dataDir: URL) throws {
+        root = dataDir
+        for sub in ["artifacts", "uploads"] {
+            try FileManager.default.createDirectory(at: dataDir.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+    }
+
+    public func path(sha256: String) -> URL {
+        root.appendingPathComponent("artifacts/\(sha256.prefix(2))/\(sha256)")
+    }
+
+    func partPath(upload: Int64) -> URL { root.appendingPathComponent("uploads/\(upload).part") }
+
+    /// Makes the part file exactly `received` bytes long (bytes past the last acknowledged
+    /// chunk were never verified) and returns that offset.
+    func prepare(upload: Int64, received: Int64) throws -> Int64 {
+        let url = partPath(upload: upload)
+        if !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw ErrorReply(code: "io", message: "cannot create \(url.path)")
+            }
+        }
+        let h = try FileHandle(forWritingTo: url)
+        defer { try? h.close() }
+        let size = try h.seekToEnd()
+        let keep = min(Int64(size), received)
+        try h.truncate(atOffset: UInt64(keep))
+        return keep
+    }
+
+    /// Writes one verified chunk at `offset` and syncs it.
+    func write(upload: Int64, offset: Int64, bytes: Data) throws {
+        let h = try FileHandle(forWritingTo: partPath(upload: upload))
+        defer { try? h.close() }
+        try h.truncate(atOffset: UInt64(offset))
+        try h.seek(toOffset: UInt64(offset))
+        do {
+            try h.write(contentsOf: bytes)
+            try h.synchronize()
+        } catch {
+            // A full disk: drop the partial chunk so the acknowledged prefix stays valid.
+            try? h.truncate(atOffset: UInt64(offset))
+            throw ErrorReply(code: "io", message: "cannot store the chunk: \(error.localizedDescription)")
+        }
+    }
+
+    /// Verifies the finished part file and moves it to its content address.
+    func finalize(upload: Int64, expected: ArtifactInfo) throws {
+        let part = partPath(upload: upload)
+        let digest = try Self.sha256(of: part)
+        guard digest == expected.sha256 else {
+            try? FileManager.default.removeItem(at: part)
+            throw ErrorReply(code: "bad_artifact", message: "\(expected.name): SHA-256 is \(digest), expected \(expected.sha256); upload discarded")
+        }
+        let dest = path(sha256: digest)
+        try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if FileManager.default.fileExists(atPath: dest.path) {
+            try FileManager.default.removeItem(at: part)   // same content already stored
+        } else {
+            try FileManager.default.moveItem(at: part, to: dest)
+        }
+    }
+
+    func read(sha256: String, offset: Int64, length: Int) throws -> (Data, Int64) {
+        let url = path(sha256: sha256)
+        guard let h = try? FileHandle(forReadingFrom: url) else { throw ErrorReply.init(code: "not_found", message: "artifact \(sha256) is not stored") }
+        defer { try? h.close() }
+        let size = Int64(try h.seekToEnd())
+        guard offset >= 0, offset <= size else { throw ErrorReply(code: "bad_message", message: "offset \(offset) outside 0...\(size)") }
+        try h.seek(toOffset: UInt64(offset))
+        let data = try h.read(upToCount: max(0, min(length, Int(size - offset)))) ?? Data()
+        return (data, size)
+    }
+
+    public static func sha256(of url: URL) throws -> String {
+        let h = try FileHandle(forReadingFrom: url)
+        defer { try? h.close() }
+        var hasher = SHA256()
+        while let chunk = try h.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().hex
+    }
+}
+
+extension Sequence where Element == UInt8 {
+    public var hex: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+public enum ArtifactRules {
+    /// A relative path of plain components: no `..`, no absolute paths, no hidden tricks.
+    public static func checkName(_ name: String) throws {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        let ok = !name.isEmpty && name.utf8.count <= 255 && parts.count <= 8 && parts.allSatisfy { p in
+            !p.isEmpty && p != "." && p != ".." && p.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+        }
+        guard ok else {
+            throw ErrorReply(code: "bad_artifact", message: "artifact name \(JSONValue.string(name)) is not a relative path of letters, digits, '.', '_', '-' (no '..')")
+        }
+    }
+
+    public static func checkDigest(_ s: String) throws {
+        guard s.count == 64, s.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw ErrorReply(code: "bad_artifact", message: "\(JSONValue.string(s)) is not a lowercase hex SHA-256")
+        }
+    }
+}

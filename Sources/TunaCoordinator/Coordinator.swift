@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import TunaCore
+import TunaStore
+
+/// The scheduler: owns who is connected and which job requests are waiting, and hands out
+/// leases. Everything that must be decided in one order (which worker gets which job) runs
+/// on this actor; the store makes each decision durable in one transaction before the
+/// worker hears of it.
+public actor Coordinator {
+    let store: Store
+    let policy: LeasePolicy
+    let clock: @Sendable () -> Int64
+    let log: Logger
+
+    /// Workers with a live connection, by worker id.
+    private var workers: [String: Session] = [:]
+    /// Long-polled job requests, oldest first.
+    private var waiting: [(session: Session, re: Int64, request: JobRequest)] = []
+
+    public init(store: Store, policy: LeasePolicy, clock: @escaping @Sendable () -> Int64 = Coordinator.wallClock, log: Logger) {
+        self.store = store; self.policy = policy; self.clock = clock; self.log = log
+    }
+
+    public static let wallClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    public var now: Int64 { clock() }
+
+    // MARK: Workers
+
+    func register(_ session: Session, _ r: Register) throws -> Registered {
+        let now = clock()
+        let quarantined = try store.upsertWorker(r, now: now)
+        if let old = workers[r.worker_id], old !== session {
+            // The same worker reconnected: its old connection is dead or about to be.
+            waiting.removeAll { $0.session === old }
+            old.close()
+        }
+        workers[r.worker_id] = session
+        session.workerID = r.worker_id
+        let lost = try store.renew(worker: r.worker_id, leases: r.running, now: now, policy: policy)
+        let kept = r.running.filter { !lost.contains($0) }
+        log.info("worker \(r.name) (\(r.worker_id)) registered; reattached \(kept.count), dropped \(lost.count)")
+        return Registered(lease_ms: policy.leaseMs, heartbeat_ms: max(100, policy.leaseMs / 3),
+                          reattached: kept, dropped: lost, quarantined: quarantined)
+    }
+
+    func disconnected(_ session: Session) {
+        waiting.removeAll { $0.session === session }
+        if let id = session.workerID, workers[id] === session { workers[id] = nil }
+    }
+
+    var connectedWorkers: Set<String> { Set(workers.keys) }
+
+    // MARK: Dispatch
+
+    /// Parks a job request and tries to satisfy it now.
+    func request(_ session: Session, re: Int64, _ r: JobRequest) async {
+        waiting.removeAll { $0.session === session }   // a newer request replaces an older one
+        waiting.append((session, re, r))
+        await dispatch(only: session)
+    }
+
+    /// Matches waiting requests with ready jobs (all of them, or one session's).
+    func dispatch(only: Session? = nil) async {
+        // Decide everything first, then send: no suspension point while `waiting` is walked.
+        var outgoing: [(Session, Int64, Lease)] = []
+        var i = 0
+        while i < waiting.count {
+            let w = waiting[i]
+            if let only, w.session !== only { i += 1; continue }
+            guard let worker = w.session.workerID else { i += 1; continue }
+            let lease: Lease?
+            do { lease = try store.leaseNext(worker: worker, request: w.request, now: clock(), policy: policy) } catch {
+                log.error("lease failed: \(error)")
+                break
+            }
+            guard let lease else { i += 1; continue }
+            waiting.remove(at: i)
+            outgoing.append((w.session, w.re, lease))
+        }
+        for (session, re, lease) in outgoing {
+            log.debug("job \(lease.job) attempt \(lease.attempt) -> \(session.workerID ?? "?")")
+            await session.send("lease", re: re, lease)
+        }
+    }
+
+    // MARK: Housekeeping
+
+    /// Expires unrenewed leases, tells their workers (if connected) to stop, and offers the
+    /// requeued jobs (and any whose backoff ended) to waiting workers.
+    func reap() async {
+        let now = clock()
+        do {
+            let lost = try store.expireLeases(now: now, policy: policy)
+            for (ref, worker) in lost {
+                log.warning("job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))")
+                await workers[worker]?.send("cancel", CancelAttempt(job: ref.job, attempt: ref.attempt, reason: "lease expired"))
+            }
+        } catch { log.error("reaper: \(error)") }
+        if !waiting.isEmpty { await dispatch() }
+    }
+
+    /// Tells the workers running these attempts to stop.
+    func notifyCancelled(_ running: [(AttemptRef, String)], reason: String) async {
+        for (ref, worker) in running {
+            await workers[worker]?.send("cancel", CancelAttempt(job: ref.job, attempt: ref.attempt, reason: reason))
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import TunaCore
+import TunaStore
+import TunaWire
+
+public struct CoordinatorConfig: Sendable {
+    public var listen: HostPort
+    public var dataDir: URL
+    public var token: String?
+    public var policy = LeasePolicy()
+    public var sync: Store.Sync = .full
+    public var maxFrame = Frame.defaultMaxLength
+    public var reapIntervalMs: Int64?
+
+    public init(listen: HostPort, dataDir: URL, token: String?) {
+        self.listen = listen; self.dataDir = dataDir; self.token = token
+    }
+}
+
+/// The coordinator process: the TCP listener, one task per connection, and the reaper.
+public final class CoordinatorServer: Sendable {
+    public let config: CoordinatorConfig
+    let coordinator: Coordinator
+    let store: Store
+    let artifacts: ArtifactStore
+    let log: Logger
+
+    public init(config: CoordinatorConfig, log: Logger = Logger(label: "tuna.coordinator")) throws {
+        if !config.listen.isLoopback && (config.token ?? "").isEmpty {
+            throw TunaError.invalid("a token is required when listening on \(config.listen.host) (not loopback): pass --token-file")
+        }
+        self.config = config
+        self.log = log
+        try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
+        store = try Store(path: config.dataDir.appendingPathComponent("tuna.sqlite").path, sync: config.sync)
+        artifacts = try ArtifactStore(dataDir: config.dataDir)
+        coordinator = Coordinator(store: store, policy: config.policy, log: log)
+    }
+
+    /// Binds, then calls `onListening` with the bound port (useful with port 0), then serves
+    /// until the task is cancelled.
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        try store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
+        let server = try await Channels.listen(config.listen, maxFrame: config.maxFrame)
+        let port = server.channel.localAddress?.port ?? config.listen.port
+        log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path)")
+        onListening(port)
+        let interval = config.reapIntervalMs ?? max(50, min(1000, config.policy.leaseMs / 4))
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { [coordinator] in
+                while !Task.isCancelled {
+                    try await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000)
+                    await coordinator.reap()
+                }
+            }
+            try await server.executeThenClose { inbound in
+                var next = 0
+                for try await conn in inbound {
+                    next += 1
+                    let id = next
+                    group.addTask { await self.serve(conn, id: id) }
+                }
+            }
+        }
+    }
+
+    /// One connection: read messages in order and answer each. Protocol errors (a bad frame,
+    /// an unknown message, a wrong token) get an error reply and close this connection only.
+    func serve(_ conn: Channels.Conn, id: Int) async {
+        let channel = conn.channel
+        try? await conn.executeThenClose { inbound, outbound in
+            let session = Session(id: id, outbound: outbound, channel: channel)
+            var assembler = MessageAssembler()
+            do {
+                for try await frame in inbound {
+                    guard let msg = try assembler.feed(frame) else { continue }
+                    do {
+                        try await self.route(msg, session)
+                    } catch let e as ErrorReply {
+                        await session.send("error", re: msg.header.id, e)
+                        if Routes.fatalCodes.contains(e.code) { break }
+                    }
+                }
+            } catch let e as ErrorReply {
+                await session.send("error", e)
+            } catch let e as WireError {
+                await session.send("error", ErrorReply(code: "bad_frame", message: e.description))
+            } catch {
+                // The peer went away (reset, EOF mid-frame): nothing to tell it.
+            }
+            await self.coordinator.disconnected(session)
+        }
+    }
+}

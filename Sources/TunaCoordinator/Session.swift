@@ -1,0 +1,41 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import TunaCore
+import TunaWire
+
+/// One connected peer (a worker or a CLI). Mutable fields change only on the connection's
+/// own task; the lock makes them safe to read from the coordinator actor.
+public final class Session: Sendable {
+    struct State {
+        var role: String?
+        var workerID: String?
+    }
+
+    let id: Int
+    private let outbound: NIOAsyncChannelOutboundWriter<Frame>
+    private let channel: Channel
+    private let state = NIOLockedValueBox(State())
+
+    init(id: Int, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: Channel) {
+        self.id = id; self.outbound = outbound; self.channel = channel
+    }
+
+    var role: String? {
+        get { state.withLockedValue { $0.role } }
+        set { state.withLockedValue { $0.role = newValue } }
+    }
+    var workerID: String? {
+        get { state.withLockedValue { $0.workerID } }
+        set { state.withLockedValue { $0.workerID = newValue } }
+    }
+
+    /// Sends a message (and its binary frame, if any) in one write; a failed send means the
+    /// peer is gone, which the connection loop notices on its own.
+    func send<P: Encodable>(_ type: String, re: Int64? = nil, _ payload: P, binary: Data? = nil) async {
+        let json = Envelope.encode(type, re: re, bin: binary?.count, payload)
+        try? await outbound.write(contentsOf: binary.map { [Frame.json(json), .binary($0)] } ?? [.json(json)])
+    }
+
+    func close() { channel.close(promise: nil) }
+}

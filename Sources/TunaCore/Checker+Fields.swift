@@ -1,0 +1,77 @@
+import Foundation
+
+/// Field readers: each returns a usable value (the default when the field is bad or
+/// missing) and records a problem that names the field, the value and what was expected.
+extension Checker {
+    mutating func section(_ v: JSONValue?, _ path: String, keys: Set<String>) -> [String: JSONValue] {
+        guard let v, v != .null else { return [:] }
+        guard let o = v.objectValue else {
+            problems.append("\(path): \(v) is not a mapping")
+            return [:]
+        }
+        for k in o.keys.sorted() where !keys.contains(k) {
+            problems.append("\(path).\(k): unknown field (expected one of \(keys.sorted().joined(separator: ", ")))")
+        }
+        return o
+    }
+
+    mutating func string(_ key: String, in o: [String: JSONValue], path: String, required: Bool = false,
+                         oneOf allowed: [String]? = nil) -> String? {
+        guard let v = o[key], v != .null else {
+            if required { problems.append("\(path): required") }
+            return nil
+        }
+        guard let s = v.stringValue, !s.isEmpty else {
+            problems.append("\(path): \(v) is not a non-empty string")
+            return nil
+        }
+        if let allowed, !allowed.contains(s) {
+            problems.append("\(path): \(v) is not one of \(allowed.joined(separator: ", "))")
+            return nil
+        }
+        return s
+    }
+
+    mutating func string(_ key: String, in o: [String: JSONValue], path: String, default d: String,
+                         oneOf allowed: [String]) -> String {
+        string(key, in: o, path: path, oneOf: allowed) ?? d
+    }
+
+    mutating func int(_ key: String, in o: [String: JSONValue], path: String, default d: Int, min: Int) -> Int {
+        guard let v = o[key], v != .null else { return d }
+        guard let i = v.intValue, i >= min else {
+            let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer"
+            problems.append("\(path): \(v) is not \(what)")
+            return d
+        }
+        return i
+    }
+
+    mutating func number(_ key: String, in o: [String: JSONValue], path: String, default d: Double,
+                         min: Double, exclusiveMin: Bool = false, max: Double? = nil, below: Double? = nil) -> Double {
+        guard let v = o[key], v != .null else { return d }
+        let x = v.doubleValue
+        var ok = x.map { $0.isFinite && (exclusiveMin ? $0 > min : $0 >= min) } ?? false
+        if let max, let x, x > max { ok = false }
+        if let below, let x, x >= below { ok = false }
+        guard ok, let x else {
+            var range = exclusiveMin ? "> \(fmt(min))" : ">= \(fmt(min))"
+            if let max { range += " and <= \(fmt(max))" }
+            if let below { range += " and < \(fmt(below))" }
+            problems.append("\(path): \(v) is not a number \(range)")
+            return d
+        }
+        return x
+    }
+
+    mutating func bool(_ key: String, in o: [String: JSONValue], path: String, default d: Bool) -> Bool {
+        guard let v = o[key], v != .null else { return d }
+        guard let b = v.boolValue else {
+            problems.append("\(path): \(v) is not true or false")
+            return d
+        }
+        return b
+    }
+
+    private func fmt(_ x: Double) -> String { x.rounded() == x ? String(Int(x)) : "\(x)" }
+}

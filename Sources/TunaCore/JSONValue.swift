@@ -1,0 +1,176 @@
+import Foundation
+
+/// A JSON document as a value: what sweep specs, job parameters and protocol payloads are made of.
+///
+/// Integers and floating-point numbers are kept apart (`int` vs `number`) so that a spec's
+/// `rank: 8` stays an integer through expansion, hashing and storage, and a validation
+/// message can say "8.5 is not a positive integer".
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+}
+
+extension JSONValue {
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+
+    /// An integer, also when written as a float with no fractional part (`2.0`).
+    public var intValue: Int? {
+        switch self {
+        case .int(let i): return i
+        case .number(let d) where d.rounded() == d && abs(d) < 9.0e15: return Int(d)
+        default: return nil
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .number(let d): return d
+        default: return nil
+        }
+    }
+
+    /// The value as written in an error message: compact JSON.
+    public var description: String { canonicalJSON }
+}
+
+// MARK: - Canonical encoding
+
+extension JSONValue {
+    /// Compact JSON with object keys sorted: the form parameter hashes are computed over, so
+    /// two specs that differ only in key order or whitespace hash the same.
+    public var canonicalJSON: String {
+        var out = ""
+        out.reserveCapacity(64)
+        write(to: &out)
+        return out
+    }
+
+    public func write(to out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .number(let d): out += JSONValue.format(d)
+        case .string(let s): JSONValue.writeString(s, to: &out)
+        case .array(let a):
+            out += "["
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += "," }
+                v.write(to: &out)
+            }
+            out += "]"
+        case .object(let o):
+            out += "{"
+            for (i, k) in o.keys.sorted().enumerated() {
+                if i > 0 { out += "," }
+                JSONValue.writeString(k, to: &out)
+                out += ":"
+                o[k]!.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    /// Shortest round-tripping decimal; non-finite numbers have no JSON form and become null.
+    static func format(_ d: Double) -> String {
+        guard d.isFinite else { return "null" }
+        if d.rounded() == d && abs(d) < 1e15 { return String(format: "%.1f", d) }
+        return "\(d)"
+    }
+
+    static func writeString(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}
+
+// MARK: - Codable
+
+extension JSONValue: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int.self) { self = .int(i) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else if let o = try? c.decode([String: JSONValue].self) { self = .object(o) }
+        else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .number(let d): if d.isFinite { try c.encode(d) } else { try c.encodeNil() }
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}
+
+// MARK: - Parsing
+
+extension JSONValue {
+    /// Parses JSON text (UTF-8 bytes).
+    public static func parse(_ data: Data) throws -> JSONValue {
+        do { return try JSONDecoder().decode(JSONValue.self, from: data) }
+        catch { throw TunaError.invalid("not valid JSON: \(JSONValue.shortReason(error))") }
+    }
+
+    public static func parse(_ text: String) throws -> JSONValue { try parse(Data(text.utf8)) }
+
+    static func shortReason(_ error: Error) -> String {
+        if case DecodingError.dataCorrupted(let ctx) = error {
+            return (ctx.underlyingError.map { "\($0.localizedDescription)" }) ?? ctx.debugDescription
+        }
+        return "\(error)"
+    }
+
+    public var jsonData: Data { Data(canonicalJSON.utf8) }
+}
+
+// MARK: - Literals
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral {
+    public init(stringLiteral s: String) { self = .string(s) }
+    public init(integerLiteral i: Int) { self = .int(i) }
+    public init(floatLiteral d: Double) { self = .number(d) }
+    public init(booleanLiteral b: Bool) { self = .bool(b) }
+    public init(arrayLiteral items: JSONValue...) { self = .array(items) }
+    public init(dictionaryLiteral pairs: (String, JSONValue)...) { self = .object(Dictionary(pairs, uniquingKeysWith: { $1 })) }
+    public init(nilLiteral: ()) { self = .null }
+}

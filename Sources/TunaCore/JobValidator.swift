@@ -1,0 +1,160 @@
+import Foundation
+
+/// Checks one expanded job and fills in defaults. Pure: JSON in, (job, problems) out.
+///
+/// Every problem names the field, the value and what was expected, e.g.
+/// `lora.rank: -4 is not a positive integer`. Unknown fields are errors for the built-in
+/// trainers (a typo like `learning_rat` must not silently train with the default); the
+/// `command` trainer passes every field it does not know through to its program.
+public enum JobValidator {
+    public static let trainers = ["native", "torch", "command"]
+    public static let schedulers = ["constant", "linear", "cosine", "cosine_with_min_lr"]
+    public static let datasetFormats = ["csv", "jsonl", "chat"]
+    public static let templates = ["harmony", "im_start"]
+    public static let moduleTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "all-linear", "router"]
+
+    public static func validate(_ spec: JSONValue) -> (job: JSONValue, problems: [String]) {
+        var c = Checker(root: spec.objectValue ?? [:])
+        c.check()
+        return (.object(c.out), c.problems)
+    }
+}
+
+/// The walk over one job's fields; collects problems rather than stopping at the first.
+struct Checker {
+    let root: [String: JSONValue]
+    var out: [String: JSONValue] = [:]
+    var problems: [String] = []
+
+    init(root: [String: JSONValue]) { self.root = root }
+
+    mutating func check() {
+        let trainer = string("trainer", in: root, path: "trainer", required: true, oneOf: JobValidator.trainers)
+        out["trainer"] = trainer.map(JSONValue.string) ?? .null
+        out["name"] = string("name", in: root, path: "name", required: true).map(JSONValue.string) ?? .null
+        if let n = out["name"]?.stringValue, n.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"#, options: .regularExpression) == nil {
+            problems.append("name: \(JSONValue.string(n)) is not a valid name (letters, digits, '.', '_', '-'; at most 128)")
+        }
+        out["priority"] = .int(int("priority", in: root, path: "priority", default: 0, min: Int.min))
+        out["max_attempts"] = .int(int("max_attempts", in: root, path: "max_attempts", default: 3, min: 1))
+        out["resources"] = .object(resources(root["resources"]))
+
+        if trainer == "command" {
+            checkCommand()
+            // Everything else goes through to the program as written.
+            for (k, v) in root where out[k] == nil && k != "sweep" { out[k] = v }
+            return
+        }
+        let known: Set<String> = ["name", "trainer", "model", "dataset", "lora", "train", "resources",
+                                  "priority", "max_attempts", "sweep", "command"]
+        for k in root.keys.sorted() where !known.contains(k) {
+            problems.append("\(k): unknown field (expected one of \(known.sorted().joined(separator: ", ")))")
+        }
+        if root["command"] != nil { problems.append("command: only the command trainer takes a command") }
+        out["model"] = string("model", in: root, path: "model", required: true).map(JSONValue.string) ?? .null
+        out["dataset"] = .object(dataset(root["dataset"]))
+        out["lora"] = .object(lora(root["lora"]))
+        out["train"] = .object(train(root["train"]))
+    }
+
+    // MARK: Sections
+
+    mutating func checkCommand() {
+        guard let cmd = root["command"] else { problems.append("command: required for the command trainer (an argv list)"); return }
+        guard let argv = cmd.arrayValue, !argv.isEmpty, argv.allSatisfy({ $0.stringValue?.isEmpty == false }) else {
+            problems.append("command: \(cmd) is not a non-empty list of strings (argv)")
+            return
+        }
+        out["command"] = .array(argv)
+    }
+
+    mutating func resources(_ v: JSONValue?) -> [String: JSONValue] {
+        let o = section(v, "resources", keys: ["gpus", "gpu_memory_gb", "cpu_cores", "ram_gb"])
+        return [
+            "gpus": .int(int("gpus", in: o, path: "resources.gpus", default: 0, min: 0)),
+            "gpu_memory_gb": .number(number("gpu_memory_gb", in: o, path: "resources.gpu_memory_gb", default: 0, min: 0)),
+            "cpu_cores": .int(int("cpu_cores", in: o, path: "resources.cpu_cores", default: 0, min: 0)),
+            "ram_gb": .number(number("ram_gb", in: o, path: "resources.ram_gb", default: 0, min: 0)),
+        ]
+    }
+
+    mutating func dataset(_ v: JSONValue?) -> [String: JSONValue] {
+        if v == nil { problems.append("dataset: required (a mapping with at least `path`)"); return [:] }
+        let o = section(v, "dataset", keys: ["path", "format", "fields", "template", "prompt_template",
+                                              "response_template", "system", "val_fraction", "val_path",
+                                              "reasoning_effort", "date"])
+        var d: [String: JSONValue] = [:]
+        d["path"] = string("path", in: o, path: "dataset.path", required: true).map(JSONValue.string) ?? .null
+        d["format"] = .string(string("format", in: o, path: "dataset.format", default: "jsonl", oneOf: JobValidator.datasetFormats))
+        d["template"] = .string(string("template", in: o, path: "dataset.template", default: "harmony", oneOf: JobValidator.templates))
+        d["val_fraction"] = .number(number("val_fraction", in: o, path: "dataset.val_fraction", default: 0.1, min: 0, below: 1))
+        for k in ["prompt_template", "response_template", "system", "val_path", "reasoning_effort", "date"] {
+            if let s = string(k, in: o, path: "dataset.\(k)") { d[k] = .string(s) }
+        }
+        if let f = o["fields"] {
+            if let fo = f.objectValue, fo.values.allSatisfy({ $0.stringValue != nil }) { d["fields"] = f }
+            else { problems.append("dataset.fields: \(f) is not a mapping of role to column name (e.g. {prompt: problem, response: solution})") }
+        }
+        return d
+    }
+
+    mutating func lora(_ v: JSONValue?) -> [String: JSONValue] {
+        let o = section(v, "lora", keys: ["rank", "alpha", "dropout", "target_modules", "target_parameters", "use_rslora"])
+        var l: [String: JSONValue] = [:]
+        let rank = int("rank", in: o, path: "lora.rank", default: 8, min: 1)
+        l["rank"] = .int(rank)
+        l["alpha"] = .number(number("alpha", in: o, path: "lora.alpha", default: Double(2 * rank), min: 0, exclusiveMin: true))
+        l["dropout"] = .number(number("dropout", in: o, path: "lora.dropout", default: 0, min: 0, below: 1))
+        l["use_rslora"] = .bool(bool("use_rslora", in: o, path: "lora.use_rslora", default: false))
+
+        var modules: [JSONValue] = ["q_proj", "k_proj", "v_proj", "o_proj"].map(JSONValue.string)
+        if let m = o["target_modules"] {
+            let items = m.stringValue.map { [JSONValue.string($0)] } ?? m.arrayValue
+            if let items, items.allSatisfy({ $0.stringValue.map(JobValidator.moduleTargets.contains) == true }) {
+                modules = items
+            } else {
+                problems.append("lora.target_modules: \(m) is not a list of \(JobValidator.moduleTargets.joined(separator: ", "))")
+            }
+        }
+        l["target_modules"] = .array(modules)
+        var params: [JSONValue] = []
+        if let p = o["target_parameters"] {
+            let pattern = #"^[0-9]+\.mlp\.experts\.(gate_up_proj|down_proj)$"#
+            if let items = p.arrayValue, items.allSatisfy({ $0.stringValue?.range(of: pattern, options: .regularExpression) != nil }) {
+                params = items
+            } else {
+                problems.append("lora.target_parameters: \(p) is not a list like [\"7.mlp.experts.gate_up_proj\", \"7.mlp.experts.down_proj\"]")
+            }
+        }
+        l["target_parameters"] = .array(params)
+        return l
+    }
+
+    mutating func train(_ v: JSONValue?) -> [String: JSONValue] {
+        let o = section(v, "train", keys: ["epochs", "learning_rate", "scheduler", "warmup_ratio", "batch_size",
+                                            "grad_accum", "max_seq_len", "weight_decay", "adam_beta1", "adam_beta2",
+                                            "adam_eps", "max_grad_norm", "seed", "min_lr_ratio", "eval_every_steps",
+                                            "gradient_checkpointing", "max_steps", "checkpoint_every_steps", "packing"])
+        var t: [String: JSONValue] = [:]
+        t["epochs"] = .int(int("epochs", in: o, path: "train.epochs", default: 1, min: 1))
+        t["learning_rate"] = .number(number("learning_rate", in: o, path: "train.learning_rate", default: 2e-4, min: 0, exclusiveMin: true))
+        t["scheduler"] = .string(string("scheduler", in: o, path: "train.scheduler", default: "linear", oneOf: JobValidator.schedulers))
+        t["warmup_ratio"] = .number(number("warmup_ratio", in: o, path: "train.warmup_ratio", default: 0, min: 0, max: 1))
+        t["min_lr_ratio"] = .number(number("min_lr_ratio", in: o, path: "train.min_lr_ratio", default: 0.1, min: 0, max: 1))
+        t["batch_size"] = .int(int("batch_size", in: o, path: "train.batch_size", default: 1, min: 1))
+        t["grad_accum"] = .int(int("grad_accum", in: o, path: "train.grad_accum", default: 1, min: 1))
+        t["max_seq_len"] = .int(int("max_seq_len", in: o, path: "train.max_seq_len", default: 1024, min: 1))
+        t["weight_decay"] = .number(number("weight_decay", in: o, path: "train.weight_decay", default: 0, min: 0))
+        t["adam_beta1"] = .number(number("adam_beta1", in: o, path: "train.adam_beta1", default: 0.9, min: 0, below: 1))
+        t["adam_beta2"] = .number(number("adam_beta2", in: o, path: "train.adam_beta2", default: 0.999, min: 0, below: 1))
+        t["adam_eps"] = .number(number("adam_eps", in: o, path: "train.adam_eps", default: 1e-8, min: 0, exclusiveMin: true))
+        t["max_grad_norm"] = .number(number("max_grad_norm", in: o, path: "train.max_grad_norm", default: 1.0, min: 0))
+        t["seed"] = .int(int("seed", in: o, path: "train.seed", default: 42, min: 0))
+        t["eval_every_steps"] = .int(int("eval_every_steps", in: o, path: "train.eval_every_steps", default: 0, min: 0))
+        t["max_steps"] = .int(int("max_steps", in: o, path: "train.max_steps", default: 0, min: 0))
+        t["checkpoint_every_steps"] = .int(int("checkpoint_every_steps", in: o, path: "train.checkpoint_every_steps", default: 0, min: 0))
+        t["gradient_checkpointing"] = .bool(bool("gradient_checkpointing", in: o, path: "train.gradient_checkpointing", default: false))
+        t["packing"] = .bool(bool("packing", in: o, path: "train.packing", default: false))
+        return t
+    }
+}

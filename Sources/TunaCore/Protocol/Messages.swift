@@ -1,0 +1,289 @@
+import Foundation
+
+// Every message of the protocol, one Codable struct each. docs/protocol.md describes them in
+// order; the wire form is a JSON object whose `type` names the message, with an `id` on
+// requests and `re` (the request's id) on replies. See `Envelope`.
+
+public typealias JobID = Int64
+public typealias SweepID = Int64
+
+/// A job's attempt: the attempt number is the fencing token that travels with every message
+/// about that attempt, so a worker whose lease expired cannot finish the job afterwards.
+public struct AttemptRef: Codable, Sendable, Hashable {
+    public var job: JobID
+    public var attempt: Int
+    public init(job: JobID, attempt: Int) { self.job = job; self.attempt = attempt }
+}
+
+// MARK: Session
+
+public struct Hello: Codable, Sendable {
+    public var version: Int
+    public var token: String?
+    /// "worker" or "client" (the CLI).
+    public var role: String
+    public init(version: Int = ProtocolVersion.current, token: String?, role: String) {
+        self.version = version; self.token = token; self.role = role
+    }
+}
+
+public struct Welcome: Codable, Sendable {
+    public var version: Int
+    public var server: String
+    public init(version: Int, server: String) { self.version = version; self.server = server }
+}
+
+public struct ErrorReply: Codable, Sendable, Error {
+    /// A stable machine-readable code: bad_frame, bad_message, unknown_type, unauthorized,
+    /// version, invalid_spec, not_found, stale_attempt, bad_artifact, internal.
+    public var code: String
+    public var message: String
+    public init(code: String, message: String) { self.code = code; self.message = message }
+}
+
+// MARK: Workers
+
+public struct GPUInfo: Codable, Sendable, Hashable {
+    public var index: Int
+    public var name: String
+    public var memory_gb: Double
+    public init(index: Int, name: String, memory_gb: Double) { self.index = index; self.name = name; self.memory_gb = memory_gb }
+}
+
+public struct Capabilities: Codable, Sendable, Hashable {
+    public var hostname: String
+    public var trainers: [String]
+    public var gpus: [GPUInfo]
+    public var cpu_cores: Int
+    public var ram_gb: Double
+    public init(hostname: String, trainers: [String], gpus: [GPUInfo], cpu_cores: Int, ram_gb: Double) {
+        self.hostname = hostname; self.trainers = trainers; self.gpus = gpus; self.cpu_cores = cpu_cores; self.ram_gb = ram_gb
+    }
+}
+
+public struct Register: Codable, Sendable {
+    public var worker_id: String
+    public var name: String
+    public var capabilities: Capabilities
+    public var max_jobs: Int
+    /// Attempts this worker is running now (after a reconnect), to re-attach to their leases.
+    public var running: [AttemptRef]
+    public init(worker_id: String, name: String, capabilities: Capabilities, max_jobs: Int, running: [AttemptRef]) {
+        self.worker_id = worker_id; self.name = name; self.capabilities = capabilities; self.max_jobs = max_jobs; self.running = running
+    }
+}
+
+public struct Registered: Codable, Sendable {
+    public var lease_ms: Int64
+    public var heartbeat_ms: Int64
+    /// Of the attempts the worker said it runs, those whose leases it still holds...
+    public var reattached: [AttemptRef]
+    /// ...and those it must stop (expired, cancelled, or superseded by a newer attempt).
+    public var dropped: [AttemptRef]
+    public var quarantined: Bool
+    public init(lease_ms: Int64, heartbeat_ms: Int64, reattached: [AttemptRef], dropped: [AttemptRef], quarantined: Bool) {
+        self.lease_ms = lease_ms; self.heartbeat_ms = heartbeat_ms; self.reattached = reattached; self.dropped = dropped; self.quarantined = quarantined
+    }
+}
+
+/// "Give me a job that fits these free resources." Long-polled: the coordinator answers
+/// with a `lease` as soon as a fitting job is ready, however long that takes.
+public struct JobRequest: Codable, Sendable {
+    public var free_gpus: [GPUInfo]
+    public var trainers: [String]
+    public init(free_gpus: [GPUInfo], trainers: [String]) { self.free_gpus = free_gpus; self.trainers = trainers }
+}
+
+public struct ArtifactInfo: Codable, Sendable, Hashable {
+    public var kind: String
+    public var name: String
+    public var sha256: String
+    public var size: Int64
+    public init(kind: String, name: String, sha256: String, size: Int64) {
+        self.kind = kind; self.name = name; self.sha256 = sha256; self.size = size
+    }
+}
+
+public struct Lease: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public var sweep: SweepID
+    public var spec: JSONValue
+    public var lease_ms: Int64
+    /// The checkpoint a previous attempt left, to be placed in TUNA_RESUME_DIR.
+    public var resume: [ArtifactInfo]
+    public init(job: JobID, attempt: Int, sweep: SweepID, spec: JSONValue, lease_ms: Int64, resume: [ArtifactInfo]) {
+        self.job = job; self.attempt = attempt; self.sweep = sweep; self.spec = spec; self.lease_ms = lease_ms; self.resume = resume
+    }
+}
+
+public struct Heartbeat: Codable, Sendable {
+    public var leases: [AttemptRef]
+    public init(leases: [AttemptRef]) { self.leases = leases }
+}
+
+public struct HeartbeatAck: Codable, Sendable {
+    /// Leases the worker no longer holds: stop those trainers.
+    public var lost: [AttemptRef]
+    public init(lost: [AttemptRef]) {
+        self.lost = lost
+    }
+}
+
+/// Trainer events of one attempt, each with a per-attempt sequence number so that a batch
+/// resent after a reconnect is stored once.
+public struct Events: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public var events: [EventRecord]
+    public init(job: JobID, attempt: Int, events: [EventRecord]) { self.job = job; self.attempt = attempt; self.events = events }
+}
+
+public struct EventRecord: Codable, Sendable, Equatable {
+    public var seq: Int64
+    public var at_ms: Int64
+    /// A trainer-contract event (`{"event":"step",...}`) or `{"event":"log","line":...}`.
+    public var event: JSONValue
+    public init(seq: Int64, at_ms: Int64, event: JSONValue) { self.seq = seq; self.at_ms = at_ms; self.event = event }
+}
+
+public struct EventsAck: Codable, Sendable {
+    public var through_seq: Int64
+    public init(through_seq: Int64) { self.through_seq = through_seq }
+}
+
+public struct JobDone: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public init(job: JobID, attempt: Int) { self.job = job; self.attempt = attempt }
+}
+
+public struct JobFailed: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public var reason: String
+    /// Hand back without counting as a failure (SIGTERM on the worker, preemption).
+    public var returned: Bool
+    public init(job: JobID, attempt: Int, reason: String, returned: Bool) {
+        self.job = job; self.attempt = attempt; self.reason = reason; self.returned = returned
+    }
+}
+
+/// Pushed to a worker: stop this attempt (cancelled by a user, or the lease was lost).
+public struct CancelAttempt: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public var reason: String
+    public init(job: JobID, attempt: Int, reason: String) {
+        self.job = job; self.attempt = attempt; self.reason = reason
+    }
+}
+
+// MARK: Artifacts
+
+public struct UploadBegin: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int
+    public var artifact: ArtifactInfo
+    public init(job: JobID, attempt: Int, artifact: ArtifactInfo) { self.job = job; self.attempt = attempt; self.artifact = artifact }
+}
+
+public struct UploadReady: Codable, Sendable {
+    public var upload: Int64
+    /// Bytes already received and verified: resume from here.
+    public var offset: Int64
+    public init(upload: Int64, offset: Int64) {
+        self.upload = upload; self.offset = offset
+    }
+}
+
+/// Precedes one binary frame with `length` bytes at `offset` of the upload.
+public struct UploadChunk: Codable, Sendable {
+    public var upload: Int64
+    public var offset: Int64
+    public var length: Int
+    public var sha256: String
+    public init(upload: Int64, offset: Int64, length: Int, sha256: String) {
+        self.upload = upload; self.offset = offset; self.length = length; self.sha256 = sha256
+    }
+}
+
+public struct ChunkAck: Codable, Sendable {
+    public var offset: Int64
+    public init(offset: Int64) { self.offset = offset }
+}
+
+public struct UploadEnd: Codable, Sendable {
+    public var upload: Int64
+    public init(upload: Int64) { self.upload = upload }
+}
+
+public struct ReadArtifact: Codable, Sendable {
+    public var sha256: String
+    public var offset: Int64
+    public var length: Int
+    public init(sha256: String, offset: Int64, length: Int) { self.sha256 = sha256; self.offset = offset; self.length = length }
+}
+
+/// Reply to `read_artifact`; one binary frame follows it.
+public struct ArtifactChunk: Codable, Sendable {
+    public var offset: Int64
+    public var length: Int
+    public var sha256: String
+    public var size: Int64
+    public init(offset: Int64, length: Int, sha256: String, size: Int64) {
+        self.offset = offset; self.length = length; self.sha256 = sha256; self.size = size
+    }
+}
+
+// MARK: Queries and commands (the CLI)
+
+public struct Submit: Codable, Sendable {
+    public var spec: String
+    public init(spec: String) { self.spec = spec }
+}
+
+public struct Submitted: Codable, Sendable {
+    public var sweep: SweepID
+    public var jobs: Int
+    public init(sweep: SweepID, jobs: Int) {
+        self.sweep = sweep; self.jobs = jobs
+    }
+}
+
+/// Names a sweep or a job (cancel, retry, jobs, results).
+public struct Target: Codable, Sendable {
+    public var sweep: SweepID?
+    public var job: JobID?
+    public init(sweep: SweepID? = nil, job: JobID? = nil) { self.sweep = sweep; self.job = job }
+}
+
+public struct Count: Codable, Sendable {
+    public var count: Int
+    public init(count: Int) { self.count = count }
+}
+
+public struct Empty: Codable, Sendable { public init() {} }
+
+public struct WorkerName: Codable, Sendable {
+    public var worker: String
+    public init(worker: String) { self.worker = worker }
+}
+
+public struct ResultsQuery: Codable, Sendable {
+    public var sweep: SweepID?
+    public var sort: String?
+    public init(sweep: SweepID? = nil, sort: String? = nil) { self.sweep = sweep; self.sort = sort }
+}
+
+public struct LogsQuery: Codable, Sendable {
+    public var job: JobID
+    public var attempt: Int?
+    public init(job: JobID, attempt: Int? = nil) { self.job = job; self.attempt = attempt }
+}
+
+/// A list reply: `{"type": "results", "re": 3, "rows": [...]}`.
+public struct Rows<T: Codable & Sendable>: Codable, Sendable {
+    public var rows: [T]
+    public init(_ rows: [T]) { self.rows = rows }
+}

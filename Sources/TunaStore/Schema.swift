@@ -1,0 +1,101 @@
+import GRDB
+
+/// The database schema, as GRDB migrations. A shipped migration is never edited: changes
+/// come as new migrations appended here.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+            CREATE TABLE sweeps (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec_yaml TEXT NOT NULL,
+                method TEXT NOT NULL,
+                varying TEXT NOT NULL,          -- JSON array of dotted paths
+                created_ms INTEGER NOT NULL
+            );
+            CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY,
+                sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+                idx INTEGER NOT NULL,
+                params_hash TEXT NOT NULL,
+                params TEXT NOT NULL,           -- the whole job spec, JSON
+                varying TEXT NOT NULL,          -- the swept fields of this job, JSON object
+                trainer TEXT NOT NULL,
+                gpus INTEGER NOT NULL,
+                gpu_memory_gb REAL NOT NULL,
+                priority INTEGER NOT NULL,
+                max_attempts INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                failures INTEGER NOT NULL DEFAULT 0,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                current_attempt INTEGER,        -- the attempt holding the lease (fencing token)
+                not_before_ms INTEGER NOT NULL DEFAULT 0,
+                error TEXT,
+                worker TEXT,
+                final_train_loss REAL,
+                best_val_loss REAL,
+                final_val_loss REAL,
+                tokens_per_s REAL,
+                adapter_sha256 TEXT,
+                created_ms INTEGER NOT NULL,
+                UNIQUE (sweep_id, params_hash),
+                UNIQUE (sweep_id, idx)
+            );
+            CREATE INDEX jobs_ready ON jobs(status, priority DESC, id);
+            CREATE TABLE workers (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                capabilities TEXT NOT NULL,
+                first_seen_ms INTEGER NOT NULL,
+                last_seen_ms INTEGER NOT NULL,
+                consecutive_failures INTEGER NOT NULL DEFAULT 0,
+                quarantined INTEGER NOT NULL DEFAULT 0,
+                quarantine_reason TEXT
+            );
+            CREATE TABLE attempts (
+                id INTEGER PRIMARY KEY,
+                job_id INTEGER NOT NULL REFERENCES jobs(id),
+                number INTEGER NOT NULL,
+                worker_id TEXT NOT NULL,
+                state TEXT NOT NULL,            -- running, succeeded, failed, lost, returned, cancelled
+                lease_expires_ms INTEGER NOT NULL,
+                started_ms INTEGER NOT NULL,
+                ended_ms INTEGER,
+                error TEXT,
+                UNIQUE (job_id, number)
+            );
+            CREATE INDEX attempts_running ON attempts(state, lease_expires_ms);
+            CREATE TABLE metrics (
+                attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+                seq INTEGER NOT NULL,
+                at_ms INTEGER NOT NULL,
+                event TEXT NOT NULL,            -- the trainer's JSON line
+                PRIMARY KEY (attempt_id, seq)
+            ) WITHOUT ROWID;
+            CREATE TABLE artifacts (
+                id INTEGER PRIMARY KEY,
+                attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+                kind TEXT NOT NULL,             -- adapter, checkpoint
+                name TEXT NOT NULL,             -- relative path inside the output directory
+                sha256 TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                created_ms INTEGER NOT NULL,
+                UNIQUE (attempt_id, kind, name)
+            );
+            CREATE TABLE uploads (
+                id INTEGER PRIMARY KEY,
+                attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                received INTEGER NOT NULL DEFAULT 0,  -- bytes written and verified so far
+                UNIQUE (attempt_id, kind, name, sha256)
+            );
+            """)
+        }
+        return m
+    }
+}

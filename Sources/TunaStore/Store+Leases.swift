@@ -1,0 +1,213 @@
+import Foundation
+import GRDB
+import TunaCore
+
+/// Policy knobs the store applies inside its transactions.
+public struct LeasePolicy: Sendable {
+    public var leaseMs: Int64 = 30_000
+    public var backoffBaseMs: Int64 = 2_000
+    public var backoffCapMs: Int64 = 300_000
+    /// Consecutive failed attempts after which a worker is quarantined.
+    public var quarantineAfter = 3
+    public init() {}
+}
+
+extension Store {
+    /// Records a worker (new or returning) and its capabilities; returns whether it is quarantined.
+    public func upsertWorker(_ r: Register, now: Int64) throws -> Bool {
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO workers (id, name, capabilities, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET name = excluded.name, capabilities = excluded.capabilities,
+                                              last_seen_ms = excluded.last_seen_ms
+                """, arguments: [r.worker_id, r.name, jsonText(r.capabilities), now, now])
+            return try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [r.worker_id]) ?? false
+        }
+    }
+
+    /// After a restart every running lease gets a fresh term: workers could not heartbeat
+    /// while the coordinator was down, and their jobs kept running.
+    public func extendRunningLeases(now: Int64, policy: LeasePolicy) throws {
+        _ = try write { db in
+            try db.execute(sql: "UPDATE attempts SET lease_expires_ms = MAX(lease_expires_ms, ?) WHERE state = 'running'",
+                           arguments: [now + policy.leaseMs])
+        }
+    }
+
+    /// Picks the best ready job that fits the worker's free resources (highest priority,
+    /// then oldest) and leases it as a new attempt, in one transaction. Nil if none fits.
+    public func leaseNext(worker: String, request: JobRequest, now: Int64, policy: LeasePolicy) throws -> Lease? {
+        let trainers = request.trainers.filter { !$0.isEmpty }
+        guard !trainers.isEmpty else { return nil }
+        // A job asking for k GPUs fits when the k-th largest free GPU has enough memory.
+        let mems = request.free_gpus.map(\.memory_gb).sorted(by: >)
+        var fit = ["gpus = 0"]
+        var args: [DatabaseValueConvertible] = [now]
+        for (k, m) in mems.enumerated() {
+            fit.append("(gpus = \(k + 1) AND gpu_memory_gb <= ?)")
+            args.append(m)
+        }
+        args.append(contentsOf: trainers)
+        let sql = """
+            SELECT id, sweep_id, params, attempts FROM jobs INDEXED BY jobs_ready
+            WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
+              AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
+            ORDER BY priority DESC, id LIMIT 1
+            """
+        return try write { db -> Lease? in
+            if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
+                return nil
+            }
+            guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
+            let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
+            let number = attempts + 1
+            guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
+            try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, ?, ?, 'running', ?, ?)",
+                           arguments: [job, number, worker, now + policy.leaseMs, now])
+            try db.execute(sql: """
+                UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
+                    final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL
+                WHERE id = ?
+                """, arguments: [next.rawValue, number, number, worker, job])
+            var spec = (try? JSONValue.parse(Data((row[2] as String).utf8)))?.objectValue ?? [:]
+            spec["job_id"] = .int(Int(job)); spec["sweep_id"] = .int(Int(sweep)); spec["attempt"] = .int(number)
+            return Lease(job: job, attempt: number, sweep: sweep, spec: .object(spec), lease_ms: policy.leaseMs,
+                         resume: try latestCheckpoint(db, job: job))
+        }
+    }
+
+    /// The checkpoint files of the newest earlier attempt that left any.
+    func latestCheckpoint(_ db: Database, job: JobID) throws -> [ArtifactInfo] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT ar.kind, ar.name, ar.sha256, ar.size FROM artifacts ar
+            WHERE ar.attempt_id = (SELECT a.id FROM attempts a JOIN artifacts c ON c.attempt_id = a.id
+                                   WHERE a.job_id = ? AND c.kind = 'checkpoint' ORDER BY a.number DESC LIMIT 1)
+              AND ar.kind = 'checkpoint' ORDER BY ar.name
+            """, arguments: [job])
+        return rows.map { ArtifactInfo(kind: $0[0], name: $0[1], sha256: $0[2], size: $0[3]) }
+    }
+
+    /// Renews the leases a worker still holds; returns those it no longer holds.
+    public func renew(worker: String, leases: [AttemptRef], now: Int64, policy: LeasePolicy) throws -> [AttemptRef] {
+        try write { db in
+            try db.execute(sql: "UPDATE workers SET last_seen_ms = ? WHERE id = ?", arguments: [now, worker])
+            var lost: [AttemptRef] = []
+            for ref in leases {
+                try db.execute(sql: """
+                    UPDATE attempts SET lease_expires_ms = ?
+                    WHERE job_id = ? AND number = ? AND worker_id = ? AND state = 'running'
+                      AND number = (SELECT current_attempt FROM jobs WHERE id = ? AND status = 'running')
+                    """, arguments: [now + policy.leaseMs, ref.job, ref.attempt, worker, ref.job])
+                if db.changesCount == 0 { lost.append(ref) }
+            }
+            return lost
+        }
+    }
+
+    /// Expires leases not renewed in time: the attempt is `lost`, the job goes back to the
+    /// queue (after backoff) or fails for good. Returns the lost attempts and their workers.
+    public func expireLeases(now: Int64, policy: LeasePolicy) throws -> [(AttemptRef, String)] {
+        try write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT job_id, number, worker_id FROM attempts WHERE state = 'running' AND lease_expires_ms < ?",
+                                        arguments: [now])
+            var out: [(AttemptRef, String)] = []
+            for r in rows {
+                let ref = AttemptRef(job: r[0], attempt: r[1])
+                try endAttempt(db, ref, worker: r[2], outcome: .lost("lease expired (worker lost or unreachable)"), now: now, policy: policy)
+                out.append((ref, r[2]))
+            }
+            return out
+        }
+    }
+
+    public enum Outcome: Sendable {
+        case succeeded
+        case failed(String)
+        case lost(String)
+        case returned(String)
+    }
+
+    /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
+    /// is the job's current one, still running, and held by this worker: the fencing check
+    /// that makes at most one attempt the job's result.
+    public func finish(_ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
+        try write { db in
+            _ = try currentAttemptID(db, ref, worker: worker)
+            try endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
+        }
+    }
+
+    /// The attempt's row id if `ref` is the live attempt held by `worker`, else `stale_attempt`.
+    func currentAttemptID(_ db: Database, _ ref: AttemptRef, worker: String) throws -> Int64 {
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT a.id, a.state, a.worker_id, j.current_attempt, j.status FROM attempts a JOIN jobs j ON j.id = a.job_id
+            WHERE a.job_id = ? AND a.number = ?
+            """, arguments: [ref.job, ref.attempt]) else {
+            throw ErrorReply.stale(ref, "no such attempt")
+        }
+        let state: String = row[1], holder: String = row[2], current: Int? = row[3], status: String = row[4]
+        guard holder == worker else { throw ErrorReply.stale(ref, "held by another worker") }
+        guard state == "running", current == ref.attempt, status == "running" else {
+            throw ErrorReply.stale(ref, "the lease is no longer held (attempt \(state), job \(status))")
+        }
+        return row[0]
+    }
+
+    private func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
+        let row = try Row.fetchOne(db, sql: "SELECT status, failures, max_attempts FROM jobs WHERE id = ?", arguments: [ref.job])
+        guard let row, let status = JobStatus(rawValue: row[0]) else { return }
+        let failures: Int = row[1], maxAttempts: Int = row[2]
+        let (attemptState, event, error): (String, JobEvent, String?)
+        switch outcome {
+        case .succeeded: (attemptState, event, error) = ("succeeded", .succeeded, nil)
+        case .failed(let why): (attemptState, event, error) = ("failed", .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
+        case .lost(let why): (attemptState, event, error) = ("lost", .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
+        case .returned(let why): (attemptState, event, error) = ("returned", .returned, why)
+        }
+        guard let next = JobLifecycle.next(status, event) else { return }
+        let stored = error.map { String($0.prefix(2000)) }
+        try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
+                       arguments: [attemptState, now, stored, ref.job, ref.attempt])
+        switch event {
+        case .succeeded:
+            let adapter = try String.fetchOne(db, sql: """
+                SELECT sha256 FROM artifacts WHERE attempt_id = (SELECT id FROM attempts WHERE job_id = ? AND number = ?)
+                AND kind = 'adapter' ORDER BY (name = 'adapter_model.safetensors') DESC, name LIMIT 1
+                """, arguments: [ref.job, ref.attempt])
+            try db.execute(sql: "UPDATE jobs SET status = ?, adapter_sha256 = ?, error = NULL WHERE id = ?",
+                           arguments: [next.rawValue, adapter, ref.job])
+            try db.execute(sql: "UPDATE workers SET consecutive_failures = 0 WHERE id = ?", arguments: [worker])
+        case .failed(let n, _):
+            let delay = JobLifecycle.backoffMs(failures: n, baseMs: policy.backoffBaseMs, capMs: policy.backoffCapMs)
+            try db.execute(sql: "UPDATE jobs SET status = ?, failures = ?, not_before_ms = ?, error = ?, current_attempt = NULL WHERE id = ?",
+                           arguments: [next.rawValue, n, now + delay, stored, ref.job])
+            if case .failed = outcome { try countWorkerFailure(db, worker: worker, why: stored ?? "", policy: policy) }
+        default:
+            try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, current_attempt = NULL, error = ? WHERE id = ?",
+                           arguments: [next.rawValue, now, stored, ref.job])
+        }
+    }
+
+    private func countWorkerFailure(_ db: Database, worker: String, why: String, policy: LeasePolicy) throws {
+        try db.execute(sql: "UPDATE workers SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", arguments: [worker])
+        try db.execute(sql: """
+            UPDATE workers SET quarantined = 1, quarantine_reason = ?
+            WHERE id = ? AND quarantined = 0 AND consecutive_failures >= ?
+            """, arguments: ["\(policy.quarantineAfter) failed attempts in a row; last: \(why.prefix(300))", worker, policy.quarantineAfter])
+    }
+
+    public func unquarantine(worker: String) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, consecutive_failures = 0 WHERE id = ? OR name = ?",
+                           arguments: [worker, worker])
+            if db.changesCount == 0 { throw ErrorReply.notFound("no worker \(worker)") }
+        }
+    }
+
+    /// The earliest time a backed-off job becomes ready, for the dispatcher's timer.
+    public func nextReadyTime(after now: Int64) throws -> Int64? {
+        try read { db in
+            try Int64.fetchOne(db, sql: "SELECT MIN(not_before_ms) FROM jobs WHERE status = 'queued' AND not_before_ms > ?", arguments: [now])
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import GRDB
+import TunaCore
+
+extension Store {
+    public static let sortableColumns = ["id", "final_train_loss", "best_val_loss", "final_val_loss", "tokens_per_s", "attempts", "status"]
+
+    public func sweeps() throws -> [SweepRow] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT s.id, s.name, s.created_ms, s.varying, COUNT(j.id),
+                       SUM(j.status = 'queued'), SUM(j.status = 'running'), SUM(j.status = 'succeeded'),
+                       SUM(j.status = 'failed'), SUM(j.status = 'cancelled')
+                FROM sweeps s LEFT JOIN jobs j ON j.sweep_id = s.id GROUP BY s.id ORDER BY s.id
+                """).map { r in
+                let varying = (try? JSONDecoder().decode([String].self, from: Data((r[3] as String).utf8))) ?? []
+                return SweepRow(id: r[0], name: r[1], created_ms: r[2], varying: varying, jobs: r[4],
+                                queued: r[5] ?? 0, running: r[6] ?? 0, succeeded: r[7] ?? 0, failed: r[8] ?? 0, cancelled: r[9] ?? 0)
+            }
+        }
+    }
+
+    /// One row per job: status, swept parameters and the summary metrics. The summary columns
+    /// are kept up to date as events arrive, so this is one indexed scan even for 100,000 jobs.
+    public func results(sweep: SweepID?, sort: String?) throws -> [ResultRow] {
+        let column = sort ?? "id"
+        guard Store.sortableColumns.contains(column) else {
+            throw ErrorReply(code: "bad_message", message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
+        }
+        let order = column == "tokens_per_s" ? "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id" : "j.\(column) IS NULL, j.\(column), j.id"
+        return try read { db in
+            let filter = sweep == nil ? "" : "WHERE j.sweep_id = ?"
+            let args: StatementArguments = sweep.map { [$0] } ?? []
+            if let sweep, try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) != true {
+                throw ErrorReply.notFound("no sweep \(sweep)")
+            }
+            let cursor = try Row.fetchCursor(db, sql: """
+                SELECT j.id, j.sweep_id, j.idx, j.status, j.attempts, j.varying, j.final_train_loss, j.best_val_loss,
+                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error
+                FROM jobs j LEFT JOIN workers w ON w.id = j.worker \(filter) ORDER BY \(order)
+                """, arguments: args)
+            var out: [ResultRow] = []
+            var cache: [String: [String: JSONValue]] = [:]   // many jobs share few distinct values
+            while let r = try cursor.next() {
+                let text: String = r[5]
+                let params = cache[text] ?? ((try? JSONValue.parse(Data(text.utf8)))?.objectValue ?? [:])
+                if cache.count < 4096 { cache[text] = params }
+                out.append(ResultRow(id: r[0], sweep: r[1], index: r[2], status: JobStatus(rawValue: r[3]) ?? .queued,
+                                     attempts: r[4], params: params, final_train_loss: r[6], best_val_loss: r[7],
+                                     final_val_loss: r[8], tokens_per_s: r[9], worker: r[10], adapter_sha256: r[11], error: r[12]))
+            }
+            return out
+        }
+    }
+
+    public func jobDetail(_ job: JobID) throws -> JobDetail {
+        try read { db in
+            guard let r = try Row.fetchOne(db, sql: """
+                SELECT j.id, j.sweep_id, j.idx, j.status, j.attempts, j.varying, j.final_train_loss, j.best_val_loss,
+                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error
+                FROM jobs j LEFT JOIN workers w ON w.id = j.worker WHERE j.id = ?
+                """, arguments: [job]) else { throw ErrorReply.notFound("no job \(job)") }
+            let row = ResultRow(id: r[0], sweep: r[1], index: r[2], status: JobStatus(rawValue: r[3]) ?? .queued, attempts: r[4],
+                                params: (try? JSONValue.parse(Data((r[5] as String).utf8)))?.objectValue ?? [:],
+                                final_train_loss: r[6], best_val_loss: r[7], final_val_loss: r[8], tokens_per_s: r[9],
+                                worker: r[10], adapter_sha256: r[11], error: r[12])
+            let attempts = try Row.fetchAll(db, sql: """
+                SELECT a.job_id, a.number, COALESCE(w.name, a.worker_id), a.state, a.started_ms, a.ended_ms, a.error
+                FROM attempts a LEFT JOIN workers w ON w.id = a.worker_id WHERE a.job_id = ? ORDER BY a.number
+                """, arguments: [job]).map {
+                AttemptRow(job: $0[0], attempt: $0[1], worker: $0[2], state: $0[3], started_ms: $0[4], ended_ms: $0[5], error: $0[6])
+            }
+            return JobDetail(job: row, attempts: attempts, artifacts: try artifacts(db, job: job))
+        }
+    }
+
+    /// Workers with what they run; `connected` is supplied by the coordinator (it owns sockets).
+    public func workers(connected: Set<String>) throws -> [WorkerRow] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT w.id, w.name, w.capabilities, w.last_seen_ms, w.consecutive_failures, w.quarantined, w.quarantine_reason,
+                       (SELECT COUNT(*) FROM attempts a WHERE a.worker_id = w.id AND a.state = 'running')
+                FROM workers w ORDER BY w.name, w.id
+                """).map { r in
+                let caps = (try? JSONDecoder().decode(Capabilities.self, from: Data((r[2] as String).utf8)))
+                    ?? Capabilities(hostname: "?", trainers: [], gpus: [], cpu_cores: 0, ram_gb: 0)
+                return WorkerRow(id: r[0], name: r[1], capabilities: caps, connected: connected.contains(r[0]),
+                                 last_seen_ms: r[3], running: r[7], consecutive_failures: r[4], quarantined: r[5], quarantine_reason: r[6])
+            }
+        }
+    }
+
+    /// Counts by status, for tests and the benchmark.
+    public func statusCounts() throws -> [JobStatus: Int] {
+        try read { db in
+            var out: [JobStatus: Int] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM jobs GROUP BY status") {
+                if let s = JobStatus(rawValue: r[0]) { out[s] = r[1] }
+            }
+            return out
+        }
+    }
+}

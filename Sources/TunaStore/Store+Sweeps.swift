@@ -1,0 +1,72 @@
+import Foundation
+import GRDB
+import TunaCore
+
+extension Store {
+    /// Stores a validated sweep and all its jobs in one transaction: a sweep is there whole
+    /// or not at all, and (sweep, params_hash) is unique, so its job count is exact.
+    public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64) throws -> Submitted {
+        try write { db in
+            try db.execute(sql: "INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now])
+            let sweep = db.lastInsertedRowID
+            let stmt = try db.makeStatement(sql: """
+                INSERT INTO jobs (sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb,
+                                  priority, max_attempts, status, created_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
+                """)
+            for job in plan.jobs {
+                let p = job.params
+                try stmt.execute(arguments: [
+                    sweep, job.index, job.hash, jsonText(p), jsonText(JSONValue.object(job.varying)),
+                    p["trainer"]?.stringValue ?? "command",
+                    p["resources"]?["gpus"]?.intValue ?? 0,
+                    p["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0,
+                    p["priority"]?.intValue ?? 0,
+                    p["max_attempts"]?.intValue ?? 3,
+                    now,
+                ])
+            }
+            return Submitted(sweep: sweep, jobs: plan.jobs.count)
+        }
+    }
+
+    /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);
+    /// succeeded, queued and running jobs are left alone.
+    public func retry(sweep: SweepID) throws -> Int {
+        try write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) == true else {
+                throw ErrorReply.notFound("no sweep \(sweep)")
+            }
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'queued', failures = 0, not_before_ms = 0, error = NULL, current_attempt = NULL
+                WHERE sweep_id = ? AND status IN ('failed', 'cancelled')
+                """, arguments: [sweep])
+            return db.changesCount
+        }
+    }
+
+    /// Cancels queued and running jobs of a sweep or one job. Returns the running attempts,
+    /// whose workers must be told to stop; their late results are refused from now on.
+    public func cancel(_ target: Target, now: Int64) throws -> (count: Int, running: [(AttemptRef, String)]) {
+        try write { db in
+            let (clause, arg): (String, Int64)
+            if let job = target.job { (clause, arg) = ("j.id = ?", job) }
+            else if let sweep = target.sweep { (clause, arg) = ("j.sweep_id = ?", sweep) }
+            else { throw ErrorReply(code: "bad_message", message: "cancel needs a sweep or a job") }
+            let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs j WHERE \(clause) LIMIT 1", arguments: [arg]) == true
+            if !exists { throw ErrorReply.notFound("no \(target.job != nil ? "job" : "sweep") \(arg)") }
+            let running = try Row.fetchAll(db, sql: """
+                SELECT j.id, a.number, a.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.current_attempt
+                WHERE \(clause) AND j.status = 'running' AND a.state = 'running'
+                """, arguments: [arg]).map { (AttemptRef(job: $0[0], attempt: $0[1]), $0[2] as String) }
+            for (ref, _) in running {
+                try db.execute(sql: "UPDATE attempts SET state = 'cancelled', ended_ms = ?, error = 'cancelled' WHERE job_id = ? AND number = ?",
+                               arguments: [now, ref.job, ref.attempt])
+            }
+            try db.execute(sql: "UPDATE jobs SET status = 'cancelled', error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN ('queued', 'running')",
+                           arguments: [arg])
+            return (db.changesCount, running)
+        }
+    }
+}

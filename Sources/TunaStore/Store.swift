@@ -1,0 +1,68 @@
+import Foundation
+import GRDB
+import TunaCore
+
+/// Everything the coordinator keeps, in one SQLite file (WAL). The only type that speaks
+/// SQL. Every method is one transaction, so each invariant (one current attempt per job,
+/// at most one result) is enforced inside a single write.
+///
+/// Durability: WAL with `synchronous=FULL` by default: a reply is sent only after its
+/// transaction is on disk, so a coordinator killed with -9 (or a power cut) loses nothing it
+/// acknowledged. `synchronous=NORMAL` survives kill -9 too (the WAL is in the OS cache) but
+/// not a power cut; `--sync normal` trades that for speed.
+public final class Store: @unchecked Sendable {
+    // @unchecked: DatabaseQueue serializes every access itself.
+    let db: DatabaseQueue
+
+    public enum Sync: String, Sendable { case full = "FULL", normal = "NORMAL" }
+
+    /// Opens (creating if needed) the database at `path`; nil for a private in-memory one.
+    public init(path: String?, sync: Sync = .full) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        }
+        do {
+            if let path {
+                db = try DatabaseQueue(path: path, configuration: config)
+                try db.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    try db.execute(sql: "PRAGMA synchronous = \(sync.rawValue)")
+                }
+            } else {
+                db = try DatabaseQueue(configuration: config)
+            }
+            try Schema.migrator.migrate(db)
+        } catch {
+            throw TunaError.io("cannot open the database at \(path ?? ":memory:"): \(error)")
+        }
+    }
+
+    /// Runs a write transaction, mapping SQLite failures (a full disk, say) to a clear error.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try db.write(body) }
+        catch let e as ErrorReply { throw e }
+        catch let e as TunaError { throw e }
+        catch { throw ErrorReply(code: "internal", message: "database write failed: \(error)") }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try db.read(body) }
+        catch let e as ErrorReply { throw e }
+        catch { throw ErrorReply(code: "internal", message: "database read failed: \(error)") }
+    }
+}
+
+extension ErrorReply {
+    static func stale(_ ref: AttemptRef, _ why: String) -> ErrorReply {
+        ErrorReply(code: "stale_attempt", message: "job \(ref.job) attempt \(ref.attempt): \(why)")
+    }
+    static func notFound(_ what: String) -> ErrorReply { ErrorReply(code: "not_found", message: what) }
+}
+
+func jsonText(_ v: JSONValue) -> String { v.canonicalJSON }
+func jsonText<T: Encodable>(_ v: T) -> String {
+    let e = JSONEncoder(); e.outputFormatting = .sortedKeys
+    return (try? e.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+}

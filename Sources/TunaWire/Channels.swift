@@ -1,0 +1,36 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import TunaCore
+
+/// Builds the channel pipelines both sides use: framing with a size cap, nothing else.
+/// Message handling happens in async code over `NIOAsyncChannel`.
+public enum Channels {
+    public typealias Conn = NIOAsyncChannel<Frame, Frame>
+
+    public static func configure(_ channel: Channel, maxFrame: Int) -> EventLoopFuture<Conn> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxLength: maxFrame)))
+            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+            return try Conn(wrappingChannelSynchronously: channel)
+        }
+    }
+
+    public static func listen(_ addr: HostPort, maxFrame: Int = Frame.defaultMaxLength,
+                              group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws
+        -> NIOAsyncChannel<Conn, Never> {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: addr.host, port: addr.port) { configure($0, maxFrame: maxFrame) }
+    }
+
+    public static func connect(_ addr: HostPort, maxFrame: Int = Frame.defaultMaxLength,
+                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Conn {
+        try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .connect(host: addr.host, port: addr.port) { configure($0, maxFrame: maxFrame) }
+    }
+}

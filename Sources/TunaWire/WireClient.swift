@@ -1,0 +1,115 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import TunaCore
+
+/// A connection to the coordinator that matches replies to requests by id. Messages that
+/// are not replies (pushes such as `cancel`) arrive on `pushes`. Used by the CLI and the
+/// worker daemon alike.
+public final class WireClient: Sendable {
+    private struct State {
+        var nextID: Int64 = 1
+        var pending: [Int64: CheckedContinuation<Incoming, Error>] = [:]
+        var closed: Error?
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let outbound: NIOAsyncChannelOutboundWriter<Frame>
+    private let channel: Channel
+    public let pushes: AsyncStream<Incoming>
+
+    /// Connects and says hello; throws `ErrorReply` if the coordinator refuses (bad token, version).
+    public static func connect(_ addr: HostPort, token: String?, role: String) async throws -> WireClient {
+        let conn: Channels.Conn
+        do { conn = try await Channels.connect(addr) } catch {
+            throw TunaError.io("cannot reach the coordinator at \(addr): \(error)")
+        }
+        let client = await WireClient(conn)
+        do {
+            _ = try await client.request("hello", Hello(token: token, role: role), as: Welcome.self)
+        } catch {
+            client.close()
+            throw error
+        }
+        return client
+    }
+
+    private init(_ conn: Channels.Conn) async {
+        channel = conn.channel
+        let (pushes, pushCont) = AsyncStream.makeStream(of: Incoming.self)
+        self.pushes = pushes
+        let (ready, readyCont) = AsyncStream.makeStream(of: NIOAsyncChannelOutboundWriter<Frame>.self)
+        let state = self.state
+        Task {
+            do {
+                try await conn.executeThenClose { inbound, outbound in
+                    readyCont.yield(outbound)
+                    readyCont.finish()
+                    var assembler = MessageAssembler()
+                    for try await frame in inbound {
+                        guard let msg = try assembler.feed(frame) else { continue }
+                        if let re = msg.header.re, let cont = state.withLockedValue({ $0.pending.removeValue(forKey: re) }) {
+                            cont.resume(returning: msg)
+                        } else {
+                            pushCont.yield(msg)
+                        }
+                    }
+                }
+            } catch {}
+            readyCont.finish()
+            pushCont.finish()
+            let waiting = state.withLockedValue { s -> [CheckedContinuation<Incoming, Error>] in
+                s.closed = WireError.closed
+                defer { s.pending.removeAll() }
+                return Array(s.pending.values)
+            }
+            for c in waiting { c.resume(throwing: WireError.closed) }
+        }
+        var it = ready.makeAsyncIterator()
+        // The stream yields exactly once unless the connection died first; a dead writer
+        // fails its first write, which callers see as `closed`.
+        if let w = await it.next() { outbound = w } else {
+            outbound = await WireClient.deadWriter(conn)
+        }
+    }
+
+    private static func deadWriter(_ conn: Channels.Conn) async -> NIOAsyncChannelOutboundWriter<Frame> {
+        // Only reached when the channel closed before the writer was handed out.
+        let (stream, _) = NIOAsyncChannelOutboundWriter<Frame>.makeTestingWriter()
+        return stream
+    }
+
+    public var isClosed: Bool { state.withLockedValue { $0.closed != nil } || !channel.isActive }
+
+    public func close() { channel.close(promise: nil) }
+
+    /// Sends a request and waits for its reply, decoded as `R`.
+    public func request<P: Encodable, R: Decodable>(_ type: String, _ payload: P, binary: Data? = nil, as: R.Type) async throws -> R {
+        try await requestRaw(type, payload, binary: binary).decode(R.self)
+    }
+
+    public func requestRaw<P: Encodable>(_ type: String, _ payload: P, binary: Data? = nil) async throws -> Incoming {
+        let id = state.withLockedValue { s -> Int64 in defer { s.nextID += 1 }; return s.nextID }
+        let frame = Envelope.encode(type, id: id, bin: binary?.count, payload)
+        return try await withCheckedThrowingContinuation { cont in
+            let closed = state.withLockedValue { s -> Bool in
+                if s.closed != nil { return true }
+                s.pending[id] = cont
+                return false
+            }
+            if closed { cont.resume(throwing: WireError.closed); return }
+            Task {
+                do {
+                    // One write for both frames, so a concurrent request cannot slip between
+                    // a message and the binary frame it announces.
+                    try await outbound.write(contentsOf: binary.map { [.json(frame), .binary($0)] } ?? [.json(frame)])
+                } catch {
+                    if let c = state.withLockedValue({ $0.pending.removeValue(forKey: id) }) { c.resume(throwing: WireError.closed) }
+                }
+            }
+        }
+    }
+
+    /// Sends a frame with no reply expected (used by tests to send garbage).
+    public func sendRaw(_ frame: Frame) async throws { try await outbound.write(frame) }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import TunaCore
+
+/// Buffers each attempt's events with sequence numbers until the coordinator acknowledges
+/// them. A batch lost with a dropped connection is sent again; the coordinator stores each
+/// (attempt, seq) once, so nothing is lost and nothing is doubled.
+actor EventSink {
+    private var pending: [AttemptRef: [EventRecord]] = [:]
+    private var nextSeq: [AttemptRef: Int64] = [:]
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    static let maxBatch = 512
+
+    func append(_ ref: AttemptRef, _ event: JSONValue) {
+        let seq = nextSeq[ref, default: 0]
+        nextSeq[ref] = seq + 1
+        pending[ref, default: []].append(EventRecord(seq: seq, at_ms: Int64(Date().timeIntervalSince1970 * 1000), event: event))
+        let w = waiters; waiters.removeAll()
+        for c in w { c.resume() }
+    }
+
+    /// Waits until some event is pending.
+    func waitForEvents() async {
+        if pending.values.contains(where: { !$0.isEmpty }) { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func batches() -> [Events] {
+        pending.compactMap { ref, events in
+            events.isEmpty ? nil : Events(job: ref.job, attempt: ref.attempt, events: Array(events.prefix(EventSink.maxBatch)))
+        }
+    }
+
+    func acknowledge(_ ref: AttemptRef, through: Int64) {
+        pending[ref]?.removeAll { $0.seq <= through }
+    }
+
+    func isDrained(_ ref: AttemptRef) -> Bool { pending[ref]?.isEmpty ?? true }
+
+    /// Forgets an attempt whose lease is gone (its events would be refused anyway).
+    func drop(_ ref: AttemptRef) { pending[ref] = nil; nextSeq[ref] = nil }
+}

@@ -1,0 +1,108 @@
+import Crypto
+import Foundation
+import TunaCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one attempt of one job: prepares its directories, fetches the checkpoint to resume
+/// from, starts the trainer, streams its lines as events, uploads what it left, and reports
+/// the outcome. Talks to the coordinator only through the daemon (which survives reconnects).
+actor JobRunner {
+    enum Stop: Equatable { case cancelled(String), handBack }
+
+    let lease: Lease
+    let ref: AttemptRef
+    let trainer: Trainer
+    let gpus: [Int]
+    let dir: URL
+    let daemon: WorkerDaemon
+    let graceSeconds: Double
+    private var child: ChildProcess?
+    private var stop: Stop?
+
+    init(lease: Lease, trainer: Trainer, gpus: [Int], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double) {
+        self.lease = lease
+        self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
+        self.trainer = trainer; self.gpus = gpus; self.daemon = daemon; self.graceSeconds = graceSeconds
+        dir = workDir.appendingPathComponent("jobs/job-\(lease.job)/attempt-\(lease.attempt)")
+    }
+
+    var output: URL { dir.appendingPathComponent("output") }
+    var checkpoints: URL { dir.appendingPathComponent("checkpoint") }
+    var resume: URL { dir.appendingPathComponent("resume") }
+
+    func run() async {
+        let outcome: (ok: Bool, reason: String)
+        do { outcome = try await execute() } catch { outcome = (false, "\(error)") }
+        await finish(ok: outcome.ok, reason: outcome.reason)
+    }
+
+    private func execute() async throws -> (ok: Bool, reason: String) {
+        let fm = FileManager.default
+        for d in [output, checkpoints, resume] { try fm.createDirectory(at: d, withIntermediateDirectories: true) }
+        let jobFile = dir.appendingPathComponent("job.json")
+        try lease.spec.jsonData.write(to: jobFile)
+        if !lease.resume.isEmpty { try await daemon.download(lease.resume, into: resume) }
+        if stop != nil { return (false, "stopped before start") }
+
+        let argv = try trainer.argv(spec: lease.spec, jobFile: jobFile, outputDir: output)
+        var env = ProcessInfo.processInfo.environment
+        env["TUNA_JOB"] = jobFile.path
+        env["TUNA_OUTPUT_DIR"] = output.path
+        env["TUNA_CHECKPOINT_DIR"] = checkpoints.path
+        env["TUNA_JOB_ID"] = String(lease.job)
+        env["TUNA_ATTEMPT"] = String(lease.attempt)
+        if !lease.resume.isEmpty { env["TUNA_RESUME_DIR"] = resume.path } else { env["TUNA_RESUME_DIR"] = nil }
+        env["CUDA_VISIBLE_DEVICES"] = gpus.map(String.init).joined(separator: ",")
+        let child = try ChildProcess(argv: argv, env: env, cwd: dir.path)
+        self.child = child
+        await daemon.event(ref, ["event": "started", "argv": .array(argv.map(JSONValue.string)), "gpus": .array(gpus.map { .int($0) })])
+
+        var sawDone = false
+        for await (stream, line) in child.lines {
+            if stream == "stdout", line.first == "{", let v = try? JSONValue.parse(line), v["event"]?.stringValue != nil {
+                if v["event"]?.stringValue == "done" { sawDone = true }
+                await daemon.event(ref, v)
+            } else {
+                await daemon.event(ref, ["event": "log", "stream": .string(stream), "line": .string(String(line.prefix(4096)))])
+            }
+        }
+        let code = await child.wait()
+        if let stop {
+            if case .cancelled(let why) = stop { return (false, why) }
+            return (false, "handed back (worker shutting down)")
+        }
+        if code == 0 { return (true, sawDone ? "done" : "exited 0") }
+        return (false, "trainer exited with code \(code)")
+    }
+
+    private func finish(ok: Bool, reason: String) async {
+        if case .cancelled = stop { await daemon.forget(ref); return }
+        let handBack: Bool = { if case .handBack = stop { return true }; return false }()
+        do {
+            if ok {
+                try await daemon.upload(ref, directory: output, kind: "adapter")
+            } else {
+                // The latest checkpoint lets the next attempt resume instead of starting over.
+                try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
+            }
+            try await daemon.report(ref, ok: ok, reason: reason, handBack: handBack)
+        } catch {
+            await daemon.log("job \(ref.job) attempt \(ref.attempt): could not report: \(error)")
+        }
+        await daemon.forget(ref)
+    }
+
+    /// Stops the trainer: SIGTERM (the trainer should checkpoint and exit), SIGKILL after the grace period.
+    func stop(_ how: Stop) {
+        if stop == nil { stop = how }
+        guard let child else { return }
+        child.signal(SIGTERM)
+        let grace = graceSeconds
+        Task {
+            try? await Task.sleep(nanoseconds: UInt64(grace * 1e9))
+            child.signal(SIGKILL)
+        }
+    }
+}

@@ -1,0 +1,22 @@
+import Foundation
+import TunaCore
+
+public struct WorkerConfig: Sendable {
+    public var coordinator: HostPort
+    public var workDir: URL
+    public var token: String?
+    public var maxJobs = 1
+    public var name: String?
+    public var trainers: [Trainer] = [CommandTrainer()]
+    /// Seconds a trainer gets between SIGTERM and SIGKILL.
+    public var graceSeconds = 30.0
+    /// Reconnect backoff bounds, seconds.
+    public var backoffMin = 0.2
+    public var backoffMax = 5.0
+    /// Overrides the probed GPUs (tests, or a box whose nvidia-smi lies).
+    public var gpus: [GPUInfo]?
+
+    public init(coordinator: HostPort, workDir: URL, token: String?) {
+        self.coordinator = coordinator; self.workDir = workDir; self.token = token
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+import Logging
+import TunaCore
+import TunaWire
+
+/// The worker process: keeps a connection to the coordinator (reconnecting with backoff),
+/// asks for jobs while it has free slots and GPUs, runs each in a `JobRunner`, renews
+/// leases, and relays events and uploads. Running jobs never depend on the connection:
+/// when the coordinator restarts they keep going and re-attach on reconnect.
+public actor WorkerDaemon {
+    let config: WorkerConfig
+    let log: Logger
+    let workerID: String
+    let capabilities: Capabilities
+    let sink = EventSink()
+    private var client: WireClient?
+    private var connectWaiters: [CheckedContinuation<Void, Never>] = []
+    private var runners: [AttemptRef: (runner: JobRunner, gpus: [Int], task: Task<Void, Never>)] = [:]
+    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
+    private var shuttingDown = false
+    private var quarantined = false
+
+    public init(config: WorkerConfig, log: Logger = Logger(label: "tuna.worker")) throws {
+        self.config = config
+        self.log = log
+        try FileManager.default.createDirectory(at: config.workDir, withIntermediateDirectories: true)
+        // A stable identity across restarts, so re-registration finds this worker's leases.
+        let idFile = config.workDir.appendingPathComponent("worker-id")
+        if let id = try? String(contentsOf: idFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !id.isEmpty {
+            workerID = id
+        } else {
+            workerID = UUID().uuidString.lowercased()
+            try workerID.write(to: idFile, atomically: true, encoding: .utf8)
+        }
+        var caps = HardwareProbe.probe(trainers: config.trainers.map(\.name))
+        if let g = config.gpus { caps.gpus = g }
+        capabilities = caps
+    }
+
+    var name: String { config.name ?? capabilities.hostname }
+
+    // MARK: Main loop
+
+    /// Runs until `shutdown()` finishes handing jobs back.
+    public func run() async {
+        Task { await self.pumpEvents() }
+        var delay = config.backoffMin
+        while !shuttingDown || !runners.isEmpty {
+            do {
+                try await session()
+                delay = config.backoffMin
+            } catch {
+                if !shuttingDown { log.warning("coordinator \(config.coordinator): \(error); retrying in \(String(format: "%.1f", delay))s") }
+            }
+            client = nil
+            if shuttingDown && runners.isEmpty { break }
+            try? await Task.sleep(nanoseconds: UInt64(delay * Double.random(in: 0.8...1.2) * 1e9))
+            delay = min(config.backoffMax, delay * 2)
+        }
+    }
+
+    /// One connection's life: register, then request jobs, heartbeat and take pushes until it drops.
+    private func session() async throws {
+        let c = try await WireClient.connect(config.coordinator, token: config.token, role: "worker")
+        defer { c.close() }
+        let reg = try await c.request("register", Register(worker_id: workerID, name: name, capabilities: capabilities,
+                                                           max_jobs: config.maxJobs, running: Array(runners.keys)), as: Registered.self)
+        for ref in reg.dropped { await runners[ref]?.runner.stop(.cancelled("lease lost while disconnected")) }
+        quarantined = reg.quarantined
+        if quarantined { log.error("this worker is quarantined; `tuna workers` says why; it will take no jobs") }
+        log.info("connected to \(config.coordinator) as \(name) (\(workerID)); \(reg.reattached.count) running jobs re-attached")
+        client = c
+        for w in connectWaiters { w.resume() }
+        connectWaiters.removeAll()
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.heartbeats(c, everyMs: reg.heartbeat_ms) }
+            group.addTask { try await self.requestJobs(c) }
+            group.addTask {
+                for await push in c.pushes where push.type == "cancel" {
+                    if let cancel = try? push.decode(CancelAttempt.self) {
+                        await self.cancel(AttemptRef(job: cancel.job, attempt: cancel.attempt), reason: cancel.reason)
+                    }
+                }
+                throw WireError.closed
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func heartbeats(_ c: WireClient, everyMs: Int64) async throws {
+        while true {
+            try await Task.sleep(nanoseconds: UInt64(everyMs) * 1_000_000)
+            let ack = try await c.request("heartbeat", Heartbeat(leases: Array(runners.keys)), as: HeartbeatAck.self)
+            for ref in ack.lost { await cancel(ref, reason: "lease lost") }
+        }
+    }
+
+    private func requestJobs(_ c: WireClient) async throws {
+        while !shuttingDown && !quarantined {
+            guard runners.count < config.maxJobs else { await waitForSlot(); continue }
+            let busy = Set(runners.values.flatMap(\.gpus))
+            let free = capabilities.gpus.filter { !busy.contains($0.index) }
+            let lease = try await c.request("job_request", JobRequest(free_gpus: free, trainers: capabilities.trainers), as: Lease.self)
+            start(lease)
+        }
+        try await Task.sleep(nanoseconds: UInt64.max / 2)
+    }
+
+    private func waitForSlot() async { await withCheckedContinuation { slotWaiters.append($0) } }
+
+    private func start(_ lease: Lease) {
+        let ref = AttemptRef(job: lease.job, attempt: lease.attempt)
+        let name = lease.spec["trainer"]?.stringValue ?? "command"
+        let needed = lease.spec["resources"]?["gpus"]?.intValue ?? 0
+        let minMem = lease.spec["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0
+        let busy = Set(runners.values.flatMap(\.gpus))
+        let gpus = capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= minMem }.prefix(needed).map(\.index)
+        let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
+        let runner = JobRunner(lease: lease, trainer: trainer, gpus: Array(gpus), workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds)
+        log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus))")
+        let task = Task { await runner.run() }
+        runners[ref] = (runner, Array(gpus), task)
+    }
+
+    private func cancel(_ ref: AttemptRef, reason: String) async {
+        guard let r = runners[ref] else { return }
+        log.info("job \(ref.job) attempt \(ref.attempt): stopping (\(reason))")
+        await r.runner.stop(.cancelled(reason))
+    }
+
+    /// SIGTERM: stop taking jobs, ask every trainer to checkpoint and exit, hand the jobs back.
+    public func shutdown() async {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        log.info("shutting down: handing back \(runners.count) job(s)")
+        for (_, r) in runners { await r.runner.stop(.handBack) }
+        for w in slotWaiters { w.resume() }
+        slotWaiters.removeAll()
+        if runners.isEmpty { client?.close() }
+    }
+
+    // MARK: Services for runners
+
+    func forget(_ ref: AttemptRef) async {
+        runners[ref] = nil
+        await sink.drop(ref)
+        for w in slotWaiters { w.resume() }
+        slotWaiters.removeAll()
+        if shuttingDown && runners.isEmpty { client?.close() }
+    }
+
+    func event(_ ref: AttemptRef, _ e: JSONValue) async { await sink.append(ref, e) }
+
+    func log(_ message: String) { log.warning("\(message)") }
+
+    /// Runs `body` with a live connection, waiting for (re)connection and retrying when the
+    /// connection drops mid-way. Errors from the coordinator itself are passed on.
+    func withClient<R: Sendable>(_ body: @Sendable (WireClient) async throws -> R) async throws -> R {
+        while true {
+            if client == nil || client!.isClosed {
+                if shuttingDown && client == nil { throw WireError.closed }
+                await withCheckedContinuation { connectWaiters.append($0) }
+                continue
+            }
+            do { return try await body(client!) }
+            catch is WireError { try? await Task.sleep(nanoseconds: 100_000_000) }
+        }
+    }
+
+    /// Sends pending events, in batches, until acknowledged; forever (one per daemon).
+    private func pumpEvents() async {
+        while true {
+            await sink.waitForEvents()
+            for batch in await sink.batches() {
+                let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
+                guard let c = client, !c.isClosed else { break }
+                do {
+                    let ack = try await c.request("events", batch, as: EventsAck.self)
+                    await sink.acknowledge(ref, through: ack.through_seq)
+                } catch let e as ErrorReply where e.code == "stale_attempt" {
+                    await sink.drop(ref)
+                    await cancel(ref, reason: e.message)
+                } catch {}
+            }
+            if client == nil || client!.isClosed { try? await Task.sleep(nanoseconds: 200_000_000) }
+            else { try? await Task.sleep(nanoseconds: 20_000_000) }
+        }
+    }
+
+    /// Reports the outcome once every event of the attempt is stored.
+    func report(_ ref: AttemptRef, ok: Bool, reason: String, handBack: Bool) async throws {
+        while !(await sink.isDrained(ref)) { try await Task.sleep(nanoseconds: 20_000_000) }
+        try await withClient { c in
+            if ok {
+                _ = try await c.request("job_done", JobDone(job: ref.job, attempt: ref.attempt), as: Empty.self)
+            } else {
+                _ = try await c.request("job_failed", JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: handBack), as: Empty.self)
+            }
+        }
+        log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? "succeeded" : (handBack ? "handed back" : "failed: \(reason)"))")
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+import TunaWire
+
+/// Where the coordinator is and how to prove we may talk to it; shared by every client command.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "Coordinator address HOST:PORT (default: $TUNA_COORDINATOR or 127.0.0.1:7070).")
+    var coordinator: String?
+
+    @Option(name: .long, help: "File holding the shared token (default: $TUNA_TOKEN).")
+    var tokenFile: String?
+
+    var address: HostPort {
+        get throws {
+            let s = coordinator ?? ProcessInfo.processInfo.environment["TUNA_COORDINATOR"] ?? "127.0.0.1:7070"
+            do { return try HostPort(parsing: s) } catch { throw ValidationError("--coordinator: \(error)") }
+        }
+    }
+
+    var token: String? {
+        get throws { try readToken(file: tokenFile) }
+    }
+
+    func connect() async throws -> WireClient {
+        try await WireClient.connect(try address, token: try token, role: "client")
+    }
+}
+
+/// The token from a file (trimmed) or $TUNA_TOKEN.
+func readToken(file: String?) throws -> String? {
+    if let file {
+        guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read the token file \(file)") }
+        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
+        return t
+    }
+    return ProcessInfo.processInfo.environment["TUNA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+}
+
+/// Prints a Codable value as JSON (for `--json`).
+func printJSON<T: Encodable>(_ value: T) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    if let d = try? e.encode(value) { print(String(decoding: d, as: UTF8.self)) }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TunaCore
+import TunaCoordinator
+import TunaStore
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "coordinator",
+        abstract: "Run the coordinator: stores sweeps in SQLite and hands jobs to workers.")
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen = "127.0.0.1:7070"
+
+    @Option(help: "Directory for the database and artifacts.")
+    var dataDir = "tuna-data"
+
+    @Option(help: "File holding the shared token workers and clients must present (required off loopback).")
+    var tokenFile: String?
+
+    @Option(help: "Lease length in milliseconds: a worker silent this long loses its jobs.")
+    var leaseMs: Int64 = 30_000
+
+    @Option(help: "Base retry backoff in milliseconds (doubles per failure, capped at 5 minutes).")
+    var backoffMs: Int64 = 2_000
+
+    @Option(help: "Consecutive failed attempts after which a worker is quarantined.")
+    var quarantineAfter = 3
+
+    @Option(help: "SQLite synchronous mode: full (survives power loss) or normal (survives kill -9).")
+    var sync = "full"
+
+    @Option(help: "Write the bound port to this file once listening (for scripts using port 0).")
+    var portFile: String?
+
+    func run() async throws {
+        var config = CoordinatorConfig(listen: try HostPort(parsing: listen), dataDir: URL(fileURLWithPath: dataDir), token: try readToken(file: tokenFile))
+        config.policy.leaseMs = leaseMs
+        config.policy.backoffBaseMs = backoffMs
+        config.policy.quarantineAfter = quarantineAfter
+        guard let s = Store.Sync(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be full or normal") }
+        config.sync = s
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let server = try CoordinatorServer(config: config)
+        let portFile = self.portFile
+        try await runUntilSignal {
+            try await server.run { port in
+                if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+            }
+        }
+    }
+}
+
+/// Runs `body` until SIGINT or SIGTERM cancels it.
+func runUntilSignal(_ body: @escaping @Sendable () async throws -> Void) async throws {
+    let task = Task { try await body() }
+    let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler { task.cancel() }
+        s.resume()
+        return s
+    }
+    defer { sources.forEach { $0.cancel() } }
+    do { try await task.value } catch is CancellationError {}
+}

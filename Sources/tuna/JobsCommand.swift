@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs",
+        abstract: "List jobs (of one sweep with --sweep), or show one job with its attempts and artifacts.")
+
+    @Argument(help: "A job id: show that job in detail.") var job: Int64?
+    @Option(help: "Only this sweep's jobs.") var sweep: Int64?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let c = try await connection.connect()
+        defer { c.close() }
+        if let job {
+            let d = try await c.request("job", Target(job: job), as: JobDetail.self)
+            if json { return printJSON(d) }
+            let j = d.job
+            print("job \(j.id) of sweep \(j.sweep) (#\(j.index)): \(j.status.rawValue), \(j.attempts) attempt(s)")
+            print("params: " + j.params.keys.sorted().map { "\($0)=\(j.params[$0]!.canonicalJSON)" }.joined(separator: " "))
+            if let e = j.error { print("error: \(e)") }
+            var t = Table(["attempt", "worker", "state", "started", "seconds", "error"])
+            for a in d.attempts {
+                let secs = a.ended_ms.map { String(format: "%.1f", Double($0 - a.started_ms) / 1000) } ?? "-"
+                t.add(["\(a.attempt)", a.worker, a.state, isoTime(a.started_ms), secs, a.error ?? ""])
+            }
+            print(t.render())
+            if !d.artifacts.isEmpty {
+                var at = Table(["artifact", "kind", "bytes", "sha256"])
+                for a in d.artifacts { at.add([a.name, a.kind, "\(a.size)", a.sha256]) }
+                print(at.render())
+            }
+            return
+        }
+        let rows = try await c.request("results", ResultsQuery(sweep: sweep), as: Rows<ResultRow>.self).rows
+        if json { return printJSON(rows) }
+        var t = Table(["job", "sweep", "status", "attempts", "worker", "error"])
+        for r in rows { t.add(["\(r.id)", "\(r.sweep)", r.status.rawValue, "\(r.attempts)", r.worker ?? "-", r.error ?? ""]) }
+        print(t.render())
+    }
+}
+
+func isoTime(_ ms: Int64) -> String {
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    f.timeZone = TimeZone(identifier: "UTC")
+    return f.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+import TunaCore
+
+struct RetryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "retry",
+        abstract: "Requeue a sweep's failed and cancelled jobs; succeeded jobs are left alone.")
+
+    @Argument(help: "The sweep id.") var sweep: Int64
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let c = try await connection.connect()
+        defer { c.close() }
+        let n = try await c.request("retry", Target(sweep: sweep), as: Count.self)
+        print("requeued \(n.count) job(s)")
+    }
+}

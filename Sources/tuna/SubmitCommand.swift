@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "submit", abstract: "Submit a sweep from a YAML spec.")
+
+    @Argument(help: "The sweep spec (YAML); docs/job-spec.md describes it.")
+    var spec: String
+
+    @Flag(help: "Expand and validate only; print the jobs instead of submitting.")
+    var dryRun = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else { throw ValidationError("cannot read \(spec)") }
+        if dryRun {
+            let plan: SweepPlan
+            do { plan = try SweepSpec.plan(yaml: text) } catch let e as TunaError { throw ValidationError(e.description) }
+            if json {
+                print(JSONValue.array(plan.jobs.map { .object(["index": .int($0.index), "hash": .string($0.hash), "params": $0.params]) }).canonicalJSON)
+            } else {
+                var t = Table(["job"] + plan.varyingKeys + ["hash"])
+                for j in plan.jobs { t.add(["\(j.index)"] + plan.varyingKeys.map { j.varying[$0]?.canonicalJSON ?? "-" } + [String(j.hash.prefix(12))]) }
+                print(t.render())
+                print("\(plan.jobs.count) jobs (\(plan.method.rawValue)); nothing submitted")
+            }
+            return
+        }
+        let c = try await connection.connect()
+        defer { c.close() }
+        let r = try await c.request("submit", Submit(spec: text), as: Submitted.self)
+        if json { print("{\"sweep\": \(r.sweep), \"jobs\": \(r.jobs)}") } else { print("sweep \(r.sweep): \(r.jobs) jobs queued") }
+    }
+}

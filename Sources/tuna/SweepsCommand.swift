@@ -1,0 +1,21 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+
+struct SweepsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sweeps", abstract: "List sweeps and their progress.")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let c = try await connection.connect()
+        defer { c.close() }
+        let rows = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows
+        if json { return printJSON(rows) }
+        var t = Table(["sweep", "name", "jobs", "queued", "running", "succeeded", "failed", "cancelled", "varying"])
+        for r in rows {
+            t.add(["\(r.id)", r.name, "\(r.jobs)", "\(r.queued)", "\(r.running)", "\(r.succeeded)", "\(r.failed)", "\(r.cancelled)", r.varying.joined(separator: ",")])
+        }
+        print(t.render())
+    }
+}

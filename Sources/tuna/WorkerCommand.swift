@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TunaCore
+import TunaWorker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker",
+        abstract: "Run a worker daemon: takes jobs from the coordinator and runs them on this box.")
+
+    @Option(help: "Coordinator address HOST:PORT.")
+    var coordinator = ProcessInfo.processInfo.environment["TUNA_COORDINATOR"] ?? "127.0.0.1:7070"
+
+    @Option(help: "Directory for job files, outputs and checkpoints.")
+    var workDir = "tuna-work"
+
+    @Option(help: "File holding the shared token (default: $TUNA_TOKEN).")
+    var tokenFile: String?
+
+    @Option(help: "How many jobs to run at once.")
+    var maxJobs = 1
+
+    @Option(help: "Name shown in `tuna workers` (default: the hostname).")
+    var name: String?
+
+    @Option(help: "Seconds a trainer gets between SIGTERM and SIGKILL.")
+    var grace = 30.0
+
+    func validate() throws {
+        guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
+        guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var config = WorkerConfig(coordinator: try HostPort(parsing: coordinator), workDir: URL(fileURLWithPath: workDir),
+                                  token: try readToken(file: tokenFile))
+        config.maxJobs = maxJobs
+        config.name = name
+        config.graceSeconds = grace
+        let daemon = try WorkerDaemon(config: config)
+        // SIGTERM/SIGINT: hand running jobs back (after their trainers checkpoint), then exit.
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { Task { await daemon.shutdown() } }
+            s.resume()
+            return s
+        }
+        defer { sources.forEach { $0.cancel() } }
+        await daemon.run()
+    }
+}

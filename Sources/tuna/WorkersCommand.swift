@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+
+struct WorkersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "workers",
+        abstract: "List workers: connection, hardware, running jobs, quarantine.")
+
+    @Option(help: "Lift the quarantine of this worker (id or name).") var unquarantine: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let c = try await connection.connect()
+        defer { c.close() }
+        if let w = unquarantine {
+            _ = try await c.request("unquarantine", WorkerName(worker: w), as: Empty.self)
+            print("worker \(w) may take jobs again")
+            return
+        }
+        let rows = try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows
+        if json { return printJSON(rows) }
+        var t = Table(["worker", "name", "state", "trainers", "gpus", "cpus", "ram_gb", "running", "last_seen"])
+        for r in rows {
+            let state = r.quarantined ? "QUARANTINED" : (r.connected ? "connected" : "gone")
+            let gpus = r.capabilities.gpus.isEmpty ? "-" : r.capabilities.gpus.map { "\($0.name) \(Int($0.memory_gb))G" }.joined(separator: ",")
+            t.add([String(r.id.prefix(8)), r.name, state, r.capabilities.trainers.joined(separator: ","), gpus,
+                   "\(r.capabilities.cpu_cores)", fmt(r.capabilities.ram_gb, 0), "\(r.running)", isoTime(r.last_seen_ms)])
+        }
+        print(t.render())
+        for r in rows where r.quarantined { print("\(r.name): \(r.quarantine_reason ?? "")") }
+    }
+}
