@@ -5,7 +5,7 @@ import Foundation
 /// Integers and floating-point numbers are kept apart (`int` vs `number`) so that a spec's
 /// `rank: 8` stays an integer through expansion, hashing and storage, and a validation
 /// message can say "8.5 is not a positive integer".
-public enum JSONValue: Sendable, Hashable {
+public enum JSONValue: Sendable, Hashable, CustomStringConvertible {
     case null
     case bool(Bool)
     case int(Int)

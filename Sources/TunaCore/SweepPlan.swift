@@ -60,7 +60,9 @@ public enum SweepSpec {
             let checked = JobValidator.validate(spec)
             for p in checked.problems where seenProblems.insert(p).inserted { problems.append(p) }
             let hash = paramsHash(checked.job)
-            if let other = seenHashes[hash] {
+            // A job whose values were refused holds defaults in their place; comparing it
+            // with others would only add noise to the real message.
+            if checked.problems.isEmpty, let other = seenHashes[hash] {
                 let p = "sweep: jobs \(other) and \(i) have identical parameters (\(varying.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ", ")))"
                 if seenProblems.insert(p).inserted { problems.append(p) }
             }

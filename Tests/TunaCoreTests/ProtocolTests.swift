@@ -1,0 +1,53 @@
+import XCTest
+@testable import TunaCore
+
+final class ProtocolTests: XCTestCase {
+    func testEnvelopeIsFlatJSONWithTypeAndID() throws {
+        let data = Envelope.encode("heartbeat", id: 7, Heartbeat(leases: [AttemptRef(job: 3, attempt: 2)]))
+        XCTAssertEqual(String(decoding: data, as: UTF8.self), #"{"id":7,"leases":[{"attempt":2,"job":3}],"type":"heartbeat"}"#)
+        let h = try Envelope.header(data)
+        XCTAssertEqual(h.type, "heartbeat"); XCTAssertEqual(h.id, 7); XCTAssertNil(h.re)
+        XCTAssertEqual(try Envelope.decode(Heartbeat.self, from: data, message: "heartbeat").leases, [AttemptRef(job: 3, attempt: 2)])
+    }
+
+    func testMalformedPayloadNamesTheField() {
+        XCTAssertThrowsError(try Envelope.decode(JobDone.self, from: Data(#"{"type":"job_done","job":1}"#.utf8), message: "job_done")) { e in
+            XCTAssertEqual((e as? ErrorReply)?.code, "bad_message")
+            XCTAssert((e as? ErrorReply)?.message.contains("attempt") == true, "\(e)")
+        }
+        XCTAssertThrowsError(try Envelope.header(Data("not json".utf8))) { XCTAssertEqual(($0 as? ErrorReply)?.code, "bad_message") }
+        XCTAssertThrowsError(try Envelope.header(Data("[1,2]".utf8)))
+    }
+
+    func testLifecycle() {
+        XCTAssertEqual(JobLifecycle.next(.queued, .leased), .running)
+        XCTAssertEqual(JobLifecycle.next(.running, .failed(failures: 1, maxAttempts: 3)), .queued)
+        XCTAssertEqual(JobLifecycle.next(.running, .failed(failures: 3, maxAttempts: 3)), .failed)
+        XCTAssertEqual(JobLifecycle.next(.running, .returned), .queued)
+        XCTAssertEqual(JobLifecycle.next(.running, .succeeded), .succeeded)
+        XCTAssertNil(JobLifecycle.next(.succeeded, .succeeded), "a second result is refused")
+        XCTAssertNil(JobLifecycle.next(.cancelled, .succeeded), "a late result after cancel is refused")
+        XCTAssertNil(JobLifecycle.next(.succeeded, .cancelled))
+        XCTAssertEqual(JobLifecycle.next(.failed, .retried), .queued)
+        XCTAssertNil(JobLifecycle.next(.succeeded, .retried))
+        XCTAssertEqual(JobLifecycle.backoffMs(failures: 1, baseMs: 1000, capMs: 60_000), 1000)
+        XCTAssertEqual(JobLifecycle.backoffMs(failures: 3, baseMs: 1000, capMs: 60_000), 4000)
+        XCTAssertEqual(JobLifecycle.backoffMs(failures: 30, baseMs: 1000, capMs: 60_000), 60_000)
+    }
+
+    func testHostPort() throws {
+        XCTAssertEqual(try HostPort(parsing: "127.0.0.1:7070"), HostPort(host: "127.0.0.1", port: 7070))
+        XCTAssertEqual(try HostPort(parsing: "[::1]:80"), HostPort(host: "::1", port: 80))
+        XCTAssertThrowsError(try HostPort(parsing: "nohost"))
+        XCTAssertThrowsError(try HostPort(parsing: "h:99999"))
+        XCTAssertTrue(try HostPort(parsing: "localhost:1").isLoopback)
+        XCTAssertFalse(try HostPort(parsing: "0.0.0.0:1").isLoopback)
+    }
+
+    func testYAMLScalarsKeepTheirTypes() throws {
+        let v = try YAML.parse("a: 8\nb: 2e-4\nc: '8'\nd: true\ne: ~\nf: 1.0\ng: q_proj")
+        XCTAssertEqual(v["a"], .int(8)); XCTAssertEqual(v["b"], .number(2e-4)); XCTAssertEqual(v["c"], .string("8"))
+        XCTAssertEqual(v["d"], .bool(true)); XCTAssertEqual(v["e"], .null); XCTAssertEqual(v["f"], .number(1)); XCTAssertEqual(v["g"], "q_proj")
+        XCTAssertThrowsError(try YAML.parse("a: [1, 2"))
+    }
+}

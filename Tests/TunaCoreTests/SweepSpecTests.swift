@@ -1,0 +1,137 @@
+import XCTest
+@testable import TunaCore
+
+final class SweepSpecTests: XCTestCase {
+    let base = """
+    name: t
+    model: /models/gpt-oss-20b
+    trainer: native
+    dataset: {path: data.csv, format: csv, fields: {prompt: problem, response: solution}}
+    """
+
+    func plan(_ extra: String) throws -> SweepPlan { try SweepSpec.plan(yaml: base + "\n" + extra) }
+
+    func problems(_ yaml: String) -> [String] {
+        do { _ = try SweepSpec.plan(yaml: yaml); return [] } catch TunaError.invalidSpec(let ps) { return ps } catch { return ["\(error)"] }
+    }
+
+    func testGridIsTheCartesianProductWithDefaultsFilledIn() throws {
+        let p = try plan("""
+        lora: {rank: [8, 64], alpha: 128, target_modules: [q_proj, k_proj, v_proj, o_proj]}
+        train: {learning_rate: [1e-4, 2e-4, 5e-4], epochs: 2}
+        """)
+        XCTAssertEqual(p.jobs.count, 6)
+        XCTAssertEqual(p.varyingKeys, ["lora.rank", "train.learning_rate"])
+        XCTAssertEqual(Set(p.jobs.map(\.hash)).count, 6)
+        let j = p.jobs[0].params
+        XCTAssertEqual(j["lora"]?["rank"], .int(8))
+        XCTAssertEqual(j["lora"]?["target_modules"], ["q_proj", "k_proj", "v_proj", "o_proj"])
+        XCTAssertEqual(j["train"]?["epochs"], .int(2))
+        XCTAssertEqual(j["train"]?["scheduler"], "linear")          // default
+        XCTAssertEqual(j["max_attempts"], .int(3))                    // default
+        XCTAssertEqual(p.jobs[5].varying["train.learning_rate"], .number(5e-4))
+    }
+
+    func testListValuedFieldsSweepOnlyAsListsOfLists() throws {
+        let literal = try plan("lora: {target_modules: [q_proj, v_proj]}")
+        XCTAssertEqual(literal.jobs.count, 1)
+        let swept = try plan("lora: {target_modules: [[q_proj, v_proj], [all-linear]]}")
+        XCTAssertEqual(swept.jobs.count, 2)
+        XCTAssertEqual(swept.jobs[1].params["lora"]?["target_modules"], ["all-linear"])
+    }
+
+    func testRandomSearchIsSeededAndDrawsCountDistinctJobs() throws {
+        let spec = """
+        sweep: {method: random, count: 20, seed: 7}
+        train: {learning_rate: {log_uniform: [1e-5, 1e-3]}, batch_size: [1, 2, 4]}
+        lora: {rank: {int_uniform: [4, 64]}}
+        """
+        let a = try plan(spec), b = try plan(spec)
+        XCTAssertEqual(a.jobs.count, 20)
+        XCTAssertEqual(a.jobs.map(\.hash), b.jobs.map(\.hash), "same seed, same jobs")
+        for j in a.jobs {
+            let lr = try XCTUnwrap(j.params["train"]?["learning_rate"]?.doubleValue)
+            XCTAssert(lr >= 1e-5 && lr <= 1e-3)
+            let r = try XCTUnwrap(j.params["lora"]?["rank"]?.intValue)
+            XCTAssert((4...64).contains(r))
+        }
+        let c = try plan(spec.replacingOccurrences(of: "seed: 7", with: "seed: 8"))
+        XCTAssertNotEqual(a.jobs.map(\.hash), c.jobs.map(\.hash))
+    }
+
+    func testRandomSearchRefusesACountLargerThanTheSpace() {
+        let ps = problems(base + "\nsweep: {method: random, count: 5}\nlora: {rank: [8, 16]}")
+        XCTAssertEqual(ps.count, 1)
+        XCTAssert(ps[0].contains("sweep.count"), ps[0])
+    }
+
+    func testBadFieldsAreNamedWithValueAndExpectation() {
+        let ps = problems(base + """
+
+        lora: {rank: -4, dropout: 1.5, target_modules: [q_proj, qq_proj]}
+        train: {learning_rat: 1e-4, scheduler: cosine_restarts, epochs: 0}
+        """)
+        XCTAssert(ps.contains("lora.rank: -4 is not a positive integer"), "\(ps)")
+        XCTAssert(ps.contains { $0.hasPrefix("lora.dropout: 1.5 is not a number >= 0 and < 1") }, "\(ps)")
+        XCTAssert(ps.contains { $0.hasPrefix("lora.target_modules:") }, "\(ps)")
+        XCTAssert(ps.contains { $0.hasPrefix("train.learning_rat: unknown field") }, "\(ps)")
+        XCTAssert(ps.contains { $0.hasPrefix("train.scheduler: \"cosine_restarts\" is not one of") }, "\(ps)")
+        XCTAssert(ps.contains("train.epochs: 0 is not a positive integer"), "\(ps)")
+    }
+
+    func testOneBadValueInAGridRefusesTheWholeSpec() {
+        let ps = problems(base + "\nlora: {rank: [8, -1, 16]}")
+        XCTAssertEqual(ps, ["lora.rank: -1 is not a positive integer"])
+    }
+
+    func testRequiredFieldsAndTopLevelShape() {
+        XCTAssert(problems("name: x\ntrainer: native").contains("model: required"))
+        XCTAssert(problems("- a\n- b").first?.contains("expected a mapping") == true)
+        XCTAssert(problems("name: x").contains("trainer: required"))
+        XCTAssert(problems("name: x\ntrainer: tpu").contains { $0.hasPrefix("trainer: \"tpu\" is not one of native, torch, command") })
+        XCTAssert(problems("name: x\ntrainer: command").contains { $0.hasPrefix("command: required") })
+    }
+
+    func testCommandTrainerPassesUnknownFieldsThrough() throws {
+        let p = try SweepSpec.plan(yaml: """
+        name: c
+        trainer: command
+        command: [./train.sh, --fast]
+        lr: [0.1, 0.2]
+        extra: {depth: 3, tags: {value: [a, b]}}
+        resources: {gpus: 1}
+        """)
+        XCTAssertEqual(p.jobs.count, 2)
+        XCTAssertEqual(p.jobs[0].params["command"], ["./train.sh", "--fast"])
+        XCTAssertEqual(p.jobs[0].params["extra"]?["tags"], ["a", "b"])
+        XCTAssertEqual(p.jobs[1].params["lr"], .number(0.2))
+        XCTAssertEqual(p.jobs[0].params["resources"]?["gpus"], .int(1))
+    }
+
+    func testDistributionsNeedRandomSearch() {
+        let ps = problems(base + "\ntrain: {learning_rate: {log_uniform: [1e-5, 1e-3]}}")
+        XCTAssert(ps.first?.contains("sweep: {method: random") == true, "\(ps)")
+    }
+
+    func testIdenticalJobsAreRefused() {
+        // Two grid values that resolve to the same job (2 and 2.0) would make a duplicate.
+        let ps = problems(base + "\nlora: {rank: [2, 2.0]}")
+        XCTAssert(ps.contains { $0.contains("identical parameters") }, "\(ps)")
+    }
+
+    func testHashIgnoresKeyOrderAndFormatting() throws {
+        let a = try SweepSpec.plan(yaml: "name: c\ntrainer: command\ncommand: [x]\na: 1\nb: 2")
+        let b = try SweepSpec.plan(yaml: "{b: 2, a: 1, command: [x], trainer: command, name: c}")
+        XCTAssertEqual(a.jobs[0].hash, b.jobs[0].hash)
+    }
+
+    func testExampleSpecsInJobsValidate() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../jobs").standardized
+        let specs = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertFalse(specs.isEmpty)
+        for f in specs {
+            let text = try String(contentsOf: dir.appendingPathComponent(f), encoding: .utf8)
+            XCTAssertNoThrow(try SweepSpec.plan(yaml: text), f)
+        }
+    }
+}

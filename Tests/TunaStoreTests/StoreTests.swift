@@ -1,0 +1,163 @@
+import XCTest
+import TunaCore
+@testable import TunaStore
+
+/// The store's rules, on a fresh in-memory database with an explicit clock (`now` arguments).
+final class StoreTests: XCTestCase {
+    var store: Store!
+    var policy = LeasePolicy()
+    let cpu = JobRequest(free_gpus: [], trainers: ["command"])
+
+    override func setUpWithError() throws {
+        store = try Store(path: nil)
+        policy.leaseMs = 1000
+        policy.backoffBaseMs = 100
+        policy.quarantineAfter = 2
+        for w in ["w1", "w2"] {
+            _ = try store.upsertWorker(Register(worker_id: w, name: w, capabilities: Capabilities(hostname: w, trainers: ["command"], gpus: [], cpu_cores: 2, ram_gb: 8),
+                                                max_jobs: 1, running: []), now: 0)
+        }
+    }
+
+    @discardableResult
+    func submit(_ extra: String = "", now: Int64 = 0) throws -> Submitted {
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\n" + extra
+        return try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: now)
+    }
+
+    func testHighestPriorityThenOldestFirst() throws {
+        try submit("i: [1, 2]\npriority: 0")
+        try submit("i: [3]\npriority: 5")
+        let order = try (0..<3).map { _ in try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy)).spec["i"] }
+        XCTAssertEqual(order, [.int(3), .int(1), .int(2)])
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+    }
+
+    func testJobsGoOnlyToWorkersThatFit() throws {
+        try submit("resources: {gpus: 2, gpu_memory_gb: 40}")
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy), "no GPUs")
+        let small = JobRequest(free_gpus: [GPUInfo(index: 0, name: "A", memory_gb: 80), GPUInfo(index: 1, name: "B", memory_gb: 24)], trainers: ["command"])
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: small, now: 1, policy: policy), "second GPU too small")
+        let torchOnly = JobRequest(free_gpus: [GPUInfo(index: 0, name: "A", memory_gb: 80), GPUInfo(index: 1, name: "A", memory_gb: 80)], trainers: ["torch"])
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: torchOnly, now: 1, policy: policy), "trainer not offered")
+        let big = JobRequest(free_gpus: [GPUInfo(index: 0, name: "A", memory_gb: 80), GPUInfo(index: 1, name: "A", memory_gb: 80)], trainers: ["command"])
+        XCTAssertNotNil(try store.leaseNext(worker: "w1", request: big, now: 1, policy: policy))
+    }
+
+    func testExpiredLeaseRequeuesAndTheLateWorkerIsRefused() throws {
+        try submit()
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let ref = AttemptRef(job: l.job, attempt: l.attempt)
+        XCTAssertEqual(try store.renew(worker: "w1", leases: [ref], now: 500, policy: policy), [])
+        XCTAssertEqual(try store.expireLeases(now: 1400, policy: policy).count, 0, "renewed at 500, valid until 1500")
+        XCTAssertEqual(try store.expireLeases(now: 1600, policy: policy).map(\.0), [ref])
+        // Backoff: not offered before 1600 + 100.
+        XCTAssertNil(try store.leaseNext(worker: "w2", request: cpu, now: 1650, policy: policy))
+        let l2 = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 1700, policy: policy))
+        XCTAssertEqual(l2.attempt, 2)
+        // The first worker comes back and tries to finish: refused, on every path.
+        XCTAssertThrowsError(try store.finish(ref, worker: "w1", outcome: .succeeded, now: 1800, policy: policy)) {
+            XCTAssertEqual(($0 as? ErrorReply)?.code, "stale_attempt")
+        }
+        XCTAssertThrowsError(try store.appendEvents(Events(job: l.job, attempt: 1, events: []), worker: "w1", now: 1800))
+        XCTAssertThrowsError(try store.beginUpload(ref, worker: "w1", artifact: ArtifactInfo(kind: "adapter", name: "a", sha256: String(repeating: "0", count: 64), size: 1)))
+        XCTAssertEqual(try store.renew(worker: "w1", leases: [ref], now: 1800, policy: policy), [ref])
+        // The second attempt finishes; a duplicate done is refused.
+        let ref2 = AttemptRef(job: l2.job, attempt: 2)
+        try store.finish(ref2, worker: "w2", outcome: .succeeded, now: 1900, policy: policy)
+        XCTAssertThrowsError(try store.finish(ref2, worker: "w2", outcome: .succeeded, now: 1901, policy: policy))
+        let d = try store.jobDetail(l.job)
+        XCTAssertEqual(d.job.status, .succeeded)
+        XCTAssertEqual(d.attempts.map(\.state), ["lost", "succeeded"])
+    }
+
+    func testFailuresRetryUpToMaxAttemptsThenFail() throws {
+        try submit("max_attempts: 2")
+        for (i, w) in ["w1", "w2"].enumerated() {
+            let l = try XCTUnwrap(store.leaseNext(worker: w, request: cpu, now: Int64(i) * 1000, policy: policy))
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .failed("boom \(i)"), now: Int64(i) * 1000, policy: policy)
+        }
+        let r = try store.results(sweep: nil, sort: nil)[0]
+        XCTAssertEqual(r.status, .failed)
+        XCTAssertEqual(r.attempts, 2)
+        XCTAssertEqual(r.error, "boom 1")
+        XCTAssertEqual(try store.retry(sweep: 1), 1)
+        XCTAssertEqual(try store.results(sweep: nil, sort: nil)[0].status, .queued)
+        XCTAssertNotNil(try store.leaseNext(worker: "w1", request: cpu, now: 5000, policy: policy))
+    }
+
+    func testReturnedJobsDoNotCountAsFailures() throws {
+        try submit("max_attempts: 1")
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .returned("SIGTERM"), now: 10, policy: policy)
+        let l2 = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 10, policy: policy), "requeued at once, no backoff")
+        XCTAssertEqual(l2.attempt, 2)
+    }
+
+    func testWorkerIsQuarantinedAfterConsecutiveFailures() throws {
+        try submit("i: [1, 2, 3]")
+        for t in 0..<2 {
+            let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: Int64(t), policy: policy))
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", outcome: .failed("CUDA OOM"), now: Int64(t), policy: policy)
+        }
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: cpu, now: 10_000, policy: policy), "quarantined")
+        let w = try store.workers(connected: []).first { $0.id == "w1" }
+        XCTAssertEqual(w?.quarantined, true)
+        XCTAssert(w?.quarantine_reason?.contains("CUDA OOM") == true)
+        XCTAssertNotNil(try store.leaseNext(worker: "w2", request: cpu, now: 10_000, policy: policy), "others keep working")
+        try store.unquarantine(worker: "w1")
+        XCTAssertNotNil(try store.leaseNext(worker: "w1", request: cpu, now: 10_000, policy: policy))
+    }
+
+    func testEventsAreStoredOnceAndSummarised() throws {
+        try submit()
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let evs: [EventRecord] = [
+            EventRecord(seq: 0, at_ms: 1, event: ["event": "step", "step": 1, "loss": 2.0, "tokens_per_s": 100.0]),
+            EventRecord(seq: 1, at_ms: 2, event: ["event": "eval", "loss": 1.5]),
+            EventRecord(seq: 2, at_ms: 3, event: ["event": "step", "step": 2, "loss": 1.2]),
+            EventRecord(seq: 3, at_ms: 4, event: ["event": "eval", "loss": 1.7]),
+        ]
+        let batch = Events(job: l.job, attempt: 1, events: evs)
+        XCTAssertEqual(try store.appendEvents(batch, worker: "w1", now: 5), 3)
+        XCTAssertEqual(try store.appendEvents(batch, worker: "w1", now: 6), 3, "a resent batch is acknowledged again")
+        XCTAssertEqual(try store.events(job: l.job, attempt: nil).count, 4, "and stored once")
+        let r = try store.results(sweep: 1, sort: "best_val_loss")[0]
+        XCTAssertEqual(r.final_train_loss, 1.2); XCTAssertEqual(r.best_val_loss, 1.5); XCTAssertEqual(r.final_val_loss, 1.7)
+        XCTAssertEqual(r.tokens_per_s, 100)
+        XCTAssertThrowsError(try store.results(sweep: 1, sort: "1; DROP TABLE jobs"))
+    }
+
+    func testCancelStopsRunningAndQueuedJobs() throws {
+        try submit("i: [1, 2]")
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let (n, running) = try store.cancel(Target(sweep: 1), now: 1)
+        XCTAssertEqual(n, 2)
+        XCTAssertEqual(running.map(\.0), [AttemptRef(job: l.job, attempt: 1)])
+        XCTAssertThrowsError(try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 2, policy: policy))
+        XCTAssertNil(try store.leaseNext(worker: "w1", request: cpu, now: 3, policy: policy))
+        XCTAssertThrowsError(try store.cancel(Target(sweep: 99), now: 4))
+    }
+
+    func testSweepIsStoredWholeAndJobCountIsExact() throws {
+        let s = try submit("a: [1, 2, 3]\nb: [x, y]")
+        XCTAssertEqual(s.jobs, 6)
+        XCTAssertEqual(try store.sweeps()[0].jobs, 6)
+        XCTAssertEqual(try store.results(sweep: s.sweep, sort: nil).map(\.index), Array(0..<6))
+    }
+
+    func testSchemaOnDiskSurvivesReopen() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("db.sqlite").path
+        do {
+            let s = try Store(path: path)
+            _ = try s.insertSweep(try SweepSpec.plan(yaml: "name: s\ntrainer: command\ncommand: [x]\na: [1,2]"), specYAML: "", now: 0)
+        }
+        let again = try Store(path: path)
+        XCTAssertEqual(try again.sweeps().first?.jobs, 2)
+        let mode = try again.db.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
+        XCTAssertEqual(mode, "wal")
+    }
+}
