@@ -16,7 +16,6 @@ public actor WorkerDaemon {
     private var client: WireClient?
     private var connectWaiters: [CheckedContinuation<Void, Never>] = []
     private var runners: [AttemptRef: (runner: JobRunner, gpus: [Int], task: Task<Void, Never>)] = [:]
-    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
     private var shuttingDown = false
     private var quarantined = false
 
@@ -99,7 +98,9 @@ public actor WorkerDaemon {
 
     private func requestJobs(_ c: WireClient) async throws {
         while !shuttingDown && !quarantined {
-            guard runners.count < config.maxJobs else { await waitForSlot(); continue }
+            // Polled rather than awaited on a continuation, so that a dropped connection
+            // (which cancels this task) ends the session at once.
+            guard runners.count < config.maxJobs else { try await Task.sleep(nanoseconds: 20_000_000); continue }
             let busy = Set(runners.values.flatMap(\.gpus))
             let free = capabilities.gpus.filter { !busy.contains($0.index) }
             let lease = try await c.request("job_request", JobRequest(free_gpus: free, trainers: capabilities.trainers), as: Lease.self)
@@ -107,8 +108,6 @@ public actor WorkerDaemon {
         }
         try await Task.sleep(nanoseconds: UInt64.max / 2)
     }
-
-    private func waitForSlot() async { await withCheckedContinuation { slotWaiters.append($0) } }
 
     private func start(_ lease: Lease) {
         let ref = AttemptRef(job: lease.job, attempt: lease.attempt)
@@ -136,8 +135,6 @@ public actor WorkerDaemon {
         shuttingDown = true
         log.info("shutting down: handing back \(runners.count) job(s)")
         for (_, r) in runners { await r.runner.stop(.handBack) }
-        for w in slotWaiters { w.resume() }
-        slotWaiters.removeAll()
         if runners.isEmpty { client?.close() }
     }
 
@@ -146,8 +143,6 @@ public actor WorkerDaemon {
     func forget(_ ref: AttemptRef) async {
         runners[ref] = nil
         await sink.drop(ref)
-        for w in slotWaiters { w.resume() }
-        slotWaiters.removeAll()
         if shuttingDown && runners.isEmpty { client?.close() }
     }
 

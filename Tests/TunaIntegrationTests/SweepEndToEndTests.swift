@@ -1,0 +1,215 @@
+import Crypto
+import Foundation
+import XCTest
+import TunaCore
+import TunaWire
+
+/// A real coordinator and real worker processes on loopback, running sweeps through the toy
+/// trainer with the `command` trainer.
+final class SweepEndToEndTests: XCTestCase {
+    var cluster: Cluster!
+
+    override func setUpWithError() throws { cluster = try Cluster() }
+    override func tearDown() { cluster.shutdown() }
+
+    func testEightJobSweepOnTwoWorkers() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let (status, out) = try cluster.cli(["submit", "--json", try writeSpec(cluster.toySpec("lr: [0.001, 0.01, 0.1, 1.0]\nsteps: [8, 12]\nstep_ms: 40"))])
+        XCTAssertEqual(status, 0, out)
+        let submitted = try JSONDecoder().decode(Submitted.self, from: Data(out.utf8))
+        XCTAssertEqual(submitted.jobs, 8)
+        try await cluster.waitUntil("all 8 jobs succeed") { try await cluster.results().allSatisfy { $0.status == .succeeded } }
+
+        let rows = try await cluster.results(submitted.sweep)
+        XCTAssertEqual(rows.count, 8)
+        XCTAssertEqual(Set(rows.compactMap(\.worker)), ["w1", "w2"], "both workers took jobs")
+        for r in rows {
+            let lr = try XCTUnwrap(r.params["lr"]?.doubleValue), steps = try XCTUnwrap(r.params["steps"]?.intValue)
+            XCTAssertEqual(try XCTUnwrap(r.final_train_loss), toyLoss(step: steps, lr: lr), accuracy: 1e-12)
+            XCTAssertEqual(try XCTUnwrap(r.best_val_loss), toyLoss(step: steps, lr: lr) + 0.05, accuracy: 1e-12)
+            XCTAssertEqual(r.attempts, 1)
+            // The loss curve: one step event per step, in order.
+            let steps_ = try await cluster.events(r.id).filter { $0.event["event"]?.stringValue == "step" }
+            XCTAssertEqual(steps_.compactMap { $0.event["step"]?.intValue }, Array(1...steps))
+        }
+
+        // Fetched adapters match the SHA-256 the results report, through the CLI too.
+        let r0 = rows[0]
+        let outDir = cluster.dir.appendingPathComponent("fetched")
+        let fetch = try cluster.cli(["fetch", "\(r0.id)", "--out", outDir.path])
+        XCTAssertEqual(fetch.status, 0, fetch.out)
+        let bytes = try Data(contentsOf: outDir.appendingPathComponent("adapter_model.safetensors"))
+        XCTAssertEqual(SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined(), r0.adapter_sha256)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: outDir.appendingPathComponent("adapter_config.json").path))
+
+        // The CLI's JSON results carry the documented fields.
+        let (rs, json) = try cluster.cli(["results", "--json", "--sweep", "\(submitted.sweep)", "--sort", "final_train_loss"])
+        XCTAssertEqual(rs, 0, json)
+        let parsed = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
+        XCTAssertEqual(parsed.count, 8)
+        for key in ["id", "status", "attempts", "params", "final_train_loss", "best_val_loss", "final_val_loss", "adapter_sha256", "worker"] {
+            XCTAssertNotNil(parsed[0][key], key)
+        }
+        let losses = parsed.compactMap { $0["final_train_loss"] as? Double }
+        XCTAssertEqual(losses, losses.sorted(), "sorted by final_train_loss")
+        let table = try cluster.cli(["results", "--sweep", "\(submitted.sweep)"])
+        XCTAssert(table.out.contains("lr") && table.out.contains("steps") && table.out.contains("succeeded"), table.out)
+        let csv = try cluster.cli(["results", "--csv"])
+        XCTAssertEqual(csv.out.split(separator: "\n").count, 9, csv.out)
+    }
+
+    func testKilledWorkersJobFinishesOnTheOtherWorker() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        let s = try await cluster.submit(cluster.toySpec("steps: 40\nstep_ms: 50"))
+        let jobID = try await cluster.results(s.sweep)[0].id
+        try await cluster.waitUntil("w1 has streamed some steps") {
+            try await cluster.events(jobID).filter { $0.event["event"]?.stringValue == "step" }.count >= 3
+        }
+        try cluster.startWorker("w2")
+        cluster.kill9(worker: "w1")
+        try await cluster.waitUntil("the job succeeds on w2") { try await cluster.results(s.sweep)[0].status == .succeeded }
+        let d = try await cluster.job(jobID)
+        XCTAssertEqual(d.attempts.map(\.state), ["lost", "succeeded"])
+        XCTAssertEqual(d.attempts.map(\.worker), ["w1", "w2"])
+        XCTAssertEqual(d.job.worker, "w2")
+        XCTAssertEqual(d.artifacts.filter { $0.kind == "adapter" }.count, 2)
+        XCTAssertEqual(d.job.final_train_loss, toyLoss(step: 40, lr: 1e-3))
+    }
+
+    func testCoordinatorKill9LosesNothingAndTheSweepCompletes() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let s = try await cluster.submit(cluster.toySpec("i: [1, 2, 3, 4, 5, 6]\nsteps: 25\nstep_ms: 40"))
+        try await cluster.waitUntil("two jobs succeed") { try await cluster.results(s.sweep).filter { $0.status == .succeeded }.count >= 2 }
+        try await cluster.waitUntil("a job is running") { try await cluster.results(s.sweep).contains { $0.status == .running } }
+        let before = try await cluster.results(s.sweep)
+        var eventsBefore: [JobID: [Int64]] = [:]
+        for r in before { eventsBefore[r.id] = try await cluster.events(r.id).map(\.seq) }
+        cluster.kill9Coordinator()
+        try await Task.sleep(nanoseconds: 500_000_000)   // workers notice and keep training
+        try cluster.startCoordinator()
+        try await cluster.waitUntil("all six succeed", timeout: 90) { try await cluster.results(s.sweep).allSatisfy { $0.status == .succeeded } }
+
+        let after = try await cluster.results(s.sweep)
+        XCTAssertEqual(after.map(\.id), before.map(\.id), "same jobs")
+        for b in before where b.status == .succeeded {
+            let a = try XCTUnwrap(after.first { $0.id == b.id })
+            XCTAssertEqual(a.adapter_sha256, b.adapter_sha256, "accepted result kept")
+            XCTAssertEqual(a.attempts, b.attempts)
+        }
+        for r in after {
+            let seqs = try await cluster.events(r.id).map(\.seq)
+            // Every event acknowledged before the kill is still there (for jobs whose attempt
+            // did not change), and the curve has no holes or duplicates.
+            if r.attempts == before.first(where: { $0.id == r.id })?.attempts {
+                XCTAssert(Set(eventsBefore[r.id] ?? []).isSubset(of: Set(seqs)), "job \(r.id) lost events")
+            }
+            XCTAssertEqual(seqs, Array(0..<Int64(seqs.count)), "job \(r.id): events contiguous")
+            let steps = try await cluster.events(r.id).filter { $0.event["event"]?.stringValue == "step" }.compactMap { $0.event["step"]?.intValue }
+            XCTAssertEqual(steps.last, 25)
+        }
+        // Artifacts stored before the kill can still be fetched.
+        let c = try await cluster.client(); defer { c.close() }
+        let first = try XCTUnwrap(before.first { $0.status == .succeeded })
+        let firstDetail = try await cluster.job(first.id)
+        let art = try XCTUnwrap(firstDetail.artifacts.first { $0.name == "adapter_model.safetensors" })
+        try await ArtifactTransfer.download(c, art, to: cluster.dir.appendingPathComponent("dl.bin"))
+    }
+
+    func testSigtermHandsTheJobBackWithACheckpointAndTheNextAttemptResumes() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1", grace: 5)
+        let s = try await cluster.submit(cluster.toySpec("steps: 60\nstep_ms: 50\ncheckpoint_every: 5"))
+        let jobID = try await cluster.results(s.sweep)[0].id
+        try await cluster.waitUntil("w1 passes step 12") {
+            try await cluster.events(jobID).contains { ($0.event["step"]?.intValue ?? 0) >= 12 }
+        }
+        let w1 = try XCTUnwrap(cluster.workers["w1"])
+        kill(w1.processIdentifier, SIGTERM)
+        w1.waitUntilExit()
+        XCTAssertEqual(w1.terminationStatus, 0, cluster.log("worker-w1.log"))
+        let handed = try await cluster.job(jobID)
+        XCTAssertEqual(handed.attempts.map(\.state), ["returned"], "handed back at once, no lease expiry")
+        XCTAssertEqual(handed.job.status, .queued)
+        XCTAssert(handed.artifacts.contains { $0.kind == "checkpoint" && $0.name == "step.txt" }, "\(handed.artifacts)")
+
+        try cluster.startWorker("w2")
+        try await cluster.waitUntil("the job succeeds") { try await cluster.results(s.sweep)[0].status == .succeeded }
+        let resumed = try await cluster.events(jobID, attempt: 2).first { $0.event["event"]?.stringValue == "resumed" }
+        let from = try XCTUnwrap(resumed?.event["step"]?.intValue, "attempt 2 resumed from the checkpoint")
+        XCTAssertGreaterThanOrEqual(from, 10)
+        let steps = try await cluster.events(jobID, attempt: 2).compactMap { $0.event["event"]?.stringValue == "step" ? $0.event["step"]?.intValue : nil }
+        XCTAssertEqual(steps.first, from + 1)
+        let v145 = try await cluster.job(jobID).attempts.map(\.state)
+        XCTAssertEqual(v145, ["returned", "succeeded"])
+    }
+
+    func testCancelStopsTheRunningTrainerAndRetryRequeues() async throws {
+        try cluster.startCoordinator()
+        // A long grace: only the trainer honouring SIGTERM can free the worker quickly.
+        try cluster.startWorker("w1", grace: 60)
+        let s = try await cluster.submit(cluster.toySpec("i: [1, 2]\nsteps: 400\nstep_ms: 50"))
+        try await cluster.waitUntil("a job runs") { try await cluster.results(s.sweep).contains { $0.status == .running } }
+        let (st, out) = try cluster.cli(["cancel", "\(s.sweep)"])
+        XCTAssertEqual(st, 0, out)
+        XCTAssert(out.contains("cancelled 2"), out)
+        let running = try await cluster.results(s.sweep).first { $0.attempts == 1 }!
+        // The trainer stops: no new step events arrive.
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        let n1 = try await cluster.events(running.id).count
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        let v161 = try await cluster.events(running.id).count
+        XCTAssertEqual(v161, n1)
+        let v162 = try await cluster.job(running.id).attempts.map(\.state)
+        XCTAssertEqual(v162, ["cancelled"])
+        // The worker is free again: a new sweep runs.
+        let s2 = try await cluster.submit(cluster.toySpec(name: "after", "steps: 3\nstep_ms: 10"))
+        // The trainer was stopped (not left running to its 20 s end, nor to the 60 s SIGKILL):
+        // the one-slot worker is free for the next sweep within seconds.
+        try await cluster.waitUntil("the next sweep runs", timeout: 8) { try await cluster.results(s2.sweep)[0].status == .succeeded }
+        // retry requeues only the cancelled ones.
+        let (rs, rout) = try cluster.cli(["retry", "\(s.sweep)"])
+        XCTAssertEqual(rs, 0, rout)
+        XCTAssert(rout.contains("requeued 2"), rout)
+        let v170 = try await cluster.results(s2.sweep)[0].status
+        XCTAssertEqual(v170, .succeeded)
+    }
+
+    func testFailingJobsRetryWithBackoffAndAFailingWorkerIsQuarantined() async throws {
+        cluster.extraCoordinatorArgs = ["--quarantine-after", "3"]
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        // Fails on attempts 1 and 2, succeeds on 3.
+        let s = try await cluster.submit(cluster.toySpec("steps: 6\nstep_ms: 10\nfail_attempts: 2\nmax_attempts: 3"))
+        try await cluster.waitUntil("the third attempt succeeds") { try await cluster.results(s.sweep)[0].status == .succeeded }
+        let firstID = try await cluster.results(s.sweep)[0].id
+        let d = try await cluster.job(firstID)
+        XCTAssertEqual(d.attempts.map(\.state), ["failed", "failed", "succeeded"])
+        XCTAssert(d.attempts[0].error?.contains("exited with code 1") == true, "\(d.attempts)")
+        // Backoff: attempt 3 started at least base·2 after attempt 2 ended.
+        XCTAssertGreaterThanOrEqual(d.attempts[2].started_ms - (d.attempts[1].ended_ms ?? 0), 400)
+
+        // A job that always fails: three failures in a row quarantine the worker.
+        let bad = try await cluster.submit(cluster.toySpec(name: "bad", "i: [1, 2, 3, 4]\nsteps: 4\nstep_ms: 1\nfail_attempts: 99\nmax_attempts: 1"))
+        try await cluster.waitUntil("the worker is quarantined") {
+            let c = try await cluster.client(); defer { c.close() }
+            return try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows.first?.quarantined == true
+        }
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let rows = try await cluster.results(bad.sweep)
+        XCTAssertEqual(rows.filter { $0.status == .failed }.count, 3)
+        XCTAssertEqual(rows.filter { $0.status == .queued }.count, 1, "a quarantined worker takes no more jobs")
+        let w = try cluster.cli(["workers"])
+        XCTAssert(w.out.contains("QUARANTINED"), w.out)
+    }
+
+    private func writeSpec(_ yaml: String) throws -> String {
+        let url = cluster.dir.appendingPathComponent("spec-\(UUID().uuidString.prefix(6)).yaml")
+        try yaml.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+}
