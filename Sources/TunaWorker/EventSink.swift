@@ -7,21 +7,12 @@ import TunaCore
 actor EventSink {
     private var pending: [AttemptRef: [EventRecord]] = [:]
     private var nextSeq: [AttemptRef: Int64] = [:]
-    private var waiters: [CheckedContinuation<Void, Never>] = []
     static let maxBatch = 512
 
     func append(_ ref: AttemptRef, _ event: JSONValue) {
         let seq = nextSeq[ref, default: 0]
         nextSeq[ref] = seq + 1
         pending[ref, default: []].append(EventRecord(seq: seq, at_ms: Int64(Date().timeIntervalSince1970 * 1000), event: event))
-        let w = waiters; waiters.removeAll()
-        for c in w { c.resume() }
-    }
-
-    /// Waits until some event is pending.
-    func waitForEvents() async {
-        if pending.values.contains(where: { !$0.isEmpty }) { return }
-        await withCheckedContinuation { waiters.append($0) }
     }
 
     func batches() -> [Events] {

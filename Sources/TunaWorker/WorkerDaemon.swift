@@ -42,9 +42,17 @@ public actor WorkerDaemon {
 
     /// Runs until `shutdown()` finishes handing jobs back.
     public func run() async {
-        Task { await self.pumpEvents() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.pumpEvents() }
+            group.addTask { await self.connectLoop() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func connectLoop() async {
         var delay = config.backoffMin
-        while !shuttingDown || !runners.isEmpty {
+        while (!shuttingDown || !runners.isEmpty) && !Task.isCancelled {
             do {
                 try await session()
                 delay = config.backoffMin
@@ -52,7 +60,7 @@ public actor WorkerDaemon {
                 if !shuttingDown { log.warning("coordinator \(config.coordinator): \(error); retrying in \(String(format: "%.1f", delay))s") }
             }
             client = nil
-            if shuttingDown && runners.isEmpty { break }
+            if (shuttingDown && runners.isEmpty) || Task.isCancelled { break }
             try? await Task.sleep(nanoseconds: UInt64(delay * Double.random(in: 0.8...1.2) * 1e9))
             delay = min(config.backoffMax, delay * 2)
         }
@@ -166,8 +174,7 @@ public actor WorkerDaemon {
 
     /// Sends pending events, in batches, until acknowledged; forever (one per daemon).
     private func pumpEvents() async {
-        while true {
-            await sink.waitForEvents()
+        while !Task.isCancelled {
             for batch in await sink.batches() {
                 let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
                 guard let c = client, !c.isClosed else { break }
