@@ -61,6 +61,10 @@ let package = Package(
         // A tiny trainer that speaks the trainer contract; the integration tests and the
         // dispatch benchmark run sweeps through it with the `command` trainer.
         .executableTarget(name: "ToyTrainer", dependencies: []),
+        // The control-plane benchmark (docs/performance.md): 200 simulated workers on loopback.
+        .executableTarget(name: "DispatchBench", dependencies: [
+            "TunaCore", "TunaWire", .product(name: "GRDB", package: "GRDB.swift"),
+        ], path: "Benchmarks/dispatch"),
         .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
         .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),

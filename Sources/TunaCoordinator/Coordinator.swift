@@ -28,9 +28,9 @@ public actor Coordinator {
 
     // MARK: Workers
 
-    func register(_ session: Session, _ r: Register) throws -> Registered {
+    func register(_ session: Session, _ r: Register) async throws -> Registered {
         let now = clock()
-        let quarantined = try store.upsertWorker(r, now: now)
+        let quarantined = try await store.upsertWorker(r, now: now)
         if let old = workers[r.worker_id], old !== session {
             // The same worker reconnected: its old connection is dead or about to be.
             waiting.removeAll { $0.session === old }
@@ -38,7 +38,7 @@ public actor Coordinator {
         }
         workers[r.worker_id] = session
         session.workerID = r.worker_id
-        let lost = try store.renew(worker: r.worker_id, leases: r.running, now: now, policy: policy)
+        let lost = try await store.renew(worker: r.worker_id, leases: r.running, now: now, policy: policy)
         let kept = r.running.filter { !lost.contains($0) }
         log.info("worker \(r.name) (\(r.worker_id)) registered; reattached \(kept.count), dropped \(lost.count)")
         return Registered(lease_ms: policy.leaseMs, heartbeat_ms: max(100, policy.leaseMs / 3),
@@ -46,6 +46,7 @@ public actor Coordinator {
     }
 
     func disconnected(_ session: Session) {
+        session.isGone = true
         waiting.removeAll { $0.session === session }
         if let id = session.workerID, workers[id] === session { workers[id] = nil }
     }
@@ -63,26 +64,26 @@ public actor Coordinator {
 
     /// Matches waiting requests with ready jobs (all of them, or one session's).
     func dispatch(only: Session? = nil) async {
-        // Decide everything first, then send: no suspension point while `waiting` is walked.
-        var outgoing: [(Session, Int64, Lease)] = []
-        var i = 0
-        while i < waiting.count {
-            let w = waiting[i]
-            if let only, w.session !== only { i += 1; continue }
-            guard let worker = w.session.workerID else { i += 1; continue }
-            let lease: Lease?
-            do { lease = try store.leaseNext(worker: worker, request: w.request, now: clock(), policy: policy) } catch {
-                log.error("lease failed: \(error)")
-                break
-            }
-            guard let lease else { i += 1; continue }
-            waiting.remove(at: i)
-            outgoing.append((w.session, w.re, lease))
+        // Take the requests out of the queue before awaiting the store, so that a concurrent
+        // dispatch cannot serve them twice; those no job fits go back, keeping their place.
+        let batch = only.map { s in waiting.filter { $0.session === s } } ?? waiting
+        waiting.removeAll { w in batch.contains { $0.session === w.session } }
+        let ready = batch.filter { $0.session.workerID != nil && !$0.session.isGone }
+        guard !ready.isEmpty else { return }
+        let leases: [Lease?]
+        do {
+            leases = try await store.leaseBatch(ready.map { ($0.session.workerID ?? "", $0.request) }, now: clock(), policy: policy)
+        } catch {
+            log.error("lease failed: \(error)")
+            leases = Array(repeating: nil, count: ready.count)
         }
-        for (session, re, lease) in outgoing {
-            log.debug("job \(lease.job) attempt \(lease.attempt) -> \(session.workerID ?? "?")")
-            await session.send("lease", re: re, lease)
+        var unserved: [(session: Session, re: Int64, request: JobRequest)] = []
+        for (w, lease) in zip(ready, leases) {
+            guard let lease else { if !w.session.isGone { unserved.append(w) }; continue }
+            log.debug("job \(lease.job) attempt \(lease.attempt) -> \(w.session.workerID ?? "?")")
+            await w.session.send("lease", re: w.re, lease)
         }
+        waiting.insert(contentsOf: unserved.filter { u in !waiting.contains { $0.session === u.session } }, at: 0)
     }
 
     // MARK: Housekeeping
@@ -92,7 +93,7 @@ public actor Coordinator {
     func reap() async {
         let now = clock()
         do {
-            let lost = try store.expireLeases(now: now, policy: policy)
+            let lost = try await store.expireLeases(now: now, policy: policy)
             for (ref, worker) in lost {
                 log.warning("job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))")
                 await workers[worker]?.send("cancel", CancelAttempt(job: ref.job, attempt: ref.attempt, reason: "lease expired"))

@@ -43,7 +43,7 @@ public final class CoordinatorServer: Sendable {
     /// Binds, then calls `onListening` with the bound port (useful with port 0), then serves
     /// until the task is cancelled.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
-        try store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
+        try await store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
         let server = try await Channels.listen(config.listen, maxFrame: config.maxFrame)
         let port = server.channel.localAddress?.port ?? config.listen.port
         log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path)")

@@ -33,27 +33,27 @@ extension CoordinatorServer {
         case "job_request":
             await coordinator.request(s, re: re ?? 0, try msg.decode(JobRequest.self))
         case "heartbeat":
-            let lost = try store.renew(worker: worker, leases: try msg.decode(Heartbeat.self).leases, now: now, policy: config.policy)
+            let lost = try await store.renew(worker: worker, leases: try msg.decode(Heartbeat.self).leases, now: now, policy: config.policy)
             await s.send("heartbeat_ack", re: re, HeartbeatAck(lost: lost))
         case "events":
-            let through = try store.appendEvents(try msg.decode(Events.self), worker: worker, now: now)
+            let through = try await store.appendEvents(try msg.decode(Events.self), worker: worker, now: now)
             await s.send("events_ack", re: re, EventsAck(through_seq: through))
         case "upload_begin":
-            await s.send("upload_ready", re: re, try beginUpload(try msg.decode(UploadBegin.self), worker: worker))
+            await s.send("upload_ready", re: re, try await beginUpload(try msg.decode(UploadBegin.self), worker: worker))
         case "upload_chunk":
-            await s.send("chunk_ack", re: re, try uploadChunk(try msg.decode(UploadChunk.self), bytes: msg.binary))
+            await s.send("chunk_ack", re: re, try await uploadChunk(try msg.decode(UploadChunk.self), bytes: msg.binary))
         case "upload_end":
             let u = try msg.decode(UploadEnd.self)
-            try endUpload(u.upload, worker: worker, now: now)
+            try await endUpload(u.upload, worker: worker, now: now)
             await s.send("ok", re: re, Empty())
         case "job_done":
             let d = try msg.decode(JobDone.self)
-            try store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: .succeeded, now: now, policy: config.policy)
+            try await store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: .succeeded, now: now, policy: config.policy)
             await s.send("ok", re: re, Empty())
         case "job_failed":
             let f = try msg.decode(JobFailed.self)
             let outcome: Store.Outcome = f.returned ? .returned(f.reason) : .failed(f.reason)
-            try store.finish(AttemptRef(job: f.job, attempt: f.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
+            try await store.finish(AttemptRef(job: f.job, attempt: f.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
             await s.send("ok", re: re, Empty())
             await coordinator.dispatch()
         case "submit":
@@ -62,7 +62,7 @@ extension CoordinatorServer {
             do { plan = try SweepSpec.plan(yaml: sub.spec) } catch let e as TunaError {
                 throw ErrorReply(code: "invalid_spec", message: e.description)
             }
-            await s.send("submitted", re: re, try store.insertSweep(plan, specYAML: sub.spec, now: now))
+            await s.send("submitted", re: re, try await store.insertSweep(plan, specYAML: sub.spec, now: now))
             await coordinator.dispatch()
         case "list_sweeps":
             await s.send("sweeps", re: re, Rows(try store.sweeps()))
@@ -83,19 +83,19 @@ extension CoordinatorServer {
             let (bytes, size) = try artifacts.read(sha256: r.sha256, offset: r.offset, length: min(r.length, Frame.chunkSize))
             await s.send("artifact_chunk", re: re, ArtifactChunk(offset: r.offset, length: bytes.count, sha256: bytes.sha256Hex, size: size), binary: bytes)
         case "cancel":
-            let (count, running) = try store.cancel(try msg.decode(Target.self), now: now)
+            let (count, running) = try await store.cancel(try msg.decode(Target.self), now: now)
             await coordinator.notifyCancelled(running, reason: "cancelled by user")
             await s.send("count", re: re, Count(count: count))
         case "retry":
             let t = try msg.decode(Target.self)
             guard let sweep = t.sweep else { throw ErrorReply(code: "bad_message", message: "`retry` needs a sweep id") }
-            let n = try store.retry(sweep: sweep)
+            let n = try await store.retry(sweep: sweep)
             await s.send("count", re: re, Count(count: n))
             await coordinator.dispatch()
         case "list_workers":
             await s.send("workers", re: re, Rows(try store.workers(connected: await coordinator.connectedWorkers)))
         case "unquarantine":
-            try store.unquarantine(worker: try msg.decode(WorkerName.self).worker)
+            try await store.unquarantine(worker: try msg.decode(WorkerName.self).worker)
             await s.send("ok", re: re, Empty())
             await coordinator.dispatch()
         default:
@@ -122,20 +122,20 @@ extension CoordinatorServer {
 
     // MARK: Uploads
 
-    private func beginUpload(_ b: UploadBegin, worker: String) throws -> UploadReady {
+    private func beginUpload(_ b: UploadBegin, worker: String) async throws -> UploadReady {
         try ArtifactRules.checkName(b.artifact.name)
         try ArtifactRules.checkDigest(b.artifact.sha256)
         guard ["adapter", "checkpoint", "output"].contains(b.artifact.kind) else {
             throw ErrorReply(code: "bad_artifact", message: "artifact kind must be adapter, checkpoint or output")
         }
         guard b.artifact.size >= 0 else { throw ErrorReply(code: "bad_artifact", message: "negative size") }
-        let u = try store.beginUpload(AttemptRef(job: b.job, attempt: b.attempt), worker: worker, artifact: b.artifact)
+        let u = try await store.beginUpload(AttemptRef(job: b.job, attempt: b.attempt), worker: worker, artifact: b.artifact)
         let offset = try artifacts.prepare(upload: u.id, received: u.received)
-        if offset != u.received { try store.setUploadReceived(u.id, offset) }
+        if offset != u.received { try await store.setUploadReceived(u.id, offset) }
         return UploadReady(upload: u.id, offset: offset)
     }
 
-    private func uploadChunk(_ c: UploadChunk, bytes: Data?) throws -> ChunkAck {
+    private func uploadChunk(_ c: UploadChunk, bytes: Data?) async throws -> ChunkAck {
         guard let bytes, bytes.count == c.length else {
             throw ErrorReply(code: "bad_message", message: "upload_chunk must be followed by a binary frame of `length` bytes")
         }
@@ -151,21 +151,21 @@ extension CoordinatorServer {
         }
         try artifacts.write(upload: u.id, offset: c.offset, bytes: bytes)
         let received = c.offset + Int64(bytes.count)
-        try store.setUploadReceived(u.id, received)
+        try await store.setUploadReceived(u.id, received)
         return ChunkAck(offset: received)
     }
 
-    private func endUpload(_ id: Int64, worker: String, now: Int64) throws {
+    private func endUpload(_ id: Int64, worker: String, now: Int64) async throws {
         let u = try store.upload(id)
         guard u.received == u.artifact.size else {
             throw ErrorReply(code: "bad_artifact", message: "upload \(id) has \(u.received) of \(u.artifact.size) bytes")
         }
         let ref = try store.uploadAttempt(id)
         do { try artifacts.finalize(upload: id, expected: u.artifact) } catch {
-            try? store.setUploadReceived(id, 0)
+            try? await store.setUploadReceived(id, 0)
             throw error
         }
-        try store.completeUpload(id, ref: ref, worker: worker, now: now)
+        try await store.completeUpload(id, ref: ref, worker: worker, now: now)
     }
 }
 

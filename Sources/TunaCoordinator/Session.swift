@@ -10,6 +10,7 @@ public final class Session: Sendable {
     struct State {
         var role: String?
         var workerID: String?
+        var gone = false
     }
 
     let id: Int
@@ -28,6 +29,12 @@ public final class Session: Sendable {
     var workerID: String? {
         get { state.withLockedValue { $0.workerID } }
         set { state.withLockedValue { $0.workerID = newValue } }
+    }
+
+    /// Set once the connection has closed.
+    var isGone: Bool {
+        get { state.withLockedValue { $0.gone } }
+        set { state.withLockedValue { $0.gone = newValue } }
     }
 
     /// Sends a message (and its binary frame, if any) in one write; a failed send means the

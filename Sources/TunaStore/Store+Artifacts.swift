@@ -14,9 +14,9 @@ extension Store {
     }
 
     /// Starts (or resumes) an upload for a live attempt.
-    public func beginUpload(_ ref: AttemptRef, worker: String, artifact a: ArtifactInfo) throws -> UploadState {
-        try write { db in
-            let attemptID = try currentAttemptID(db, ref, worker: worker)
+    public func beginUpload(_ ref: AttemptRef, worker: String, artifact a: ArtifactInfo) async throws -> UploadState {
+        try await write { db in
+            let attemptID = try self.currentAttemptID(db, ref, worker: worker)
             try db.execute(sql: """
                 INSERT INTO uploads (attempt_id, kind, name, sha256, size) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (attempt_id, kind, name, sha256) DO NOTHING
@@ -37,18 +37,18 @@ extension Store {
         }
     }
 
-    public func setUploadReceived(_ id: Int64, _ received: Int64) throws {
-        try write { db in try db.execute(sql: "UPDATE uploads SET received = ? WHERE id = ?", arguments: [received, id]) }
+    public func setUploadReceived(_ id: Int64, _ received: Int64) async throws {
+        try await write { db in try db.execute(sql: "UPDATE uploads SET received = ? WHERE id = ?", arguments: [received, id]) }
     }
 
     /// Records a verified artifact for its attempt (if that attempt is still live) and drops
     /// the upload row.
-    public func completeUpload(_ id: Int64, ref: AttemptRef, worker: String, now: Int64) throws {
-        try write { db in
+    public func completeUpload(_ id: Int64, ref: AttemptRef, worker: String, now: Int64) async throws {
+        try await write { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT attempt_id, kind, name, sha256, size FROM uploads WHERE id = ?", arguments: [id]) else {
                 throw ErrorReply.notFound("no upload \(id)")
             }
-            let attemptID = try currentAttemptID(db, ref, worker: worker)
+            let attemptID = try self.currentAttemptID(db, ref, worker: worker)
             guard attemptID == r[0] as Int64 else { throw ErrorReply.stale(ref, "upload \(id) belongs to another attempt") }
             try db.execute(sql: """
                 INSERT INTO artifacts (attempt_id, kind, name, sha256, size, created_ms) VALUES (?, ?, ?, ?, ?, ?)

@@ -6,10 +6,10 @@ extension Store {
     /// Stores a batch of trainer events of a live attempt and updates the job's summary
     /// (final train loss, best and final validation loss, tokens/s) in the same transaction.
     /// Events already stored (a batch resent after a reconnect) are ignored by (attempt, seq).
-    public func appendEvents(_ batch: Events, worker: String, now: Int64) throws -> Int64 {
-        try write { db in
+    public func appendEvents(_ batch: Events, worker: String, now: Int64) async throws -> Int64 {
+        try await write { db in
             let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
-            let attemptID = try currentAttemptID(db, ref, worker: worker)
+            let attemptID = try self.currentAttemptID(db, ref, worker: worker)
             let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO metrics (attempt_id, seq, at_ms, event) VALUES (?, ?, ?, ?)")
             var trainLoss: Double?, valLoss: Double?, bestVal: Double?, tps: Double?
             var through: Int64 = -1

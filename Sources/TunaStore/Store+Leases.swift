@@ -14,8 +14,8 @@ public struct LeasePolicy: Sendable {
 
 extension Store {
     /// Records a worker (new or returning) and its capabilities; returns whether it is quarantined.
-    public func upsertWorker(_ r: Register, now: Int64) throws -> Bool {
-        try write { db in
+    public func upsertWorker(_ r: Register, now: Int64) async throws -> Bool {
+        try await write { db in
             try db.execute(sql: """
                 INSERT INTO workers (id, name, capabilities, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, capabilities = excluded.capabilities,
@@ -27,16 +27,27 @@ extension Store {
 
     /// After a restart every running lease gets a fresh term: workers could not heartbeat
     /// while the coordinator was down, and their jobs kept running.
-    public func extendRunningLeases(now: Int64, policy: LeasePolicy) throws {
-        _ = try write { db in
+    public func extendRunningLeases(now: Int64, policy: LeasePolicy) async throws {
+        _ = try await write { db in
             try db.execute(sql: "UPDATE attempts SET lease_expires_ms = MAX(lease_expires_ms, ?) WHERE state = 'running'",
                            arguments: [now + policy.leaseMs])
         }
     }
 
     /// Picks the best ready job that fits the worker's free resources (highest priority,
-    /// then oldest) and leases it as a new attempt, in one transaction. Nil if none fits.
-    public func leaseNext(worker: String, request: JobRequest, now: Int64, policy: LeasePolicy) throws -> Lease? {
+    /// then oldest) and leases it as a new attempt. Nil if none fits.
+    public func leaseNext(worker: String, request: JobRequest, now: Int64, policy: LeasePolicy) async throws -> Lease? {
+        try await leaseBatch([(worker, request)], now: now, policy: policy)[0]
+    }
+
+    /// Leases for several waiting requests, in order, in one transaction (one fsync).
+    public func leaseBatch(_ requests: [(worker: String, request: JobRequest)], now: Int64, policy: LeasePolicy) async throws -> [Lease?] {
+        try await write { db in
+            try requests.map { try self.grantLease(db, worker: $0.worker, request: $0.request, now: now, policy: policy) }
+        }
+    }
+
+    private func grantLease(_ db: Database, worker: String, request: JobRequest, now: Int64, policy: LeasePolicy) throws -> Lease? {
         let trainers = request.trainers.filter { !$0.isEmpty }
         guard !trainers.isEmpty else { return nil }
         // A job asking for k GPUs fits when the k-th largest free GPU has enough memory.
@@ -54,26 +65,24 @@ extension Store {
               AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
             ORDER BY priority DESC, id LIMIT 1
             """
-        return try write { db -> Lease? in
-            if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
-                return nil
-            }
-            guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
-            let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
-            let number = attempts + 1
-            guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
-            try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, ?, ?, 'running', ?, ?)",
-                           arguments: [job, number, worker, now + policy.leaseMs, now])
-            try db.execute(sql: """
-                UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
-                    final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL
-                WHERE id = ?
-                """, arguments: [next.rawValue, number, number, worker, job])
-            var spec = (try? JSONValue.parse(Data((row[2] as String).utf8)))?.objectValue ?? [:]
-            spec["job_id"] = .int(Int(job)); spec["sweep_id"] = .int(Int(sweep)); spec["attempt"] = .int(number)
-            return Lease(job: job, attempt: number, sweep: sweep, spec: .object(spec), lease_ms: policy.leaseMs,
-                         resume: try latestCheckpoint(db, job: job))
+        if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
+            return nil
         }
+        guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
+        let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
+        let number = attempts + 1
+        guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
+        try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, ?, ?, 'running', ?, ?)",
+                       arguments: [job, number, worker, now + policy.leaseMs, now])
+        try db.execute(sql: """
+            UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
+                final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL
+            WHERE id = ?
+            """, arguments: [next.rawValue, number, number, worker, job])
+        var spec = (try? JSONValue.parse(Data((row[2] as String).utf8)))?.objectValue ?? [:]
+        spec["job_id"] = .int(Int(job)); spec["sweep_id"] = .int(Int(sweep)); spec["attempt"] = .int(number)
+        return Lease(job: job, attempt: number, sweep: sweep, spec: .object(spec), lease_ms: policy.leaseMs,
+                     resume: try self.latestCheckpoint(db, job: job))
     }
 
     /// The checkpoint files of the newest earlier attempt that left any.
@@ -88,8 +97,8 @@ extension Store {
     }
 
     /// Renews the leases a worker still holds; returns those it no longer holds.
-    public func renew(worker: String, leases: [AttemptRef], now: Int64, policy: LeasePolicy) throws -> [AttemptRef] {
-        try write { db in
+    public func renew(worker: String, leases: [AttemptRef], now: Int64, policy: LeasePolicy) async throws -> [AttemptRef] {
+        try await write { db in
             try db.execute(sql: "UPDATE workers SET last_seen_ms = ? WHERE id = ?", arguments: [now, worker])
             var lost: [AttemptRef] = []
             for ref in leases {
@@ -106,14 +115,14 @@ extension Store {
 
     /// Expires leases not renewed in time: the attempt is `lost`, the job goes back to the
     /// queue (after backoff) or fails for good. Returns the lost attempts and their workers.
-    public func expireLeases(now: Int64, policy: LeasePolicy) throws -> [(AttemptRef, String)] {
-        try write { db in
+    public func expireLeases(now: Int64, policy: LeasePolicy) async throws -> [(AttemptRef, String)] {
+        try await write { db in
             let rows = try Row.fetchAll(db, sql: "SELECT job_id, number, worker_id FROM attempts WHERE state = 'running' AND lease_expires_ms < ?",
                                         arguments: [now])
             var out: [(AttemptRef, String)] = []
             for r in rows {
                 let ref = AttemptRef(job: r[0], attempt: r[1])
-                try endAttempt(db, ref, worker: r[2], outcome: .lost("lease expired (worker lost or unreachable)"), now: now, policy: policy)
+                try self.endAttempt(db, ref, worker: r[2], outcome: .lost("lease expired (worker lost or unreachable)"), now: now, policy: policy)
                 out.append((ref, r[2]))
             }
             return out
@@ -130,10 +139,10 @@ extension Store {
     /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
     /// is the job's current one, still running, and held by this worker: the fencing check
     /// that makes at most one attempt the job's result.
-    public func finish(_ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
-        try write { db in
-            _ = try currentAttemptID(db, ref, worker: worker)
-            try endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
+    public func finish(_ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) async throws {
+        try await write { db in
+            _ = try self.currentAttemptID(db, ref, worker: worker)
+            try self.endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
         }
     }
 
@@ -153,7 +162,7 @@ extension Store {
         return row[0]
     }
 
-    private func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
+    func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
         let row = try Row.fetchOne(db, sql: "SELECT status, failures, max_attempts FROM jobs WHERE id = ?", arguments: [ref.job])
         guard let row, let status = JobStatus(rawValue: row[0]) else { return }
         let failures: Int = row[1], maxAttempts: Int = row[2]
@@ -181,14 +190,14 @@ extension Store {
             let delay = JobLifecycle.backoffMs(failures: n, baseMs: policy.backoffBaseMs, capMs: policy.backoffCapMs)
             try db.execute(sql: "UPDATE jobs SET status = ?, failures = ?, not_before_ms = ?, error = ?, current_attempt = NULL WHERE id = ?",
                            arguments: [next.rawValue, n, now + delay, stored, ref.job])
-            if case .failed = outcome { try countWorkerFailure(db, worker: worker, why: stored ?? "", policy: policy) }
+            if case .failed = outcome { try self.countWorkerFailure(db, worker: worker, why: stored ?? "", policy: policy) }
         default:
             try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, current_attempt = NULL, error = ? WHERE id = ?",
                            arguments: [next.rawValue, now, stored, ref.job])
         }
     }
 
-    private func countWorkerFailure(_ db: Database, worker: String, why: String, policy: LeasePolicy) throws {
+    func countWorkerFailure(_ db: Database, worker: String, why: String, policy: LeasePolicy) throws {
         try db.execute(sql: "UPDATE workers SET consecutive_failures = consecutive_failures + 1 WHERE id = ?", arguments: [worker])
         try db.execute(sql: """
             UPDATE workers SET quarantined = 1, quarantine_reason = ?
@@ -196,8 +205,8 @@ extension Store {
             """, arguments: ["\(policy.quarantineAfter) failed attempts in a row; last: \(why.prefix(300))", worker, policy.quarantineAfter])
     }
 
-    public func unquarantine(worker: String) throws {
-        try write { db in
+    public func unquarantine(worker: String) async throws {
+        try await write { db in
             try db.execute(sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, consecutive_failures = 0 WHERE id = ? OR name = ?",
                            arguments: [worker, worker])
             if db.changesCount == 0 { throw ErrorReply.notFound("no worker \(worker)") }

@@ -5,8 +5,8 @@ import TunaCore
 extension Store {
     /// Stores a validated sweep and all its jobs in one transaction: a sweep is there whole
     /// or not at all, and (sweep, params_hash) is unique, so its job count is exact.
-    public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64) throws -> Submitted {
-        try write { db in
+    public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64) async throws -> Submitted {
+        try await write { db in
             try db.execute(sql: "INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms) VALUES (?, ?, ?, ?, ?)",
                            arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now])
             let sweep = db.lastInsertedRowID
@@ -33,8 +33,8 @@ extension Store {
 
     /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);
     /// succeeded, queued and running jobs are left alone.
-    public func retry(sweep: SweepID) throws -> Int {
-        try write { db in
+    public func retry(sweep: SweepID) async throws -> Int {
+        try await write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) == true else {
                 throw ErrorReply.notFound("no sweep \(sweep)")
             }
@@ -48,8 +48,8 @@ extension Store {
 
     /// Cancels queued and running jobs of a sweep or one job. Returns the running attempts,
     /// whose workers must be told to stop; their late results are refused from now on.
-    public func cancel(_ target: Target, now: Int64) throws -> (count: Int, running: [(AttemptRef, String)]) {
-        try write { db in
+    public func cancel(_ target: Target, now: Int64) async throws -> (count: Int, running: [(AttemptRef, String)]) {
+        try await write { db in
             let (clause, arg): (String, Int64)
             if let job = target.job { (clause, arg) = ("j.id = ?", job) }
             else if let sweep = target.sweep { (clause, arg) = ("j.sweep_id = ?", sweep) }

@@ -13,6 +13,7 @@ import TunaCore
 public final class Store: @unchecked Sendable {
     // @unchecked: DatabaseQueue serializes every access itself.
     let db: DatabaseQueue
+    let committer: GroupCommitter
 
     public enum Sync: String, Sendable { case full = "FULL", normal = "NORMAL" }
 
@@ -34,17 +35,15 @@ public final class Store: @unchecked Sendable {
                 db = try DatabaseQueue(configuration: config)
             }
             try Schema.migrator.migrate(db)
+            committer = GroupCommitter(db: db)
         } catch {
             throw TunaError.io("cannot open the database at \(path ?? ":memory:"): \(error)")
         }
     }
 
-    /// Runs a write transaction, mapping SQLite failures (a full disk, say) to a clear error.
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try db.write(body) }
-        catch let e as ErrorReply { throw e }
-        catch let e as TunaError { throw e }
-        catch { throw ErrorReply(code: "internal", message: "database write failed: \(error)") }
+    /// Runs a change in the next group commit (see `GroupCommitter`) and returns once it is durable.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await committer.write(body)
     }
 
     func read<T>(_ body: (Database) throws -> T) throws -> T {

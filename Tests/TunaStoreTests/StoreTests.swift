@@ -4,12 +4,12 @@ import TunaCore
 
 /// The store's rules, on a fresh in-memory database with an explicit clock (`now` arguments).
 final class StoreTests: XCTestCase {
-    var store: Store!
+    var store: SyncStore!
     var policy = LeasePolicy()
     let cpu = JobRequest(free_gpus: [], trainers: ["command"])
 
     override func setUpWithError() throws {
-        store = try Store(path: nil)
+        store = SyncStore(store: try Store(path: nil))
         policy.leaseMs = 1000
         policy.backoffBaseMs = 100
         policy.quarantineAfter = 2
@@ -152,7 +152,7 @@ final class StoreTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("db.sqlite").path
         do {
-            let s = try Store(path: path)
+            let s = SyncStore(store: try Store(path: path))
             _ = try s.insertSweep(try SweepSpec.plan(yaml: "name: s\ntrainer: command\ncommand: [x]\na: [1,2]"), specYAML: "", now: 0)
         }
         let again = try Store(path: path)
