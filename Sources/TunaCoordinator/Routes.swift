@@ -68,7 +68,9 @@ extension CoordinatorServer {
             await s.send("sweeps", re: re, Rows(try store.sweeps()))
         case "results":
             let q = try msg.decode(ResultsQuery.self)
-            await s.send("results", re: re, Rows(try store.results(sweep: q.sweep, sort: q.sort)))
+            // The rows travel as one binary frame of JSON (see Store.resultsJSON).
+            let (count, json) = try store.resultsJSON(sweep: q.sweep, sort: q.sort)
+            await s.send("results", re: re, Count(count: count), binary: json)
         case "job":
             let t = try msg.decode(Target.self)
             guard let job = t.job else { throw ErrorReply(code: "bad_message", message: "`job` needs a job id") }

@@ -49,3 +49,14 @@ public struct MessageAssembler {
         }
     }
 }
+
+extension Incoming {
+    /// The rows of a `results` reply (a JSON array in the binary frame that follows it).
+    public func resultRows() throws -> [ResultRow] {
+        _ = try decode(Count.self)
+        guard let binary else { throw ErrorReply(code: "bad_message", message: "`results` came without its rows") }
+        do { return try JSONDecoder().decode([ResultRow].self, from: binary) } catch {
+            throw ErrorReply(code: "bad_message", message: "malformed result rows: \(error)")
+        }
+    }
+}

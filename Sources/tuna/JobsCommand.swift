@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TunaCore
+import TunaWire
 
 struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs",
@@ -34,7 +35,7 @@ struct JobsCommand: AsyncParsableCommand {
             }
             return
         }
-        let rows = try await c.request("results", ResultsQuery(sweep: sweep), as: Rows<ResultRow>.self).rows
+        let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep)).resultRows()
         if json { return printJSON(rows) }
         var t = Table(["job", "sweep", "status", "attempts", "worker", "error"])
         for r in rows { t.add(["\(r.id)", "\(r.sweep)", r.status.rawValue, "\(r.attempts)", r.worker ?? "-", r.error ?? ""]) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TunaCore
+import TunaWire
 
 struct ResultsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "results",
@@ -16,9 +17,14 @@ struct ResultsCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         if json {
-            return printJSON(try await c.request("results", ResultsQuery(sweep: sweep, sort: sort), as: Rows<ResultRow>.self).rows)
+            // Printed as the coordinator wrote it: no decode and re-encode of 100,000 rows.
+            let reply = try await c.requestRaw("results", ResultsQuery(sweep: sweep, sort: sort))
+            _ = try reply.decode(Count.self)
+            FileHandle.standardOutput.write(reply.binary ?? Data("[]".utf8))
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            return
         }
-        let rows = try await c.request("results", ResultsQuery(sweep: sweep, sort: sort), as: Rows<ResultRow>.self).rows
+        let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep, sort: sort)).resultRows()
         let keys = Array(Set(rows.flatMap { $0.params.keys })).sorted()
         var t = Table(["job"] + keys + ["status", "attempts", "train_loss", "best_val", "final_val", "tok/s", "worker", "adapter"])
         for r in rows {

@@ -91,7 +91,7 @@ final class Cluster: @unchecked Sendable {
 
     func results(_ sweep: SweepID? = nil) async throws -> [ResultRow] {
         let c = try await client(); defer { c.close() }
-        return try await c.request("results", ResultsQuery(sweep: sweep), as: Rows<ResultRow>.self).rows
+        return try await c.requestRaw("results", ResultsQuery(sweep: sweep)).resultRows()
     }
 
     func job(_ id: JobID) async throws -> JobDetail {

@@ -221,7 +221,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
-            let rows = try await admin.request("results", ResultsQuery(sweep: s.sweep), as: Rows<ResultRow>.self).rows
+            let rows = try await admin.requestRaw("results", ResultsQuery(sweep: s.sweep)).resultRows()
             if rows.allSatisfy({ $0.status == .succeeded }) { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
