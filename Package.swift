@@ -44,11 +44,12 @@ let package = Package(
         ]),
         .target(name: "TunaWorker", dependencies: [
             "TunaCore", "TunaWire",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tuna", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine",
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -67,7 +67,8 @@ coordinator.executableURL = bin.appendingPathComponent("tuna")
 let portFile = dir.appendingPathComponent("port")
 coordinator.arguments = ["coordinator", "--listen", "127.0.0.1:0", "--data-dir", dir.appendingPathComponent("data").path,
                          "--port-file", portFile.path, "--sync", opts.sync, "--lease-ms", "60000"]
-coordinator.standardError = FileHandle(forWritingAtPath: "/dev/null")
+FileManager.default.createFile(atPath: "/tmp/tuna-bench-coordinator.log", contents: nil)
+coordinator.standardError = FileHandle(forWritingAtPath: "/tmp/tuna-bench-coordinator.log")
 try coordinator.run()
 defer { coordinator.terminate() }
 var port = 0
@@ -116,8 +117,10 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
     var arrivals = waitingLeases.stream.makeAsyncIterator()
     try await Task.sleep(nanoseconds: 500_000_000)   // let every request park
     for k in 0..<opts.workers {
-        _ = try await admin.request("submit", Submit(spec: "name: one-\(k)\ntrainer: command\ncommand: [x]"), as: Submitted.self)
+        // The clock starts when the submit is sent: this counts the submit's own validation and
+        // commit too, so it is an upper bound on ready → lease.
         let ready = now()
+        _ = try await admin.request("submit", Submit(spec: "name: one-\(k)\ntrainer: command\ncommand: [x]"), as: Submitted.self)
         guard let got = await arrivals.next() else { break }
         readyLatencies.append(got - ready)
     }

@@ -5,7 +5,7 @@
 //
 // Job fields it reads (all optional, passed through by the `command` trainer):
 //   steps (20), step_ms (10), lr (1e-3), fail_attempts (0: fail while attempt <= N),
-//   checkpoint_every (5), adapter_bytes (4096), exit_code (1).
+//   checkpoint_every (5), adapter_bytes (4096), exit_code (1), extra_output_file (none).
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -77,4 +77,8 @@ var x = UInt64(bitPattern: Int64(lr * 1e9)) &+ UInt64(steps)
 for i in 0..<adapterBytes { x = x &* 6364136223846793005 &+ 1442695040888963407; bytes[i] = UInt8(truncatingIfNeeded: x >> 33) }
 FileManager.default.createFile(atPath: "\(outDir)/adapter_model.safetensors", contents: Data(bytes))
 FileManager.default.createFile(atPath: "\(outDir)/adapter_config.json", contents: Data("{\"r\": 8, \"lr\": \(lr)}\n".utf8))
+// `extra_output_file` lets tests leave a file the coordinator must refuse (a bad name).
+if let extra = job["extra_output_file"] as? String {
+    FileManager.default.createFile(atPath: "\(outDir)/\(extra)", contents: Data("x".utf8))
+}
 emit(["event": "done"])

@@ -77,7 +77,7 @@ public struct ArtifactStore: Sendable {
         guard let h = try? FileHandle(forReadingFrom: url) else { throw ErrorReply.init(code: "not_found", message: "artifact \(sha256) is not stored") }
         defer { try? h.close() }
         let size = Int64(try h.seekToEnd())
-        guard offset >= 0, offset <= size else { throw ErrorReply(code: "bad_message", message: "offset \(offset) outside 0...\(size)") }
+        guard offset >= 0, offset <= size else { throw ErrorReply(code: "bad_request", message: "offset \(offset) outside 0...\(size)") }
         try h.seek(toOffset: UInt64(offset))
         let data = try h.read(upToCount: max(0, min(length, Int(size - offset)))) ?? Data()
         return (data, size)
@@ -96,21 +96,3 @@ extension Sequence where Element == UInt8 {
     public var hex: String { map { String(format: "%02x", $0) }.joined() }
 }
 
-public enum ArtifactRules {
-    /// A relative path of plain components: no `..`, no absolute paths, no hidden tricks.
-    public static func checkName(_ name: String) throws {
-        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-        let ok = !name.isEmpty && name.utf8.count <= 255 && parts.count <= 8 && parts.allSatisfy { p in
-            !p.isEmpty && p != "." && p != ".." && p.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
-        }
-        guard ok else {
-            throw ErrorReply(code: "bad_artifact", message: "artifact name \(JSONValue.string(name)) is not a relative path of letters, digits, '.', '_', '-' (no '..')")
-        }
-    }
-
-    public static func checkDigest(_ s: String) throws {
-        guard s.count == 64, s.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-            throw ErrorReply(code: "bad_artifact", message: "\(JSONValue.string(s)) is not a lowercase hex SHA-256")
-        }
-    }
-}

@@ -82,6 +82,10 @@ public final class CoordinatorServer: Sendable {
                     } catch let e as ErrorReply {
                         await session.send("error", re: msg.header.id, e)
                         if Routes.fatalCodes.contains(e.code) { break }
+                    } catch {
+                        // A file-system or other unexpected failure: say so, keep the connection.
+                        self.log.error("\(msg.type): \(error)")
+                        await session.send("error", re: msg.header.id, ErrorReply(code: "internal", message: "\(msg.type) failed: \(error)"))
                     }
                 }
             } catch let e as ErrorReply {

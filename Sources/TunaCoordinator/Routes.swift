@@ -28,7 +28,7 @@ extension CoordinatorServer {
         switch msg.type {
         case "register":
             let r = try msg.decode(Register.self)
-            guard !r.worker_id.isEmpty, r.max_jobs >= 1 else { throw ErrorReply(code: "bad_message", message: "register needs a worker_id and max_jobs >= 1") }
+            guard !r.worker_id.isEmpty, r.max_jobs >= 1 else { throw ErrorReply(code: "bad_request", message: "register needs a worker_id and max_jobs >= 1") }
             await s.send("registered", re: re, try await coordinator.register(s, r))
         case "job_request":
             await coordinator.request(s, re: re ?? 0, try msg.decode(JobRequest.self))
@@ -41,7 +41,7 @@ extension CoordinatorServer {
         case "upload_begin":
             await s.send("upload_ready", re: re, try await beginUpload(try msg.decode(UploadBegin.self), worker: worker))
         case "upload_chunk":
-            await s.send("chunk_ack", re: re, try await uploadChunk(try msg.decode(UploadChunk.self), bytes: msg.binary))
+            await s.send("chunk_ack", re: re, try await uploadChunk(try msg.decode(UploadChunk.self), bytes: msg.binary, worker: worker))
         case "upload_end":
             let u = try msg.decode(UploadEnd.self)
             try await endUpload(u.upload, worker: worker, now: now)
@@ -73,7 +73,7 @@ extension CoordinatorServer {
             await s.send("results", re: re, Count(count: count), binary: json)
         case "job":
             let t = try msg.decode(Target.self)
-            guard let job = t.job else { throw ErrorReply(code: "bad_message", message: "`job` needs a job id") }
+            guard let job = t.job else { throw ErrorReply(code: "bad_request", message: "`job` needs a job id") }
             await s.send("job", re: re, try store.jobDetail(job))
         case "logs":
             let q = try msg.decode(LogsQuery.self)
@@ -90,7 +90,7 @@ extension CoordinatorServer {
             await s.send("count", re: re, Count(count: count))
         case "retry":
             let t = try msg.decode(Target.self)
-            guard let sweep = t.sweep else { throw ErrorReply(code: "bad_message", message: "`retry` needs a sweep id") }
+            guard let sweep = t.sweep else { throw ErrorReply(code: "bad_request", message: "`retry` needs a sweep id") }
             let n = try await store.retry(sweep: sweep)
             await s.send("count", re: re, Count(count: n))
             await coordinator.dispatch()
@@ -137,11 +137,13 @@ extension CoordinatorServer {
         return UploadReady(upload: u.id, offset: offset)
     }
 
-    private func uploadChunk(_ c: UploadChunk, bytes: Data?) async throws -> ChunkAck {
+    private func uploadChunk(_ c: UploadChunk, bytes: Data?, worker: String) async throws -> ChunkAck {
         guard let bytes, bytes.count == c.length else {
             throw ErrorReply(code: "bad_message", message: "upload_chunk must be followed by a binary frame of `length` bytes")
         }
         let u = try store.upload(c.upload)
+        // Only the worker holding the attempt's lease may write to its uploads.
+        try store.checkLive(try store.uploadAttempt(c.upload), worker: worker)
         guard c.offset == u.received else {
             throw ErrorReply(code: "bad_offset", message: "upload \(c.upload) expects offset \(u.received), got \(c.offset)")
         }

@@ -58,6 +58,11 @@ extension Store {
         }
     }
 
+    /// Throws `stale_attempt` unless `ref` is live and held by `worker`.
+    public func checkLive(_ ref: AttemptRef, worker: String) throws {
+        _ = try read { db in try self.currentAttemptID(db, ref, worker: worker) }
+    }
+
     /// The attempt an upload belongs to, as a reference.
     public func uploadAttempt(_ id: Int64) throws -> AttemptRef {
         try read { db in

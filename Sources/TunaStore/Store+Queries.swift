@@ -35,7 +35,7 @@ extension Store {
     public func resultsJSON(sweep: SweepID?, sort: String?) throws -> (count: Int, json: Data) {
         let column = sort ?? "id"
         guard Store.sortableColumns.contains(column) else {
-            throw ErrorReply(code: "bad_message", message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
+            throw ErrorReply(code: "bad_request", message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
         }
         let order = column == "tokens_per_s" ? "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id" : "j.\(column) IS NULL, j.\(column), j.id"
         return try read { db in

@@ -17,11 +17,14 @@ public final class WireClient: Sendable {
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
     private let channel: Channel
     public let pushes: AsyncStream<Incoming>
+    public static let maxReplyFrame = 1 << 30
 
     /// Connects and says hello; throws `ErrorReply` if the coordinator refuses (bad token, version).
     public static func connect(_ addr: HostPort, token: String?, role: String) async throws -> WireClient {
         let conn: Channels.Conn
-        do { conn = try await Channels.connect(addr) } catch {
+        // Replies can be large (the results of a 100,000-job sweep are ~25 MiB of JSON); the
+        // size cap protects the coordinator from peers, and a client trusts its coordinator.
+        do { conn = try await Channels.connect(addr, maxFrame: WireClient.maxReplyFrame) } catch {
             throw TunaError.io("cannot reach the coordinator at \(addr): \(error)")
         }
         let client = await WireClient(conn)

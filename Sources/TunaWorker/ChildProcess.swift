@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,6 +14,7 @@ public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     public let lines: AsyncStream<(stream: String, line: String)>
     private let exitStream: AsyncStream<Int32>
+    private let exited = NIOLockedValueBox(false)
 
     public enum SpawnError: Error, CustomStringConvertible {
         case failed(String, Int32)
@@ -65,6 +67,7 @@ public final class ChildProcess: @unchecked Sendable {
         }
         pid = child
         let spawned = child
+        let exitedFlag = exited
 
         let (lines, linesCont) = AsyncStream.makeStream(of: (stream: String, line: String).self, bufferingPolicy: .unbounded)
         self.lines = lines
@@ -86,6 +89,7 @@ public final class ChildProcess: @unchecked Sendable {
             while waitpid(spawned, &status, 0) < 0 && errno == EINTR {}
             // Exit code, or 128 + signal number as shells report it.
             let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitedFlag.withLockedValue { $0 = true }
             exitCont.yield(code)
             exitCont.finish()
         }
@@ -98,7 +102,11 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Signals the whole process group.
-    public func signal(_ sig: Int32) { kill(-pid, sig) }
+    /// Signals the whole process group, unless the trainer has already been reaped (its
+    /// process group id may then belong to someone else).
+    public func signal(_ sig: Int32) {
+        exited.withLockedValue { done in if !done { _ = kill(-pid, sig) } }
+    }
 
     private static func readLines(fd: Int32, _ emit: (String) -> Void) {
         var pending = [UInt8]()

@@ -69,23 +69,32 @@ actor JobRunner {
             }
         }
         let code = await child.wait()
-        if let stop {
-            if case .cancelled(let why) = stop { return (false, why) }
-            return (false, "handed back (worker shutting down)")
-        }
+        if case .cancelled(let why)? = stop { return (false, why) }
+        // A trainer that finished while being asked to stop has finished: keep its result.
         if code == 0 { return (true, sawDone ? "done" : "exited 0") }
+        if stop == .handBack { return (false, "handed back (worker shutting down)") }
         return (false, "trainer exited with code \(code)")
     }
 
     private func finish(ok: Bool, reason: String) async {
         if case .cancelled = stop { await daemon.forget(ref); return }
-        let handBack: Bool = { if case .handBack = stop { return true }; return false }()
+        var ok = ok, reason = reason
+        let handBack = !ok && stop == .handBack
         do {
-            if ok {
-                try await daemon.upload(ref, directory: output, kind: "adapter")
-            } else {
-                // The latest checkpoint lets the next attempt resume instead of starting over.
-                try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
+            do {
+                if ok {
+                    try await daemon.upload(ref, directory: output, kind: "adapter")
+                } else {
+                    // The latest checkpoint lets the next attempt resume instead of starting over.
+                    try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
+                }
+            } catch let e as ErrorReply where e.code != "stale_attempt" {
+                // A file the coordinator refuses (a bad name, say) fails this attempt clearly.
+                ok = false
+                reason = "upload refused: \(e.message)"
+            } catch let e as TunaError {
+                ok = false
+                reason = "upload failed: \(e)"
             }
             try await daemon.report(ref, ok: ok, reason: reason, handBack: handBack)
         } catch {

@@ -207,6 +207,15 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssert(w.out.contains("QUARANTINED"), w.out)
     }
 
+    func testAnOutputFileWithABadNameFailsTheJobWithAClearReason() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        let s = try await cluster.submit(cluster.toySpec("steps: 2\nstep_ms: 1\nmax_attempts: 1\nextra_output_file: \"bad name.bin\""))
+        try await cluster.waitUntil("the job fails") { try await cluster.results(s.sweep)[0].status == .failed }
+        let r = try await cluster.results(s.sweep)[0]
+        XCTAssert(r.error?.contains("bad name.bin") == true, "\(r.error ?? "nil")")
+    }
+
     private func writeSpec(_ yaml: String) throws -> String {
         let url = cluster.dir.appendingPathComponent("spec-\(UUID().uuidString.prefix(6)).yaml")
         try yaml.write(to: url, atomically: true, encoding: .utf8)
