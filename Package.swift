@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "TunaStore", dependencies: [
             "TunaCore",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
         .target(name: "TunaWire", dependencies: [
             "TunaCore",

@@ -95,7 +95,6 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
         workers.append(w)
     }
     let ids = (0..<opts.jobs).map(String.init).joined(separator: ", ")
-    _ = try await admin.request("submit", Submit(spec: "name: bench\ntrainer: command\ncommand: [x]\ni: [\(ids)]"), as: Submitted.self)
 
     // Phase 0: latency from job ready to lease granted, with every worker waiting.
     let waitingLeases = AsyncStream<Double>.makeStream()
@@ -127,6 +126,7 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
     try await listeners.value
 
     // Phase 1: dispatch. Every worker loops: request → lease → done, until the queue is empty.
+    _ = try await admin.request("submit", Submit(spec: "name: bench\ntrainer: command\ncommand: [x]\ni: [\(ids)]"), as: Submitted.self)
     let stats = Stats()
     let remaining = ManagedCounter(opts.jobs)
     let t0 = now()

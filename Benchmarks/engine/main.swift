@@ -1,1 +1,113 @@
-print("bench placeholder")
+// EngineBench: native gpt-oss forward throughput, achieved GFLOP/s, and OpenBLAS's own sgemm
+// GFLOP/s measured in the same process. Driven by Benchmarks/engine/run.sh (see README.md).
+//
+//   EngineBench <checkpoint-dir> [--threads N] [--repeats R] [--streaming] [--logits-out FILE]
+// Input tokens come from <checkpoint-dir>/inputs.safetensors ("input_ids" [B, T]) so the
+// PyTorch side runs exactly the same batch.
+import CBLAS
+import Foundation
+import TunaEngine
+
+struct Options {
+    var directory = ""
+    var threads = 2
+    var repeats = 3
+    var streaming = false
+    var logitsOut: String?
+}
+
+func parse() -> Options? {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst()
+    while let a = args.popFirst() {
+        switch a {
+        case "--threads": o.threads = Int(args.popFirst() ?? "") ?? o.threads
+        case "--repeats": o.repeats = Int(args.popFirst() ?? "") ?? o.repeats
+        case "--streaming": o.streaming = true
+        case "--logits-out": o.logitsOut = args.popFirst()
+        default: o.directory = a
+        }
+    }
+    return o.directory.isEmpty ? nil : o
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// Matmul FLOPs of one forward as the engine computes it (2 per multiply-add; attention scores
+/// and P@V over the full T x T square per head, as both the engine and transformers' eager do).
+func forwardFLOPs(_ c: GptOssConfig, batch b: Int, length t: Int) -> Double {
+    let n = Double(b * t), C = Double(c.hiddenSize), D = Double(c.resolvedHeadDim)
+    let H = Double(c.numAttentionHeads), KVH = Double(c.kvHeads), E = Double(c.numLocalExperts)
+    let I = Double(c.intermediateSize), K = Double(c.topK), V = Double(c.vocabSize), T = Double(t)
+    let projections = 2 * n * C * (2 * H * D + 2 * KVH * D)
+    let attention = 2 * 2 * Double(b) * H * T * T * D
+    let moe = 2 * n * C * E + 2 * n * K * (C * 2 * I + I * C)
+    return Double(c.numHiddenLayers) * (projections + attention + moe) + 2 * n * C * V
+}
+
+/// OpenBLAS sgemm GFLOP/s on an [m, k] x [k, n] product (best of a few runs).
+func sgemmGFLOPs(m: Int, n: Int, k: Int) -> Double {
+    let a = [Float](repeating: 0.5, count: m * k), bm = [Float](repeating: 0.25, count: k * n)
+    var c = [Float](repeating: 0, count: m * n)
+    var best = Double.infinity
+    for _ in 0..<4 {
+        let t0 = now()
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), bm, Int32(n), 0, &c, Int32(n))
+        best = min(best, now() - t0)
+    }
+    return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
+}
+
+func run() throws {
+    guard let o = parse() else {
+        print("usage: EngineBench <checkpoint-dir> [--threads N] [--repeats R] [--streaming] [--logits-out FILE]")
+        exit(2)
+    }
+    BLAS.setThreads(o.threads)
+    let dir = URL(fileURLWithPath: o.directory)
+    let inputs = try SafeTensorsFile(path: dir.appendingPathComponent("inputs.safetensors").path)
+    let shape = try inputs.info("input_ids").shape
+    let flat = try inputs.integers("input_ids").map { Int32($0) }
+    let rows = (0..<shape[0]).map { Array(flat[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
+    let batch = try Batch(tokens: rows)
+
+    let t0 = now()
+    let model = try GptOssModel(directory: dir, residency: o.streaming ? .streaming : .resident)
+    let loadSeconds = now() - t0
+    var times: [Double] = []
+    var logits: Logits?
+    for _ in 0..<o.repeats {
+        let s = now()
+        logits = try model.forward(batch)
+        times.append(now() - s)
+    }
+    times.sort()
+    let median = times[times.count / 2]
+    let tokens = batch.batchSize * batch.length
+    let flops = forwardFLOPs(model.config, batch: batch.batchSize, length: batch.length)
+    let c = model.config
+    let perExpert = tokens * c.topK / c.numLocalExperts
+    let sgemmSquare = sgemmGFLOPs(m: 1024, n: 1024, k: 1024)
+    let sgemmExpert = sgemmGFLOPs(m: perExpert, n: 2 * c.intermediateSize, k: c.hiddenSize)
+    if let path = o.logitsOut, let logits {
+        var w = SafeTensorsWriter()
+        try w.add("logits", shape: [logits.batchSize, logits.length, logits.vocabSize], floats: logits.values)
+        try w.write(to: URL(fileURLWithPath: path))
+    }
+    let peak = Double(Memory.peakRSS() ?? 0) / 1048576
+    let report: [String: Any] = [
+        "engine": "TunaEngine", "mode": o.streaming ? "streaming" : "resident", "threads": o.threads,
+        "tokens": tokens, "load_s": loadSeconds, "forward_s_median": median, "forward_s_all": times,
+        "tokens_per_s": Double(tokens) / median, "gflop_per_forward": flops / 1e9,
+        "achieved_gflops": flops / median / 1e9, "sgemm_gflops_1024cube": sgemmSquare,
+        "sgemm_gflops_expert_shape": sgemmExpert, "expert_shape": [perExpert, c.hiddenSize, 2 * c.intermediateSize],
+        "peak_rss_mib": peak,
+    ]
+    let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
+}
+
+do { try run() } catch {
+    FileHandle.standardError.write(Data("EngineBench: \(error)\n".utf8))
+    exit(1)
+}

@@ -43,7 +43,18 @@ extension Store {
     /// Leases for several waiting requests, in order, in one transaction (one fsync).
     public func leaseBatch(_ requests: [(worker: String, request: JobRequest)], now: Int64, policy: LeasePolicy) async throws -> [Lease?] {
         try await write { db in
-            try requests.map { try self.grantLease(db, worker: $0.worker, request: $0.request, now: now, policy: policy) }
+            // Requests of the same shape (trainers, free GPUs) that found no job would find none
+            // again in this transaction: skip them (200 idle workers, one new job).
+            var fruitless = Set<String>()
+            return try requests.map { r -> Lease? in
+                let shape = r.request.trainers.sorted().joined(separator: ",") + "|" + r.request.free_gpus.map { "\($0.memory_gb)" }.sorted().joined(separator: ",")
+                if fruitless.contains(shape) { return nil }
+                // A quarantined worker gets nothing, but says nothing about the queue.
+                if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [r.worker]) != false { return nil }
+                let lease = try self.grantLease(db, worker: r.worker, request: r.request, now: now, policy: policy)
+                if lease == nil { fruitless.insert(shape) }
+                return lease
+            }
         }
     }
 

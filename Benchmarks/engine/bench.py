@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Native TunaEngine forward vs PyTorch CPU fp32 (transformers GptOssForCausalLM), same
+checkpoint, same tokens, same thread count. Prints one table and a JSON summary.
+
+    python Benchmarks/engine/bench.py --engine-bench PATH/TO/EngineBench [--threads 2]
+
+Model (default): hidden 1024, intermediate 1024, 4 layers (sliding 128 / full), 16 q heads x 64,
+4 kv heads, 8 experts top-4, vocab 4096, MXFP4 experts; batch 2 x 512 tokens.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file, save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "engine"))
+import gptoss_ref as ref  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engine-bench", required=True)
+    ap.add_argument("--dir", default="/tmp/tuna-engine-bench-ckpt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=512)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    kwargs = ref.config_kwargs(hidden=args.hidden, layers=args.layers, heads=16, kv_heads=4, head_dim=64, experts=8,
+                               top_k=4, intermediate=args.hidden, vocab=4096, sliding_window=128,
+                               yarn_factor=32.0, original_max=4096, max_pos=131072)
+    marker = os.path.join(args.dir, "bench.json")
+    if not (os.path.exists(marker) and json.load(open(marker)) == kwargs):
+        ref.write_checkpoint(args.dir, kwargs, seed=5)
+        gen = torch.Generator().manual_seed(6)
+        save_file({"input_ids": torch.randint(0, kwargs["vocab_size"], (args.batch, args.seq), generator=gen)},
+                  os.path.join(args.dir, "inputs.safetensors"))
+        json.dump(kwargs, open(marker, "w"))
+    ids = load_file(os.path.join(args.dir, "inputs.safetensors"))["input_ids"]
+    tokens = ids.numel()
+
+    results = {}
+    for experts_impl in ("eager", "grouped_mm"):
+        model = ref.load_reference(args.dir)
+        model.config._experts_implementation = experts_impl
+        model.set_experts_implementation(experts_impl) if hasattr(model, "set_experts_implementation") else None
+        times = []
+        with torch.no_grad():
+            for _ in range(args.repeats + 1):  # first run warms up
+                t0 = time.perf_counter()
+                logits = model(input_ids=ids, use_cache=False).logits
+                times.append(time.perf_counter() - t0)
+        median = sorted(times[1:])[len(times[1:]) // 2]
+        results[experts_impl] = {"forward_s_median": median, "tokens_per_s": tokens / median}
+        torch_logits = logits
+        del model
+
+    logits_path = os.path.join(args.dir, "native_logits.safetensors")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
+    out = subprocess.run([args.engine_bench, args.dir, "--threads", str(args.threads), "--repeats", str(args.repeats),
+                          "--logits-out", logits_path], env=env, capture_output=True, text=True, check=True).stdout
+    native = json.loads(out.strip().splitlines()[-1])
+    streaming = json.loads(subprocess.run(
+        [args.engine_bench, args.dir, "--threads", str(args.threads), "--repeats", "1", "--streaming"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    ours = load_file(logits_path)["logits"]
+    err = ((ours - torch_logits).abs().max() / torch_logits.abs().max()).item()
+
+    best_torch = max(results.values(), key=lambda r: r["tokens_per_s"])
+    print(f"model {kwargs['hidden_size']}h x {kwargs['num_hidden_layers']}L, 8 experts top-4, vocab 4096; "
+          f"batch {args.batch} x {args.seq} = {tokens} tokens; {args.threads} threads; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    for k, r in results.items():
+        print(f"  pytorch {torch.__version__} fp32 (eager attn, {k} experts): {r['tokens_per_s']:8.1f} tok/s "
+              f"({r['forward_s_median']:.3f} s/forward)")
+    print(f"  native resident:  {native['tokens_per_s']:8.1f} tok/s ({native['forward_s_median']:.3f} s/forward), "
+          f"{native['achieved_gflops']:.1f} GFLOP/s of {native['gflop_per_forward']:.1f} GFLOP; "
+          f"peak RSS {native['peak_rss_mib']:.0f} MiB")
+    print(f"  native streaming: {streaming['tokens_per_s']:8.1f} tok/s (incl. per-layer dequant), "
+          f"peak RSS {streaming['peak_rss_mib']:.0f} MiB")
+    print(f"  OpenBLAS sgemm: {native['sgemm_gflops_1024cube']:.1f} GFLOP/s (1024^3), "
+          f"{native['sgemm_gflops_expert_shape']:.1f} GFLOP/s (expert shape {native['expert_shape']})")
+    print(f"  native / best pytorch: {native['tokens_per_s'] / best_torch['tokens_per_s']:.2f}x; "
+          f"native / sgemm(1024^3): {native['achieved_gflops'] / native['sgemm_gflops_1024cube']:.0%}; "
+          f"logits max rel err vs pytorch {err:.1e}")
+    print(json.dumps({"pytorch": results, "native": native, "streaming": streaming, "logits_max_rel_err": err}))
+    return 0 if err < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
