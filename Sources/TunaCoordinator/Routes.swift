@@ -34,7 +34,7 @@ extension CoordinatorServer {
             await coordinator.request(s, re: re ?? 0, try msg.decode(JobRequest.self))
         case "heartbeat":
             let lost = try await store.renew(worker: worker, leases: try msg.decode(Heartbeat.self).leases, now: now, policy: config.policy)
-            await s.send("heartbeat_ack", re: re, HeartbeatAck(lost: lost))
+            await s.send("heartbeat_ack", re: re, HeartbeatAck(lost: lost, quarantined: try store.isQuarantined(worker: worker)))
         case "events":
             let through = try await store.appendEvents(try msg.decode(Events.self), worker: worker, now: now)
             await s.send("events_ack", re: re, EventsAck(through_seq: through))

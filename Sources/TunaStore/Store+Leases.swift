@@ -216,6 +216,10 @@ extension Store {
             """, arguments: ["\(policy.quarantineAfter) failed attempts in a row; last: \(why.prefix(300))", worker, policy.quarantineAfter])
     }
 
+    public func isQuarantined(worker: String) throws -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) ?? false }
+    }
+
     public func unquarantine(worker: String) async throws {
         try await write { db in
             try db.execute(sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, consecutive_failures = 0 WHERE id = ? OR name = ?",

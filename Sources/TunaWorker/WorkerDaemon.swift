@@ -101,11 +101,17 @@ public actor WorkerDaemon {
             try await Task.sleep(nanoseconds: UInt64(everyMs) * 1_000_000)
             let ack = try await c.request("heartbeat", Heartbeat(leases: Array(runners.keys)), as: HeartbeatAck.self)
             for ref in ack.lost { await cancel(ref, reason: "lease lost") }
+            if let q = ack.quarantined, q != quarantined {
+                quarantined = q
+                log.warning(q ? "this worker is quarantined; `tuna workers` says why" : "quarantine lifted; taking jobs again")
+            }
         }
     }
 
     private func requestJobs(_ c: WireClient) async throws {
-        while !shuttingDown && !quarantined {
+        while !shuttingDown {
+            // Quarantined: ask for nothing until a heartbeat says the quarantine was lifted.
+            if quarantined { try await Task.sleep(nanoseconds: 200_000_000); continue }
             // Polled rather than awaited on a continuation, so that a dropped connection
             // (which cancels this task) ends the session at once.
             guard runners.count < config.maxJobs else { try await Task.sleep(nanoseconds: 20_000_000); continue }

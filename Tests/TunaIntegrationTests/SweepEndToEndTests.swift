@@ -205,6 +205,12 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssertEqual(rows.filter { $0.status == .queued }.count, 1, "a quarantined worker takes no more jobs")
         let w = try cluster.cli(["workers"])
         XCTAssert(w.out.contains("QUARANTINED"), w.out)
+        // Lifting the quarantine reaches the connected worker: it takes the last job.
+        let u = try cluster.cli(["workers", "--unquarantine", "w1"])
+        XCTAssertEqual(u.status, 0, u.out)
+        try await cluster.waitUntil("the last job runs after the quarantine is lifted") {
+            try await cluster.results(bad.sweep).filter { $0.status == .queued }.isEmpty
+        }
     }
 
     func testAnOutputFileWithABadNameFailsTheJobWithAClearReason() async throws {

@@ -126,8 +126,10 @@ public struct Heartbeat: Codable, Sendable {
 public struct HeartbeatAck: Codable, Sendable {
     /// Leases the worker no longer holds: stop those trainers.
     public var lost: [AttemptRef]
-    public init(lost: [AttemptRef]) {
-        self.lost = lost
+    /// Whether the worker is quarantined now (so a lifted quarantine reaches it without a reconnect).
+    public var quarantined: Bool?
+    public init(lost: [AttemptRef], quarantined: Bool? = nil) {
+        self.lost = lost; self.quarantined = quarantined
     }
 }
 
