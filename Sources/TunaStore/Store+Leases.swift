@@ -227,11 +227,4 @@ extension Store {
             if db.changesCount == 0 { throw ErrorReply.notFound("no worker \(worker)") }
         }
     }
-
-    /// The earliest time a backed-off job becomes ready, for the dispatcher's timer.
-    public func nextReadyTime(after now: Int64) throws -> Int64? {
-        try read { db in
-            try Int64.fetchOne(db, sql: "SELECT MIN(not_before_ms) FROM jobs WHERE status = 'queued' AND not_before_ms > ?", arguments: [now])
-        }
-    }
 }
