@@ -30,15 +30,11 @@ echo "== coordinator on $addr (log: $demo/coordinator.log), worker 'local' (log:
 sed "s|@TOY_TRAINER@|$bin/ToyTrainer|" jobs/demo-toy.yaml >"$demo/sweep.yaml"
 "$bin/tuna" submit "$demo/sweep.yaml"
 
-sweep_done() { "$bin/tuna" sweeps --json | python3 -c 'import json,sys; s=json.load(sys.stdin)[-1]; sys.exit(0 if s["queued"]+s["running"]==0 else 1)'; }
-until sweep_done; do
-    "$bin/tuna" sweeps | tail -n 1
-    sleep 1
-done
+"$bin/tuna" watch
 
 echo "== results"
 "$bin/tuna" results --sort best_val_loss
-best=$("$bin/tuna" results --sort best_val_loss --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+best=$("$bin/tuna" results --sort best_val_loss --csv | sed -n 2p | cut -d, -f1)
 echo "== loss curve of the best job ($best)"
 "$bin/tuna" logs "$best" | tail -n 6
 "$bin/tuna" fetch "$best" --out "$demo/adapter-$best"

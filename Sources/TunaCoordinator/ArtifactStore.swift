@@ -92,7 +92,4 @@ public struct ArtifactStore: Sendable {
     }
 }
 
-extension Sequence where Element == UInt8 {
-    public var hex: String { map { String(format: "%02x", $0) }.joined() }
-}
 

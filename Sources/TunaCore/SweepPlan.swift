@@ -9,7 +9,9 @@ public struct ExpandedJob: Sendable, Equatable {
     public let params: JSONValue
     /// The swept fields and their values for this job, by dotted path.
     public let varying: [String: JSONValue]
-    /// SHA-256 of `params` in canonical JSON: unique within a sweep.
+    /// `params` as canonical JSON (sorted keys): what is hashed and what is stored.
+    public let paramsJSON: String
+    /// SHA-256 of `paramsJSON`: unique within a sweep.
     public let hash: String
 }
 
@@ -59,7 +61,8 @@ public enum SweepSpec {
             if case .object(var o) = spec { o.removeValue(forKey: "sweep"); spec = .object(o) }
             let checked = JobValidator.validate(spec)
             for p in checked.problems where seenProblems.insert(p).inserted { problems.append(p) }
-            let hash = paramsHash(checked.job)
+            let json = checked.job.canonicalJSON
+            let hash = SHA256.hash(data: Data(json.utf8)).hex
             // A job whose values were refused holds defaults in their place; comparing it
             // with others would only add noise to the real message.
             if checked.problems.isEmpty, let other = seenHashes[hash] {
@@ -67,7 +70,7 @@ public enum SweepSpec {
                 if seenProblems.insert(p).inserted { problems.append(p) }
             }
             seenHashes[hash] = i
-            jobs.append(ExpandedJob(index: i, params: checked.job, varying: varying, hash: hash))
+            jobs.append(ExpandedJob(index: i, params: checked.job, varying: varying, paramsJSON: json, hash: hash))
         }
         if !problems.isEmpty { throw TunaError.invalidSpec(Array(problems.prefix(50))) }
         let name = root["name"]?.stringValue ?? ""
@@ -75,7 +78,7 @@ public enum SweepSpec {
     }
 
     public static func paramsHash(_ params: JSONValue) -> String {
-        SHA256.hash(data: Data(params.canonicalJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(params.canonicalJSON.utf8)).hex
     }
 
     // MARK: Grid

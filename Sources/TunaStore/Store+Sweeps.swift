@@ -18,7 +18,7 @@ extension Store {
             for job in plan.jobs {
                 let p = job.params
                 try stmt.execute(arguments: [
-                    sweep, job.index, job.hash, jsonText(p), jsonText(JSONValue.object(job.varying)),
+                    sweep, job.index, job.hash, job.paramsJSON, jsonText(JSONValue.object(job.varying)),
                     p["trainer"]?.stringValue ?? "command",
                     p["resources"]?["gpus"]?.intValue ?? 0,
                     p["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0,

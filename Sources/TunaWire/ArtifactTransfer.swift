@@ -26,7 +26,7 @@ public enum ArtifactTransfer {
         while let chunk = try h.read(upToCount: 1 << 20), !chunk.isEmpty {
             hasher.update(data: chunk); size += Int64(chunk.count)
         }
-        return ArtifactInfo(kind: kind, name: name, sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined(), size: size)
+        return ArtifactInfo(kind: kind, name: name, sha256: hasher.finalize().hex, size: size)
     }
 
     /// Uploads one file, starting where the coordinator says it has verified bytes up to.
@@ -40,7 +40,7 @@ public enum ArtifactTransfer {
         while offset < info.size {
             let bytes = try h.read(upToCount: Frame.chunkSize) ?? Data()
             guard !bytes.isEmpty else { throw TunaError.io("\(file.path) shrank while uploading") }
-            let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+            let digest = SHA256.hash(data: bytes).hex
             let ack = try await c.request("upload_chunk", UploadChunk(upload: ready.upload, offset: offset, length: bytes.count, sha256: digest),
                                           binary: bytes, as: ChunkAck.self)
             offset = ack.offset
@@ -73,7 +73,7 @@ public enum ArtifactTransfer {
             try? FileManager.default.removeItem(at: tmp)
             throw error
         }
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = hasher.finalize().hex
         guard digest == a.sha256 else {
             try? FileManager.default.removeItem(at: tmp)
             throw TunaError.io("\(a.name): downloaded SHA-256 \(digest) does not match \(a.sha256)")

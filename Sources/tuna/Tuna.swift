@@ -8,7 +8,7 @@ struct Tuna: AsyncParsableCommand {
         abstract: "LoRA fine-tuning sweeps of Mixture-of-Experts models across a fleet of GPU boxes.",
         subcommands: [
             CoordinatorCommand.self, WorkerCommand.self,
-            SubmitCommand.self, SweepsCommand.self, JobsCommand.self, ResultsCommand.self, LogsCommand.self,
+            SubmitCommand.self, WatchCommand.self, SweepsCommand.self, JobsCommand.self, ResultsCommand.self, LogsCommand.self,
             FetchCommand.self, CancelCommand.self, RetryCommand.self, WorkersCommand.self,
         ]
     )

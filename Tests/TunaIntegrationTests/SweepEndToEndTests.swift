@@ -20,7 +20,12 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssertEqual(status, 0, out)
         let submitted = try JSONDecoder().decode(Submitted.self, from: Data(out.utf8))
         XCTAssertEqual(submitted.jobs, 8)
-        try await cluster.waitUntil("all 8 jobs succeed") { try await cluster.results().allSatisfy { $0.status == .succeeded } }
+        // `tuna watch` follows the sweep and returns when it is done.
+        let watch = try cluster.cli(["watch", "\(submitted.sweep)", "--interval", "0.2"])
+        XCTAssertEqual(watch.status, 0, watch.out)
+        XCTAssert(watch.out.contains("8/8 succeeded, 0 running, 0 queued"), watch.out)
+        let all = try await cluster.results()
+        XCTAssert(all.allSatisfy { $0.status == .succeeded })
 
         let rows = try await cluster.results(submitted.sweep)
         XCTAssertEqual(rows.count, 8)

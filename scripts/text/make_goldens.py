@@ -78,8 +78,22 @@ def tokenizer_goldens(tiktoken, corpus):
                 text, allowed_special={"<|start|>", "<|end|>"}, disallowed_special=()),
         })
     fuzz = [{"text": t, "ids": harmony.encode_ordinary(t)} for t in fuzz_strings()]
-    write("tokenizer_goldens.json", {"tiktoken_version": tiktoken.__version__, "cases": cases, "fuzz": fuzz})
+    long = [{"text": t, "ids": harmony.encode_ordinary(t)} for t in long_pieces()]
+    write("tokenizer_goldens.json", {"tiktoken_version": tiktoken.__version__, "cases": cases, "fuzz": fuzz,
+                                     "long": long})
     return harmony
+
+
+def long_pieces(seed=99):
+    """Single pre-tokenizer pieces of thousands of bytes (Swift merges these with a heap)."""
+    import random
+    rng = random.Random(seed)
+    return [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6000)),
+        "".join(rng.choice("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动") for _ in range(2000)),
+        "".join(rng.choice("=-*#~+") for _ in range(3000)),
+        "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") for _ in range(4000)),
+    ]
 
 
 def fuzz_strings(count=400, seed=1234):

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+import TunaWire
+
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "watch",
+        abstract: "Follow a sweep's progress until none of its jobs is queued or running.")
+
+    @Argument(help: "The sweep id (default: the newest sweep).") var sweep: Int64?
+    @Option(help: "Seconds between updates.") var interval = 1.0
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let c = try await connection.connect()
+        defer { c.close() }
+        var last = ""
+        while true {
+            let sweeps = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows
+            guard let s = sweep.map({ id in sweeps.first { $0.id == id } }) ?? sweeps.last else {
+                throw ValidationError(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
+            }
+            let rows = try await c.requestRaw("results", ResultsQuery(sweep: s.id, sort: "best_val_loss")).resultRows()
+            let best = rows.first { $0.best_val_loss != nil }
+            let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
+                + "\(s.failed) failed, \(s.cancelled) cancelled"
+                + (best.map { " | best val loss \(fmt($0.best_val_loss)) (job \($0.id))" } ?? "")
+            if line != last { print(line); last = line }
+            if s.queued + s.running == 0 { return }
+            try await Task.sleep(nanoseconds: UInt64(max(0.1, interval) * 1e9))
+        }
+    }
+}
