@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import TunaCore
+import TunaWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,11 +19,13 @@ actor JobRunner {
     let dir: URL
     let daemon: WorkerDaemon
     let graceSeconds: Double
+    let checkpointSyncSeconds: Double
     private var child: ChildProcess?
     private var stop: Stop?
 
-    init(lease: Lease, trainer: Trainer, gpus: [Int], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double) {
+    init(lease: Lease, trainer: Trainer, gpus: [Int], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
         self.lease = lease
+        self.checkpointSyncSeconds = checkpointSyncSeconds
         self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
         self.trainer = trainer; self.gpus = gpus; self.daemon = daemon; self.graceSeconds = graceSeconds
         dir = workDir.appendingPathComponent("jobs/job-\(lease.job)/attempt-\(lease.attempt)")
@@ -59,6 +62,22 @@ actor JobRunner {
         self.child = child
         await daemon.event(ref, ["event": "started", "argv": .array(argv.map(JSONValue.string)), "gpus": .array(gpus.map { .int($0) })])
 
+        // While the trainer runs, new checkpoints go to the coordinator, so that a worker lost
+        // without warning (kill -9, a dead box) still leaves the next attempt something to resume.
+        let sync = Task { [checkpoints, ref, daemon, checkpointSyncSeconds] in
+            var uploaded: [String] = []
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(checkpointSyncSeconds * 1e9))
+                let now = JobRunner.signature(of: checkpoints)
+                guard !Task.isCancelled, !now.isEmpty, now != uploaded else { continue }
+                do {
+                    try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
+                    uploaded = now
+                } catch {}
+            }
+        }
+        defer { sync.cancel() }
+
         var sawDone = false
         for await (stream, line) in child.lines {
             if stream == "stdout", line.first == "{", let v = try? JSONValue.parse(line), v["event"]?.stringValue != nil {
@@ -69,6 +88,8 @@ actor JobRunner {
             }
         }
         let code = await child.wait()
+        sync.cancel()
+        _ = await sync.value
         if case .cancelled(let why)? = stop { return (false, why) }
         // A trainer that finished while being asked to stop has finished: keep its result.
         if code == 0 { return (true, sawDone ? "done" : "exited 0") }
@@ -101,6 +122,14 @@ actor JobRunner {
             await daemon.log("job \(ref.job) attempt \(ref.attempt): could not report: \(error)")
         }
         await daemon.forget(ref)
+    }
+
+    /// Names, sizes and modification times of a directory's files: changes when a checkpoint does.
+    static func signature(of dir: URL) -> [String] {
+        ArtifactTransfer.files(in: dir).map { name, url in
+            let a = try? FileManager.default.attributesOfItem(atPath: url.path)
+            return "\(name) \((a?[.size] as? NSNumber)?.int64Value ?? -1) \((a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }
     }
 
     /// Stops the trainer: SIGTERM (the trainer should checkpoint and exit), SIGKILL after the grace period.

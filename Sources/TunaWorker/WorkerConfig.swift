@@ -10,6 +10,8 @@ public struct WorkerConfig: Sendable {
     public var trainers: [Trainer] = [CommandTrainer()]
     /// Seconds a trainer gets between SIGTERM and SIGKILL.
     public var graceSeconds = 30.0
+    /// How often a running job's checkpoint directory is checked and, if it changed, uploaded.
+    public var checkpointSyncSeconds = 60.0
     /// Reconnect backoff bounds, seconds.
     public var backoffMin = 0.2
     public var backoffMax = 5.0

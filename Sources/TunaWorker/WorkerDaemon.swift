@@ -131,7 +131,8 @@ public actor WorkerDaemon {
         let busy = Set(runners.values.flatMap(\.gpus))
         let gpus = capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= minMem }.prefix(needed).map(\.index)
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
-        let runner = JobRunner(lease: lease, trainer: trainer, gpus: Array(gpus), workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds)
+        let runner = JobRunner(lease: lease, trainer: trainer, gpus: Array(gpus), workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
+                               checkpointSyncSeconds: config.checkpointSyncSeconds)
         log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus))")
         let task = Task { await runner.run() }
         runners[ref] = (runner, Array(gpus), task)

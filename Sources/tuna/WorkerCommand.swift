@@ -26,9 +26,13 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a trainer gets between SIGTERM and SIGKILL.")
     var grace = 30.0
 
+    @Option(help: "Seconds between uploads of a running job's changed checkpoint (resume after a crash).")
+    var checkpointSync = 60.0
+
     func validate() throws {
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
         guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
+        guard checkpointSync > 0 else { throw ValidationError("--checkpoint-sync must be > 0") }
     }
 
     func run() async throws {
@@ -38,6 +42,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.maxJobs = maxJobs
         config.name = name
         config.graceSeconds = grace
+        config.checkpointSyncSeconds = checkpointSync
         let daemon = try WorkerDaemon(config: config)
         // SIGTERM/SIGINT: hand running jobs back (after their trainers checkpoint), then exit.
         let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in

@@ -67,7 +67,8 @@ final class Cluster: @unchecked Sendable {
 
     func startWorker(_ name: String, maxJobs: Int = 1, grace: Double = 5) throws {
         workers[name] = try spawn(["worker", "--coordinator", address, "--work-dir", dir.appendingPathComponent("work-\(name)").path,
-                                   "--name", name, "--max-jobs", "\(maxJobs)", "--grace", "\(grace)"], log: "worker-\(name).log")
+                                   "--name", name, "--max-jobs", "\(maxJobs)", "--grace", "\(grace)", "--checkpoint-sync", "0.3"],
+                             log: "worker-\(name).log")
     }
 
     func kill9Coordinator() {

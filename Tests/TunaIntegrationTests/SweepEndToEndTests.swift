@@ -68,10 +68,10 @@ final class SweepEndToEndTests: XCTestCase {
     func testKilledWorkersJobFinishesOnTheOtherWorker() async throws {
         try cluster.startCoordinator()
         try cluster.startWorker("w1")
-        let s = try await cluster.submit(cluster.toySpec("steps: 40\nstep_ms: 50"))
+        let s = try await cluster.submit(cluster.toySpec("steps: 40\nstep_ms: 50\ncheckpoint_every: 5"))
         let jobID = try await cluster.results(s.sweep)[0].id
-        try await cluster.waitUntil("w1 has streamed some steps") {
-            try await cluster.events(jobID).filter { $0.event["event"]?.stringValue == "step" }.count >= 3
+        try await cluster.waitUntil("w1 has uploaded a checkpoint while training") {
+            try await cluster.job(jobID).artifacts.contains { $0.kind == "checkpoint" }
         }
         try cluster.startWorker("w2")
         cluster.kill9(worker: "w1")
@@ -82,6 +82,9 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssertEqual(d.job.worker, "w2")
         XCTAssertEqual(d.artifacts.filter { $0.kind == "adapter" }.count, 2)
         XCTAssertEqual(d.job.final_train_loss, toyLoss(step: 40, lr: 1e-3))
+        // The checkpoint synced before the kill let attempt 2 resume instead of starting over.
+        let resumed = try await cluster.events(jobID, attempt: 2).first { $0.event["event"]?.stringValue == "resumed" }
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(resumed?.event["step"]?.intValue, "attempt 2 resumed"), 5)
     }
 
     func testCoordinatorKill9LosesNothingAndTheSweepCompletes() async throws {
