@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tuna", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker",
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -67,6 +67,9 @@ let package = Package(
         .executableTarget(name: "DispatchBench", dependencies: [
             "TunaCore", "TunaWire", .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "Benchmarks/dispatch"),
+        // Tokenizer throughput against tiktoken (Benchmarks/tokenizer/run.sh).
+        .executableTarget(name: "TokenizerBench", dependencies: ["TunaText"], path: "Benchmarks/tokenizer",
+                          exclude: ["bench_tiktoken.py", "run.sh"]),
         .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
         .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),

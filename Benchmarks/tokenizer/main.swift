@@ -1,30 +1,56 @@
 // Tokenizer throughput benchmark: encodes one text file single-threaded with TunaText's
-// o200k_harmony tokenizer and prints one JSON line (the runner script compares it with
-// tiktoken). Usage: TokenizerBench <o200k_base.tiktoken> <text file> [repeats]
+// o200k_harmony tokenizer and prints one JSON line (run.sh compares it with tiktoken).
+//
+//   TokenizerBench <o200k_base.tiktoken | tokenizer.json> <text file> [repeats]
+//   TokenizerBench --dataset <vocabulary> <dataset spec JSON>   (times loadDataset end to end)
 import Foundation
 import TunaText
 
-let args = CommandLine.arguments
-guard args.count >= 3 else {
-    FileHandle.standardError.write(Data("usage: TokenizerBench <o200k_base.tiktoken> <text file> [repeats]\n".utf8))
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+func loadTokenizer(_ path: String) throws -> Tokenizer {
+    // A `.json` vocabulary is read as a HF tokenizer.json, anything else as a .tiktoken file.
+    let url = URL(fileURLWithPath: path)
+    return url.pathExtension == "json" ? try Tokenizer(tokenizerJSON: url) : try Tokenizer(tiktokenFile: url)
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+let datasetMode = args.first == "--dataset"
+if datasetMode { args.removeFirst() }
+guard args.count >= 2 else {
+    FileHandle.standardError.write(Data("""
+        usage: TokenizerBench <o200k_base.tiktoken | tokenizer.json> <text file> [repeats]
+               TokenizerBench --dataset <vocabulary> <dataset spec JSON>
+
+        """.utf8))
     exit(2)
 }
-let repeats = args.count > 3 ? max(1, Int(args[3]) ?? 3) : 3
 
 do {
     let loadStart = DispatchTime.now()
-    let tokenizer = try Tokenizer(tiktokenFile: URL(fileURLWithPath: args[1]))
-    let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart.uptimeNanoseconds) / 1e9
+    let tokenizer = try loadTokenizer(args[0])
+    let loadSeconds = seconds(since: loadStart)
 
-    let data = try Data(contentsOf: URL(fileURLWithPath: args[2]))
+    if datasetMode {
+        let spec = try JSONDecoder().decode(DatasetSpec.self, from: Data(contentsOf: URL(fileURLWithPath: args[1])))
+        let start = DispatchTime.now()
+        let loaded = try loadDataset(spec, tokenizer: tokenizer)
+        let stats = String(decoding: try JSONEncoder().encode(loaded.stats), as: UTF8.self)
+        print("{\"impl\":\"swift\",\"seconds\":\(seconds(since: start)),\"load_seconds\":\(loadSeconds),\"stats\":\(stats)}")
+        exit(0)
+    }
+
+    let repeats = args.count > 2 ? max(1, Int(args[2]) ?? 3) : 3
+    let data = try Data(contentsOf: URL(fileURLWithPath: args[1]))
     let text = String(decoding: data, as: UTF8.self)
     var best = Double.infinity
     var tokens = 0
     for _ in 0..<repeats {
         let start = DispatchTime.now()
         let ids = tokenizer.encode(text)
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        best = min(best, seconds)
+        best = min(best, seconds(since: start))
         tokens = ids.count
     }
     print("{\"impl\":\"swift\",\"bytes\":\(data.count),\"tokens\":\(tokens),\"seconds\":\(best),\"load_seconds\":\(loadSeconds)}")

@@ -4,6 +4,7 @@
 # Prints MB/s and tokens/s for both and the ratio; also checks both produced the same count.
 #
 #   Benchmarks/tokenizer/run.sh            # uses the package at the repo root (product TokenizerBench)
+#   Benchmarks/tokenizer/run.sh my.txt     # benchmark another UTF-8 text file instead
 #   TUNA_BENCH_PACKAGE=/tmp/dev-text Benchmarks/tokenizer/run.sh
 # Needs: python3 with tiktoken (pip install tiktoken==0.14.0).
 set -euo pipefail
@@ -14,7 +15,8 @@ ranks="$root/Tests/TunaTextTests/Fixtures/o200k_base.tiktoken"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$root/Tests/TunaTextTests/Fixtures" "$work/bench.txt" <<'PY'
+text="${1:-$work/bench.txt}"
+[ -n "${1:-}" ] || python3 - "$root/Tests/TunaTextTests/Fixtures" "$work/bench.txt" <<'PY'
 import json, sys
 fx, out = sys.argv[1], sys.argv[2]
 corpus = json.load(open(f"{fx}/tokenizer_corpus.json", encoding="utf-8"))
@@ -26,8 +28,8 @@ PY
 
 swift build -c release --package-path "$pkg" --product TokenizerBench -j "${JOBS:-1}" >/dev/null
 bin="$(swift build -c release --package-path "$pkg" --show-bin-path)/TokenizerBench"
-swift_json="$("$bin" "$ranks" "$work/bench.txt" 3)"
-py_json="$(python3 "$here/bench_tiktoken.py" "$ranks" "$work/bench.txt" 3)"
+swift_json="$("$bin" "$ranks" "$text" 3)"
+py_json="$(python3 "$here/bench_tiktoken.py" "$ranks" "$text" 3)"
 python3 - "$swift_json" "$py_json" <<'PY'
 import json, sys
 s, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])

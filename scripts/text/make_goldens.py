@@ -11,8 +11,8 @@ Writes, into Tests/TunaTextTests/Fixtures/:
   split_goldens.json      the seeded train/validation split, from an independent Python copy
                           of the documented algorithm (SplitMix64 + Fisher-Yates)
 
-Requirements (pinned versions the goldens were made with):
-  pip install tiktoken==0.14.0 openai-harmony==0.0.8
+Requirements (pinned versions the goldens were made with; openai-harmony pulls in pydantic):
+  pip install -r scripts/text/requirements.txt      # tiktoken==0.14.0 openai-harmony==0.0.8
 
 Runs fully offline, using the committed Fixtures/o200k_base.tiktoken:
   * tiktoken caches downloads in $TIKTOKEN_CACHE_DIR under the name sha1(<download URL>);
@@ -22,7 +22,9 @@ Runs fully offline, using the committed Fixtures/o200k_base.tiktoken:
   * openai_harmony (Rust) reads o200k_base.tiktoken from the folder named by
     $TIKTOKEN_ENCODINGS_BASE instead of downloading it.
 
-Usage:  python3 scripts/text/make_goldens.py
+Usage:  python3 scripts/text/make_goldens.py           # rewrite the goldens
+        python3 scripts/text/make_goldens.py --check   # CI: regenerate into a temp dir and fail
+                                                       # if any committed golden differs
 """
 import hashlib
 import json
@@ -51,8 +53,11 @@ def setup_offline():
     return cache
 
 
+OUT = FIXTURES  # where goldens are written; a temp dir under --check
+
+
 def write(name, obj):
-    path = os.path.join(FIXTURES, name)
+    path = os.path.join(OUT, name)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
@@ -202,19 +207,20 @@ def harmony_goldens(cases):
         opts = case["options"]
         system = oh.SystemContent.new()
         # Unset keys fall back to the same defaults as Swift's HarmonyOptions (and harmony's).
-        if "modelIdentity" in opts:
-            system.model_identity = opts["modelIdentity"]
-        if "knowledgeCutoff" in opts:
-            system.knowledge_cutoff = opts["knowledgeCutoff"]
-        system.reasoning_effort = efforts[opts["reasoningEffort"]] if opts.get("reasoningEffort") else None
-        system.conversation_start_date = opts.get("currentDate")
+        if "model_identity" in opts:
+            system.model_identity = opts["model_identity"]
+        if "knowledge_cutoff" in opts:
+            system.knowledge_cutoff = opts["knowledge_cutoff"]
+        if "reasoning_effort" in opts:  # absent: harmony's default (medium), as in Swift
+            system.reasoning_effort = efforts[opts["reasoning_effort"]] if opts["reasoning_effort"] else None
+        system.conversation_start_date = opts.get("current_date")
         messages = [oh.Message.from_role_and_content(oh.Role.SYSTEM, system)]
         instructions = None
         for m in case["conversation"]["messages"]:
             if m["role"] in ("system", "developer"):
                 instructions = m["content"]
         if instructions is None:
-            instructions = opts.get("developerInstructions")
+            instructions = opts.get("developer_instructions")
         if instructions is not None:
             messages.append(oh.Message.from_role_and_content(
                 oh.Role.DEVELOPER, oh.DeveloperContent.new().with_instructions(instructions)))
@@ -225,7 +231,7 @@ def harmony_goldens(cases):
                 if m.get("thinking"):
                     messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["thinking"]).with_channel("analysis"))
                 messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["content"]).with_channel("final"))
-        config = oh.RenderConversationConfig(auto_drop_analysis=bool(opts.get("autoDropAnalysis", False)))
+        config = oh.RenderConversationConfig(auto_drop_analysis=bool(opts.get("auto_drop_analysis", False)))
         ids = encoding.render_conversation_for_training(oh.Conversation.from_messages(messages), config)
         out.append({"name": case["name"], "ids": ids, "text": encoding.decode(ids)})
     write("harmony_goldens.json", {"cases": out})
@@ -286,7 +292,15 @@ def split_goldens():
     write("split_goldens.json", {"splitmix64_seed0_first5": [next(first) for _ in range(5)], "cases": cases})
 
 
+GOLDENS = ["tokenizer_goldens.json", "subset_tokenizer.json", "subset_goldens.json",
+           "harmony_goldens.json", "imstart_goldens.json", "split_goldens.json"]
+
+
 def main():
+    global OUT
+    check = "--check" in sys.argv[1:]
+    if check:
+        OUT = tempfile.mkdtemp(prefix="tuna-goldens-")
     cache = setup_offline()
     try:
         import tiktoken
@@ -296,8 +310,19 @@ def main():
         harmony_goldens(load_json("harmony_cases.json"))
         imstart_goldens(harmony, load_json("imstart_cases.json"))
         split_goldens()
+        if check:
+            stale = []
+            for name in GOLDENS:
+                with open(os.path.join(OUT, name), "rb") as a, open(os.path.join(FIXTURES, name), "rb") as b:
+                    if a.read() != b.read():
+                        stale.append(name)
+            if stale:
+                sys.exit("stale goldens (rerun scripts/text/make_goldens.py): " + ", ".join(stale))
+            print("goldens are up to date")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+        if check:
+            shutil.rmtree(OUT, ignore_errors=True)
 
 
 if __name__ == "__main__":
