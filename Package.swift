@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tuna", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText",
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -70,6 +70,9 @@ let package = Package(
         // Tokenizer throughput against tiktoken (Benchmarks/tokenizer/run.sh).
         .executableTarget(name: "TokenizerBench", dependencies: ["TunaText"], path: "Benchmarks/tokenizer",
                           exclude: ["bench_tiktoken.py", "run.sh"]),
+        // Native forward vs PyTorch CPU, and GFLOP/s vs OpenBLAS's sgemm (Benchmarks/engine/run.sh).
+        .executableTarget(name: "EngineBench", dependencies: ["TunaEngine", "CBLAS"], path: "Benchmarks/engine",
+                          exclude: ["bench.py", "README.md", "run.sh"]),
         .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
         .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),

@@ -33,16 +33,22 @@ func parse() -> Options? {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-/// Matmul FLOPs of one forward as the engine computes it (2 per multiply-add; attention scores
-/// and P@V over the full T x T square per head, as both the engine and transformers' eager do).
+/// Useful matmul FLOPs of one forward (2 per multiply-add). Attention counts only the
+/// (query, key) pairs the mask allows (causal triangle, or the window for sliding layers), so
+/// GFLOP/s is not inflated by the masked-out work any dense implementation would do.
 func forwardFLOPs(_ c: GptOssConfig, batch b: Int, length t: Int) -> Double {
     let n = Double(b * t), C = Double(c.hiddenSize), D = Double(c.resolvedHeadDim)
     let H = Double(c.numAttentionHeads), KVH = Double(c.kvHeads), E = Double(c.numLocalExperts)
-    let I = Double(c.intermediateSize), K = Double(c.topK), V = Double(c.vocabSize), T = Double(t)
+    let I = Double(c.intermediateSize), K = Double(c.topK), V = Double(c.vocabSize)
     let projections = 2 * n * C * (2 * H * D + 2 * KVH * D)
-    let attention = 2 * 2 * Double(b) * H * T * T * D
     let moe = 2 * n * C * E + 2 * n * K * (C * 2 * I + I * C)
-    return Double(c.numHiddenLayers) * (projections + attention + moe) + 2 * n * C * V
+    var total = 2 * n * C * V
+    for layer in 0..<c.numHiddenLayers {
+        let window = c.isSliding(layer: layer) ? c.slidingWindow ?? t : t
+        let pairs = (0..<t).reduce(0) { $0 + min($1 + 1, window) }  // visible keys per query, summed
+        total += projections + moe + 2 * 2 * Double(b) * H * D * Double(pairs)  // q k^T and p v
+    }
+    return total
 }
 
 /// OpenBLAS sgemm GFLOP/s on an [m, k] x [k, n] product (best of a few runs).
@@ -95,13 +101,18 @@ func run() throws {
         try w.write(to: URL(fileURLWithPath: path))
     }
     let peak = Double(Memory.peakRSS() ?? 0) / 1048576
+    // fp32 size of all weights once dequantized (what .resident holds), for the RSS comparison
+    let (C, I, E, V) = (c.hiddenSize, c.intermediateSize, c.numLocalExperts, c.vocabSize)
+    let qkvo = 2 * C * c.numAttentionHeads * c.resolvedHeadDim + 2 * C * c.kvHeads * c.resolvedHeadDim
+    let perLayer = qkvo + E * (3 * C * I + 2 * I + C + C + 1) + 4 * C
+    let fp32Weights = Double(4 * (c.numHiddenLayers * perLayer + 2 * V * C + C)) / 1048576
     let report: [String: Any] = [
         "engine": "TunaEngine", "mode": o.streaming ? "streaming" : "resident", "threads": o.threads,
         "tokens": tokens, "load_s": loadSeconds, "forward_s_median": median, "forward_s_all": times,
         "tokens_per_s": Double(tokens) / median, "gflop_per_forward": flops / 1e9,
         "achieved_gflops": flops / median / 1e9, "sgemm_gflops_1024cube": sgemmSquare,
         "sgemm_gflops_expert_shape": sgemmExpert, "expert_shape": [perExpert, c.hiddenSize, 2 * c.intermediateSize],
-        "peak_rss_mib": peak,
+        "peak_rss_mib": peak, "fp32_weights_mib": fp32Weights,
     ]
     let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))

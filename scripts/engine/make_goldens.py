@@ -34,7 +34,7 @@ def write_mxfp4_fixture(path):
     scales = torch.randperm(256, generator=gen).to(torch.uint8).reshape(2, 8, 16)
     deq = convert_moe_packed_tensors(blocks, scales)  # transformers' default: bf16
     save_file({"blocks": blocks, "scales": scales, "dequantized": deq.float().contiguous()}, path,
-              metadata={"dequantized_dtype": str(deq.dtype), "transformers_layout": "[E, G*32, out]"})
+              metadata={"dequantized": f"convert_moe_packed_tensors -> {deq.dtype}, layout [E, G*32, out]"})  # one key: safetensors orders metadata by hash
 
 
 def write_model_case(name, kwargs, seed, shards, hub_style, padded_lengths, packed, seq):
