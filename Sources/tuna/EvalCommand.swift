@@ -11,10 +11,12 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Plain text: every next token is scored, no template; cut into windows of --max-seq-len.") var text: String?
     @Option(help: "A .tiktoken or tokenizer.json (default: the one in the checkpoint).") var tokenizer: String?
     @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Sequences scored per forward pass.") var batchSize = 8
     @Flag(help: "Print {\"loss\": L, \"tokens\": N}.") var json = false
 
     func validate() throws {
         guard (dataOptions.data == nil) != (text == nil) else { throw ValidationError("give --data FILE or --text FILE") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard dataOptions.maxSeqLen >= 2 else { throw ValidationError("--max-seq-len must be at least 2") }
     }
 
@@ -23,8 +25,16 @@ struct EvalCommand: ParsableCommand {
             let tok = try loadTokenizer(file: tokenizer, checkpoint: self.model)
             let model = try GptOssModel(directory: URL(fileURLWithPath: self.model), residency: .streaming)
             var total = 0.0, count = 0
-            for (tokens, labels) in try sequences(tok) {
-                let batch = try Batch(tokens: [tokens], labels: [labels])
+            // Several sequences per forward, right-padded: the streaming model dequantizes every
+            // layer once per forward, so one sequence per call would redo that work per example.
+            let all = try sequences(tok)
+            for start in stride(from: 0, to: all.count, by: batchSize) {
+                let group = all[start..<min(all.count, start + batchSize)]
+                let t = group.map(\.0.count).max() ?? 0
+                func pad(_ row: [Int32], _ fill: Int32) -> [Int32] { row + [Int32](repeating: fill, count: t - row.count) }
+                let batch = try Batch(tokens: group.map { pad($0.0, 0) },
+                                      attentionMask: group.map { pad([Int32](repeating: 1, count: $0.0.count), 0) },
+                                      labels: group.map { pad($0.1, Batch.ignoreIndex) })
                 let (loss, n) = try model.loss(batch)
                 if n > 0 { total += loss * Double(n); count += n }
             }
