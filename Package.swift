@@ -4,6 +4,7 @@
 // Modules import in one direction:
 //   TunaCore  <- TunaStore <- TunaCoordinator
 //   TunaCore  <- TunaWire  <- TunaCoordinator, TunaWorker
+//   TunaText, TunaEngine <- TunaTrain (the native trainer loop)
 //   everything <- tuna (the CLI, one executable)
 // Only TunaStore speaks SQL, only TunaWire (and the two daemons built on it) speak NIO.
 import PackageDescription
@@ -50,7 +51,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tuna", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine",
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine", "TunaTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -60,6 +61,8 @@ let package = Package(
         .target(name: "TunaText", dependencies: []),
         // The native gpt-oss engine: safetensors, MXFP4, the forward pass, on OpenBLAS.
         .target(name: "TunaEngine", dependencies: ["CBLAS"]),
+        // The native LoRA trainer: job spec -> data -> engine -> AdamW -> PEFT adapter (`tuna train`).
+        .target(name: "TunaTrain", dependencies: ["TunaCore", "TunaText", "TunaEngine"]),
         // A tiny trainer that speaks the trainer contract; the integration tests and the
         // dispatch benchmark run sweeps through it with the `command` trainer.
         .executableTarget(name: "ToyTrainer", dependencies: []),
@@ -76,6 +79,7 @@ let package = Package(
         .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
         .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunaTrainTests", dependencies: ["TunaTrain", "TunaEngine", "TunaText", "TunaCore"]),
         .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore"]),
         .testTarget(name: "TunaIntegrationTests", dependencies: [
             "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker",

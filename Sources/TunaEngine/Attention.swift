@@ -16,16 +16,20 @@ public struct AttentionActivations: Sendable {
 /// N = B*T tokens laid out [B, T]; each (row, head) is two sgemms over strided views.
 enum Attention {
     static func forward(_ x: [Float], weights w: AttentionWeights, config: GptOssConfig, rope: Rope,
-                        batch: Batch, window: Int?) -> (out: [Float], saved: AttentionActivations) {
+                        batch: Batch, window: Int?, lora: LayerLoRA = .empty) -> (out: [Float], saved: AttentionActivations) {
         let n = batch.batchSize * batch.length, c = config.hiddenSize
         let h = config.numAttentionHeads, kvh = config.kvHeads, d = config.resolvedHeadDim
         var q = BLAS.linear(x, rows: n, inFeatures: c, weight: w.qWeight, bias: w.qBias, outFeatures: h * d)     // [N, H*D]
         var k = BLAS.linear(x, rows: n, inFeatures: c, weight: w.kWeight, bias: w.kBias, outFeatures: kvh * d)   // [N, KVH*D]
-        let v = BLAS.linear(x, rows: n, inFeatures: c, weight: w.vWeight, bias: w.vBias, outFeatures: kvh * d)   // [N, KVH*D]
+        var v = BLAS.linear(x, rows: n, inFeatures: c, weight: w.vWeight, bias: w.vBias, outFeatures: kvh * d)   // [N, KVH*D]
+        lora.attention["q_proj"]?.addForward(lora.dropped(x, module: "q_proj"), rows: n, into: &q)
+        lora.attention["k_proj"]?.addForward(lora.dropped(x, module: "k_proj"), rows: n, into: &k)
+        lora.attention["v_proj"]?.addForward(lora.dropped(x, module: "v_proj"), rows: n, into: &v)
         rope.apply(&q, heads: h, positions: batch.positions)
         rope.apply(&k, heads: kvh, positions: batch.positions)
         let context = attend(q: q, k: k, v: v, sinks: w.sinks, heads: h, kvHeads: kvh, headDim: d, batch: batch, window: window)
-        let out = BLAS.linear(context, rows: n, inFeatures: h * d, weight: w.oWeight, bias: w.oBias, outFeatures: c)  // [N, C]
+        var out = BLAS.linear(context, rows: n, inFeatures: h * d, weight: w.oWeight, bias: w.oBias, outFeatures: c)  // [N, C]
+        lora.attention["o_proj"]?.addForward(lora.dropped(context, module: "o_proj"), rows: n, into: &out)
         return (out, AttentionActivations(input: x, q: q, k: k, v: v, context: context))
     }
 

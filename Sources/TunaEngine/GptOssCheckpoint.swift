@@ -69,7 +69,7 @@ public final class GptOssCheckpoint: Sendable {
 
     /// [E, in, out] from either MXFP4 `<name>_blocks`/`<name>_scales` ([E, out, in/32, 16] and
     /// [E, out, in/32]) or a dense `<name>` already in [E, in, out] (what transformers saves).
-    private func expertMatrix(_ name: String, experts e: Int, inFeatures: Int, outFeatures: Int) throws -> [Float] {
+    func expertMatrix(_ name: String, experts e: Int, inFeatures: Int, outFeatures: Int) throws -> [Float] {
         if store.contains(name + "_blocks") {
             guard inFeatures % 32 == 0 else {
                 throw EngineError.unexpectedTensor(file: try store.file(for: name + "_blocks").path, tensor: name + "_blocks",

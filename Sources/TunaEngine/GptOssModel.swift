@@ -47,48 +47,61 @@ public final class GptOssModel: Sendable {
         try self.init(checkpoint: GptOssCheckpoint(directory: directory), residency: residency)
     }
 
-    private func layerWeights(_ i: Int) throws -> LayerWeights {
+    func layerWeights(_ i: Int) throws -> LayerWeights {
         residency == .resident ? layers[i] : try checkpoint.layer(i)
     }
 
-    /// Logits for every position. `keep` collects each layer's activations (for a backward).
-    public func forward(_ batch: Batch, keep: ((Int, LayerActivations) -> Void)? = nil) throws -> Logits {
+    /// Logits for every position, with `adapter`'s LoRA applied when given (no dropout).
+    /// `keep` collects each layer's activations.
+    public func forward(_ batch: Batch, adapter: LoRAAdapter? = nil, keep: ((Int, LayerActivations) -> Void)? = nil) throws -> Logits {
         let n = batch.batchSize * batch.length
-        let hidden = try finalHidden(batch, keep: keep)  // [N, C]
+        let hidden = try finalHidden(batch, adapter: adapter, keep: keep)  // [N, C]
         let logits = BLAS.linear(hidden, rows: n, inFeatures: config.hiddenSize, weight: edges.lmHead, bias: nil,
                                  outFeatures: config.vocabSize)  // [N, V]
         return Logits(batchSize: batch.batchSize, length: batch.length, vocabSize: config.vocabSize, values: logits)
     }
 
     /// Embeddings -> decoder layers -> final norm: the lm_head's input, [N, C].
-    func finalHidden(_ batch: Batch, keep: ((Int, LayerActivations) -> Void)?) throws -> [Float] {
+    func finalHidden(_ batch: Batch, adapter: LoRAAdapter? = nil, keep: ((Int, LayerActivations) -> Void)?) throws -> [Float] {
+        var x = try embed(batch)
+        for i in 0..<config.numHiddenLayers {
+            let weights = try layerWeights(i)  // streaming: dequantized here, freed at the end of the iteration
+            let (out, saved) = DecoderLayer.forward(x, weights: weights, layerIndex: i, config: config, rope: rope, batch: batch,
+                                                    lora: layerLoRA(adapter, i, maskSeed: nil))
+            keep?(i, saved)
+            x = out
+        }
+        return RMSNorm.forward(x, weight: edges.finalNorm, rows: batch.batchSize * batch.length, eps: config.eps).y
+    }
+
+    /// Token embeddings [N, C].
+    func embed(_ batch: Batch) throws -> [Float] {
         let c = config.hiddenSize, v = config.vocabSize
-        let n = batch.batchSize * batch.length
-        var x = [Float](repeating: 0, count: n * c)  // [N, C]
+        var x = [Float](repeating: 0, count: batch.tokens.count * c)  // [N, C]
         for (i, token) in batch.tokens.enumerated() {
             guard token >= 0, Int(token) < v else { throw EngineError.badInput(reason: "token \(token) at \(i) outside vocab \(v)") }
             let row = Int(token) * c
             for j in 0..<c { x[i * c + j] = edges.embedding[row + j] }
         }
-        for i in 0..<config.numHiddenLayers {
-            let weights = try layerWeights(i)  // streaming: dequantized here, freed at the end of the iteration
-            let (out, saved) = DecoderLayer.forward(x, weights: weights, layerIndex: i, config: config, rope: rope, batch: batch)
-            keep?(i, saved)
-            x = out
-        }
-        return RMSNorm.forward(x, weight: edges.finalNorm, rows: n, eps: config.eps).y
+        return x
     }
+
+    func layerLoRA(_ adapter: LoRAAdapter?, _ layer: Int, maskSeed: UInt64?) -> LayerLoRA {
+        guard let adapter else { return .empty }
+        return LayerLoRA(adapter: adapter, layer: layer, experts: config.numLocalExperts, maskSeed: maskSeed)
+    }
+
 
     /// Mean next-token cross-entropy over the batch's labels, as `CrossEntropy.mean(forward(b))`
     /// computes it, without materializing [N, V] logits: only positions whose (shifted) label is
     /// scored go through the lm_head, `chunkRows` rows at a time ([256, V] is ~200 MB at
     /// gpt-oss's V = 201088). This is what evaluation on the real vocabulary can afford.
-    public func loss(_ batch: Batch, chunkRows: Int = 256) throws -> (loss: Double, tokens: Int) {
+    public func loss(_ batch: Batch, adapter: LoRAAdapter? = nil, chunkRows: Int = 256) throws -> (loss: Double, tokens: Int) {
         guard let labels = batch.labels else { throw EngineError.badInput(reason: "batch has no labels") }
         let t = batch.length, c = config.hiddenSize, v = config.vocabSize
         let scored = try CrossEntropy.scoredPositions(labels: labels, batchSize: batch.batchSize, length: t, vocab: v)
         if scored.isEmpty { return (.nan, 0) }
-        let hidden = try finalHidden(batch, keep: nil)  // [N, C]
+        let hidden = try finalHidden(batch, adapter: adapter, keep: nil)  // [N, C]
         var total = 0.0
         for start in stride(from: 0, to: scored.count, by: max(1, chunkRows)) {
             let part = scored[start..<min(start + max(1, chunkRows), scored.count)]

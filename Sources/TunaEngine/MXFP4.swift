@@ -81,3 +81,109 @@ public enum MXFP4 {
     @inline(__always)
     static func roundToBF16(_ x: Float) -> Float { HalfFloat.bf16ToFloat(HalfFloat.floatToBF16(x)) }
 }
+
+// MARK: quantization (the inverse, for writing checkpoints: the tiny model, `tuna merge`)
+
+extension MXFP4 {
+    /// Quantizes fp32 weights [experts, rows (out), columns (in)] to the layout `dequantize`
+    /// reads: blocks [experts, rows, columns/32, 16], scales [experts, rows, columns/32].
+    ///
+    /// Scale rule, per block of 32: the *smallest* power of two 2^s with max|x| <= 6 * 2^s
+    /// (6.0 is FP4's largest magnitude), so no value is ever clipped; s is clamped to
+    /// -127 ... 126 (E8M0 bytes 0 ... 253; 254 would overflow every code >= 2 on dequantize,
+    /// 255 is NaN in the OCP spec). An all-zero block gets s = -127 (byte 0) by the same rule.
+    /// This differs from the OCP reference rule (floor(log2 max) - 2, which saturates values
+    /// in (6, 8) x 2^s), trading half a step of range for never clipping the block's largest
+    /// weight — the one that matters most for a merged LoRA delta.
+    ///
+    /// Values: x / 2^s (exact: a power-of-two scaling) rounded to the nearest E2M1 value,
+    /// ties to even (the code with mantissa bit 0: 0.25 -> 0, 0.75 -> 1, 1.25 -> 1, 1.75 -> 2,
+    /// 2.5 -> 2, 3.5 -> 4, 5 -> 4), as IEEE and the OCP MX spec round. The sign survives
+    /// rounding to zero (-0.1 x 2^s -> code 0x8, -0.0), so canonical bytes round-trip bit for bit.
+    ///
+    /// Guarantees (MXFP4QuantizeTests): dequantize(quantize(x)) == x exactly whenever some
+    /// MXFP4 bytes dequantize to x; otherwise each element is off by at most half the FP4 step
+    /// at its magnitude times 2^s (0.25, 0.5 or 1 x 2^s for |x|/2^s in [0,2], (2,4], (4,6]).
+    /// Non-finite weights are an error: MXFP4 cannot carry them faithfully.
+    public static func quantize(_ weights: [Float], experts: Int, rows: Int, columns: Int) throws
+        -> (blocks: [UInt8], scales: [UInt8]) {
+        guard experts >= 0, rows >= 0, columns % 32 == 0, weights.count == experts * rows * columns else {
+            throw EngineError.badInput(reason: "MXFP4 quantize: \(weights.count) weights do not make [\(experts), \(rows), \(columns)] with columns divisible by 32")
+        }
+        if let bad = weights.firstIndex(where: { !$0.isFinite }) {
+            throw EngineError.badInput(reason: "MXFP4 quantize: weight \(bad) is \(weights[bad])")
+        }
+        let count = weights.count / 32
+        var blocks = [UInt8](repeating: 0, count: count * 16)
+        var scales = [UInt8](repeating: 0, count: count)
+        weights.withUnsafeBufferPointer { w in blocks.withUnsafeMutableBufferPointer { b in
+        scales.withUnsafeMutableBufferPointer { s in
+            guard let wb = w.baseAddress, let bb = b.baseAddress, let sb = s.baseAddress else { return }
+            let (src, dstB, dstS) = (Shared(wb), SharedMutable(bb), SharedMutable(sb))
+            Parallel.chunks(count, minChunk: 4096) { range in  // blocks are independent
+                for k in range { quantizeBlock(src.base + k * 32, blocks: dstB.base + k * 16, scale: dstS.base + k) }
+            }
+        } } }
+        return (blocks, scales)
+    }
+
+    /// The same for weights in `dequantize`'s output layout [experts, in, out] (what the engine
+    /// and transformers hold: `gate_up_proj` [E, C, 2I], `down_proj` [E, I, C]), e.g. merged
+    /// experts: transposes to [E, out, in] first.
+    public static func quantize(inputMajor weights: [Float], experts: Int, inFeatures: Int, outFeatures: Int) throws
+        -> (blocks: [UInt8], scales: [UInt8]) {
+        guard weights.count == experts * inFeatures * outFeatures else {
+            throw EngineError.badInput(reason: "MXFP4 quantize: \(weights.count) weights do not make [\(experts), \(inFeatures), \(outFeatures)]")
+        }
+        var t = [Float](repeating: 0, count: weights.count)
+        let per = inFeatures * outFeatures
+        for e in 0..<experts {
+            for i in 0..<inFeatures {
+                for o in 0..<outFeatures { t[e * per + o * inFeatures + i] = weights[e * per + i * outFeatures + o] }
+            }
+        }
+        return try quantize(t, experts: experts, rows: outFeatures, columns: inFeatures)
+    }
+
+    /// Exponent s of the block scale 2^s: the smallest with amax <= 6 x 2^s, clamped (see `quantize`).
+    static func scaleExponent(amax: Double) -> Int {
+        guard amax > 0 else { return -127 }
+        let ratio = amax / 6  // correctly rounded; == 2^k exactly only when amax == 6 x 2^k
+        var s = ratio.exponent  // floor(log2(ratio))
+        if ratio > Double(sign: .plus, exponent: s, significand: 1) { s += 1 }
+        return min(max(s, -127), 126)
+    }
+
+    /// E2M1 code (without sign) of a magnitude y in [0, 6], nearest, ties to even. The
+    /// comparisons are against exact midpoints; `<=` picks the even code below, `<` the odd one.
+    @inline(__always)
+    static func magnitudeCode(_ y: Double) -> UInt8 {
+        if y <= 0.25 { return 0 }   // 0.0 (tie 0.25 -> 0.0, even)
+        if y < 0.75 { return 1 }    // 0.5 (tie 0.75 -> 1.0, even)
+        if y <= 1.25 { return 2 }   // 1.0
+        if y < 1.75 { return 3 }    // 1.5
+        if y <= 2.5 { return 4 }    // 2.0
+        if y < 3.5 { return 5 }     // 3.0
+        if y <= 5 { return 6 }      // 4.0
+        return 7                    // 6.0
+    }
+
+    /// One block: 32 weights -> 16 bytes (element 2j in the low nibble of byte j) and a scale byte.
+    @inline(__always)
+    static func quantizeBlock(_ x: UnsafePointer<Float>, blocks: UnsafeMutablePointer<UInt8>, scale: UnsafeMutablePointer<UInt8>) {
+        var amax = 0.0
+        for i in 0..<32 { amax = max(amax, Double(abs(x[i]))) }
+        let s = scaleExponent(amax: amax)
+        scale.pointee = UInt8(s + 127)
+        let inverse = Double(sign: .plus, exponent: -s, significand: 1)  // 2^-s: normal in Double, exact
+        for j in 0..<16 {
+            var byte: UInt8 = 0
+            for h in 0..<2 {
+                let v = x[2 * j + h]
+                let code = magnitudeCode(Double(abs(v)) * inverse) | (v.sign == .minus ? 0x8 : 0)
+                byte |= code << (4 * h)
+            }
+            blocks[j] = byte
+        }
+    }
+}

@@ -6,6 +6,12 @@ public struct MoEActivations: Sendable {
     public var routerLogits: [Float]   // [N, E]
     public var topExperts: [Int32]     // [N, K]  chosen experts, highest logit first
     public var topWeights: [Float]     // [N, K]  softmax over the chosen logits
+    /// Per expert, for the tokens routed to it (token order): x W_gu + b (+ LoRA) [Ne, 2I] and
+    /// the expert's output before the routing weight [Ne, C]. Kept because the backward needs
+    /// both (SwiGLU's derivative, the routing weights' gradient) and recomputing them would cost
+    /// two of the backward's matmuls again.
+    var gateUp: [[Float]] = []
+    var expertOutput: [[Float]] = []
 }
 
 /// GptOssMLP: GptOssTopKRouter (linear + bias, top-k, softmax over the k chosen logits) and
@@ -15,25 +21,28 @@ public struct MoEActivations: Sendable {
 enum MoE {
     static let alpha: Float = 1.702
 
-    static func forward(_ x: [Float], weights w: MoEWeights, config: GptOssConfig, tokens n: Int)
+    static func forward(_ x: [Float], weights w: MoEWeights, config: GptOssConfig, tokens n: Int, lora: LayerLoRA = .empty)
         -> (out: [Float], saved: MoEActivations) {
         let c = config.hiddenSize, e = config.numLocalExperts, k = config.topK, inter = config.intermediateSize
         let logits = BLAS.linear(x, rows: n, inFeatures: c, weight: w.routerWeight, bias: w.routerBias, outFeatures: e)  // [N, E]
         let (experts, weights) = route(logits, tokens: n, experts: e, topK: k)
 
-        // Group (token, weight) pairs by expert, preserving token order like transformers' where().
-        var routed = [[(token: Int, weight: Float)]](repeating: [], count: e)
-        for t in 0..<n { for j in 0..<k { routed[Int(experts[t * k + j])].append((t, weights[t * k + j])) } }
+        let routed = routing(experts: experts, weights: weights, tokens: n, experts: e, topK: k)
+        var keptGateUp = [[Float]](repeating: [], count: e), keptOutput = [[Float]](repeating: [], count: e)
 
         var out = [Float](repeating: 0, count: n * c)  // [N, C]
         for expert in 0..<e where !routed[expert].isEmpty {
             let list = routed[expert], ne = list.count
             let xe = gather(x, rows: list.map(\.token), width: c)                           // [Ne, C]
-            let gateUp = expertMatmul(xe, rows: ne, weights: w.gateUp, bias: w.gateUpBias, expert: expert,
+            var gateUp = expertMatmul(xe, rows: ne, weights: w.gateUp, bias: w.gateUpBias, expert: expert,
                                       inFeatures: c, outFeatures: 2 * inter)              // [Ne, 2I]
+            lora.gateUp?.addForward(xe, rows: ne, expert: expert, into: &gateUp)
             let act = swiglu(gateUp, rows: ne, intermediate: inter, limit: config.limit)  // [Ne, I]
-            let y = expertMatmul(act, rows: ne, weights: w.down, bias: w.downBias, expert: expert,
+            var y = expertMatmul(act, rows: ne, weights: w.down, bias: w.downBias, expert: expert,
                                  inFeatures: inter, outFeatures: c)                      // [Ne, C]
+            lora.down?.addForward(act, rows: ne, expert: expert, into: &y)
+            keptGateUp[expert] = gateUp
+            keptOutput[expert] = y
             // out[token] += weight * y[r]  (transformers' index_add_ of the weighted output)
             y.withUnsafeBufferPointer { yp in out.withUnsafeMutableBufferPointer { op in
                 guard let yb = yp.baseAddress, let ob = op.baseAddress else { return }
@@ -47,7 +56,16 @@ enum MoE {
                 }
             } }
         }
-        return (out, MoEActivations(input: x, routerLogits: logits, topExperts: experts, topWeights: weights))
+        return (out, MoEActivations(input: x, routerLogits: logits, topExperts: experts, topWeights: weights,
+                                    gateUp: keptGateUp, expertOutput: keptOutput))
+    }
+
+    /// (token, top-k slot, weight) per expert, in token order like transformers' where().
+    static func routing(experts: [Int32], weights: [Float], tokens n: Int, experts e: Int, topK k: Int)
+        -> [[(token: Int, slot: Int, weight: Float)]] {
+        var routed = [[(token: Int, slot: Int, weight: Float)]](repeating: [], count: e)
+        for t in 0..<n { for j in 0..<k { routed[Int(experts[t * k + j])].append((t, j, weights[t * k + j])) } }
+        return routed
     }
 
     /// torch.topk (largest first; ties keep the lower index) then softmax over the k values.

@@ -26,3 +26,20 @@ enum RMSNorm {
         return (y, rstd)
     }
 }
+
+extension RMSNorm {
+    /// Input gradient with the weight frozen: with g = w ⊙ dy and r = rstd,
+    /// dx = r (g - x r² mean(g ⊙ x)) per row.
+    static func backward(_ dy: [Float], x: [Float], rstd: [Float], weight: [Float], rows: Int) -> [Float] {
+        let c = weight.count
+        var dx = [Float](repeating: 0, count: rows * c)
+        for r in 0..<rows {
+            let row = r * c, s = rstd[r]
+            var dot = 0.0
+            for i in 0..<c { dot += Double(weight[i] * dy[row + i]) * Double(x[row + i]) }
+            let coef = Float(dot / Double(c)) * s * s
+            for i in 0..<c { dx[row + i] = s * (weight[i] * dy[row + i] - x[row + i] * coef) }
+        }
+        return dx
+    }
+}

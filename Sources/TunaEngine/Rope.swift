@@ -69,8 +69,11 @@ public struct Rope: Sendable {
         return (c, s)
     }
 
-    /// Rotates x [N, heads*D] in place; positions [N].
-    func apply(_ x: inout [Float], heads: Int, positions: [Int32]) {
+    /// Rotates x [N, heads*D] in place; positions [N]. `transposed` applies the transpose of
+    /// the rotation (sin negated), which is the backward of `apply`: the rotation is linear, so
+    /// d(loss)/dx = R^T d(loss)/dy (the attention scaling rides along in cos and sin).
+    func apply(_ x: inout [Float], heads: Int, positions: [Int32], transposed: Bool = false) {
+        let sign: Float = transposed ? -1 : 1
         let d = headDim, half = d / 2
         var cache: [Int32: (cos: [Float], sin: [Float])] = [:]
         x.withUnsafeMutableBufferPointer { xp in
@@ -81,8 +84,9 @@ public struct Rope: Sendable {
                     let o = (n * heads + h) * d
                     for i in 0..<half {
                         let x1 = xp[o + i], x2 = xp[o + half + i]
-                        xp[o + i] = x1 * t.cos[i] - x2 * t.sin[i]
-                        xp[o + half + i] = x2 * t.cos[i] + x1 * t.sin[i]
+                        let sin = sign * t.sin[i]
+                        xp[o + i] = x1 * t.cos[i] - x2 * sin
+                        xp[o + half + i] = x2 * t.cos[i] + x1 * sin
                     }
                 }
             }

@@ -29,6 +29,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between uploads of a running job's changed checkpoint (resume after a crash).")
     var checkpointSync = 60.0
 
+    @Option(help: "Relative model and data paths of native jobs are resolved against this directory (default: the current one).")
+    var dataRoot: String?
+
+    @Option(help: "OpenBLAS threads per native job (default: cores / --max-jobs).")
+    var threadsPerJob: Int?
+
     func validate() throws {
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
         guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
@@ -43,6 +49,12 @@ struct WorkerCommand: AsyncParsableCommand {
         config.name = name
         config.graceSeconds = grace
         config.checkpointSyncSeconds = checkpointSync
+        // `native` jobs run `tuna train` (this very executable) in a child process.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let root = URL(fileURLWithPath: dataRoot ?? FileManager.default.currentDirectoryPath).standardizedFileURL.path
+        let threads = threadsPerJob ?? max(1, cores / maxJobs)
+        config.trainers.append(ExecutableTrainer(name: "native", prefix: [Self.executablePath(), "train", "--root", root,
+                                                                           "--threads", String(threads)]))
         let daemon = try WorkerDaemon(config: config)
         // SIGTERM/SIGINT: hand running jobs back (after their trainers checkpoint), then exit.
         let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
@@ -54,5 +66,12 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         defer { sources.forEach { $0.cancel() } }
         await daemon.run()
+    }
+
+    /// This executable's absolute path (/proc/self/exe on Linux), so the trainer child runs the
+    /// same build as the worker.
+    static func executablePath() -> String {
+        if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     }
 }

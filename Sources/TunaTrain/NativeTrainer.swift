@@ -1,0 +1,187 @@
+import Foundation
+import TunaCore
+import TunaEngine
+import TunaText
+
+/// The native LoRA trainer: one job, start to finish, on the CPU engine.
+///
+///   load (tokenizer, data, model) → baseline eval → epochs of shuffled micro-batches,
+///   `grad_accum` of them per optimizer step (gradients of the step's token-weighted mean loss),
+///   clip, schedule, AdamW → eval every `eval_every_steps` and after each epoch → the adapter in
+///   PEFT layout. Checkpoints (adapter + optimizer moments + step, one file, atomic) every
+///   `checkpoint_every_steps` and when asked to stop; a resumed run rebuilds the same epochs
+///   and dropout masks, so it continues the same loss curve.
+public final class NativeTrainer {
+    public typealias Emit = ([String: JSONValue]) -> Void
+
+    let job: TrainJob
+    let outputDir: URL
+    let checkpointDir: URL?
+    let resumeDir: URL?
+    let emit: Emit
+    let shouldStop: () -> Bool
+
+    public init(job: TrainJob, outputDir: URL, checkpointDir: URL?, resumeDir: URL?,
+                emit: @escaping Emit, shouldStop: @escaping () -> Bool = { false }) {
+        self.job = job; self.outputDir = outputDir; self.checkpointDir = checkpointDir; self.resumeDir = resumeDir
+        self.emit = emit; self.shouldStop = shouldStop
+    }
+
+    public struct Summary: Sendable {
+        public var steps: Int
+        public var trainLoss: Double?
+        public var baselineValLoss: Double?
+        public var valLoss: Double?
+        public var seconds: Double
+    }
+
+    public func run() throws -> Summary {
+        let started = Date()
+        let t = job.train
+        let modelDir = URL(fileURLWithPath: job.modelPath)
+        let tokenizer: Tokenizer
+        do { tokenizer = try Tokenizer.load(fromCheckpoint: modelDir) } catch { throw TrainError.badData("tokenizer: \(error)") }
+        let data: LoadedDataset
+        do { data = try loadDataset(job.dataset, tokenizer: tokenizer) } catch { throw TrainError.badData("\(error)") }
+        guard !data.train.isEmpty else { throw TrainError.badData("\(job.dataset.path): no training examples") }
+        let checkpoint = try GptOssCheckpoint(directory: modelDir)
+        let model = try GptOssModel(checkpoint: checkpoint, residency: Self.residency(for: checkpoint))
+
+        // the plan: identical on every attempt, so a resume lands on the same batches
+        let perEpoch = try Batching.epoch(data.train, epoch: 0, seed: t.seed, batchSize: t.batchSize, packing: t.packing,
+                                          rowLength: t.maxSeqLen).count
+        let stepsPerEpoch = (perEpoch + t.gradAccum - 1) / t.gradAccum
+        var totalSteps = stepsPerEpoch * t.epochs
+        if t.maxSteps > 0 { totalSteps = min(totalSteps, t.maxSteps) }
+        let warmup = LearningRateSchedule.warmupSteps(ratio: t.warmupRatio, totalSteps: totalSteps)
+        let schedule = try LearningRateSchedule(kind: t.scheduler, peak: t.learningRate, warmupSteps: warmup,
+                                                totalSteps: totalSteps, minLRRatio: t.minLRRatio)
+        let validation = try Batching.validation(data.validation, batchSize: t.batchSize)
+
+        var adapter = try LoRAAdapter.initialized(settings: job.lora, config: model.config, seed: UInt64(t.seed))
+        var optimizer = AdamW(beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay)
+        var step = 0
+        if let resumeDir, let state = try TrainingCheckpoint.load(from: resumeDir, into: &adapter, optimizer: &optimizer, emit: emit) {
+            step = state
+            emit(["event": "resumed", "step": .int(step)])
+        }
+        emit(["event": "config", "trainable_parameters": .int(adapter.parameterCount), "train_examples": .int(data.train.count),
+              "validation_examples": .int(data.validation.count), "micro_batches_per_epoch": .int(perEpoch),
+              "steps": .int(totalSteps), "warmup_steps": .int(warmup), "truncated": .int(data.stats.truncated),
+              "residency": .string(model.residency == .resident ? "resident" : "streaming"),
+              "blas_threads": .int(BLAS.threads)])
+
+        var baseline: Double?
+        if step == 0, !validation.isEmpty {
+            baseline = try evaluate(model, adapter: nil, validation).loss
+            emit(["event": "baseline", "loss": Self.number(baseline!), "step": 0])
+        }
+        var lastTrain: Double?, lastVal: Double?
+        var epochBatches: (epoch: Int, batches: [Batch])? = nil
+        while step < totalSteps {
+            if shouldStop() {
+                try saveCheckpoint(adapter, optimizer, step: step)
+                throw TrainError.interrupted(step: step)
+            }
+            let epoch = step / stepsPerEpoch
+            if epochBatches?.epoch != epoch {
+                epochBatches = (epoch, try Batching.epoch(data.train, epoch: epoch, seed: t.seed, batchSize: t.batchSize,
+                                                          packing: t.packing, rowLength: t.maxSeqLen))
+            }
+            let all = epochBatches!.batches
+            let first = (step % stepsPerEpoch) * t.gradAccum
+            let micro = Array(all[first..<min(first + t.gradAccum, all.count)])
+
+            let stepStart = Date()
+            let scored = micro.map { CrossEntropy.scoredCount($0) }.reduce(0, +)
+            var grads = adapter.zeros(), lossSum = 0.0
+            if scored > 0 {
+                for (i, batch) in micro.enumerated() {
+                    let seed = UInt64(t.seed) &* 0x2545_F491_4F6C_DD1D &+ UInt64(step) &* 131 &+ UInt64(i)
+                    let r = try model.lossAndGradients(batch, adapter: adapter, recompute: t.gradientCheckpointing,
+                                                       dropoutSeed: seed, lossScale: 1 / Double(scored))
+                    guard r.tokens > 0 else { continue }
+                    lossSum += r.loss * Double(r.tokens)
+                    for (name, g) in r.gradients { grads[name] = Self.add(grads[name]!, g) }
+                }
+            }
+            let loss = scored > 0 ? lossSum / Double(scored) : Double.nan
+            let norm = GradientClipping.clip(&grads, maxNorm: t.maxGradNorm)
+            let lr = schedule.rate(atStep: step)
+            if scored > 0 { optimizer.step(&adapter, gradients: grads, learningRate: lr) }
+            step += 1
+            lastTrain = loss
+            let seconds = Date().timeIntervalSince(stepStart)
+            let tokens = micro.map(\.realTokens).reduce(0, +)
+            emit(["event": "step", "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+                  "loss": Self.number(loss), "lr": .number(lr), "grad_norm": Self.number(norm), "tokens": .int(tokens),
+                  "scored_tokens": .int(scored), "tokens_per_s": .number(Double(tokens) / max(seconds, 1e-9)),
+                  "peak_rss_mb": .int((Memory.peakRSS() ?? 0) / 1_048_576)])
+
+            let endOfEpoch = step % stepsPerEpoch == 0 || step == totalSteps
+            if !validation.isEmpty, endOfEpoch || (t.evalEverySteps > 0 && step % t.evalEverySteps == 0) {
+                let (v, n) = try evaluate(model, adapter: adapter, validation)
+                lastVal = v
+                emit(["event": "eval", "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+                      "loss": Self.number(v), "tokens": .int(n)])
+            }
+            if t.checkpointEverySteps > 0, step % t.checkpointEverySteps == 0, step < totalSteps {
+                try saveCheckpoint(adapter, optimizer, step: step)
+            }
+        }
+        try adapter.save(directory: outputDir, baseModel: job.modelPath)
+        let seconds = Date().timeIntervalSince(started)
+        emit(["event": "done", "steps": .int(step), "seconds": .number(seconds),
+              "final_train_loss": lastTrain.map(Self.number) ?? .null, "final_val_loss": lastVal.map(Self.number) ?? .null,
+              "baseline_val_loss": baseline.map(Self.number) ?? .null,
+              "peak_rss_mb": .int((Memory.peakRSS() ?? 0) / 1_048_576)])
+        return Summary(steps: step, trainLoss: lastTrain, baselineValLoss: baseline, valLoss: lastVal, seconds: seconds)
+    }
+
+    /// Token-weighted mean loss over the validation batches (no dropout).
+    func evaluate(_ model: GptOssModel, adapter: LoRAAdapter?, _ batches: [Batch]) throws -> (loss: Double, tokens: Int) {
+        var total = 0.0, count = 0
+        for b in batches {
+            let (l, n) = try model.loss(b, adapter: adapter)
+            if n > 0 { total += l * Double(n); count += n }
+        }
+        return (count > 0 ? total / Double(count) : .nan, count)
+    }
+
+    func saveCheckpoint(_ adapter: LoRAAdapter, _ optimizer: AdamW, step: Int) throws {
+        guard let checkpointDir else { return }
+        try TrainingCheckpoint.save(adapter: adapter, optimizer: optimizer, step: step, to: checkpointDir)
+        emit(["event": "checkpoint", "step": .int(step)])
+    }
+
+    /// Resident (every layer converted to fp32 once) unless that would take more than half of
+    /// physical memory; then streaming (one layer at a time, from the mapped checkpoint).
+    static func residency(for checkpoint: GptOssCheckpoint) -> GptOssModel.Residency {
+        let c = checkpoint.config
+        let perLayer = c.hiddenSize * (c.numAttentionHeads + 2 * c.kvHeads) * c.resolvedHeadDim * 2
+            + c.numLocalExperts * c.hiddenSize * c.intermediateSize * 3
+        let bytes = 4 * (perLayer * c.numHiddenLayers + 2 * c.vocabSize * c.hiddenSize)
+        return Double(bytes) < 0.5 * Double(ProcessInfo.processInfo.physicalMemory) ? .resident : .streaming
+    }
+
+    static func add(_ a: [Float], _ b: [Float]) -> [Float] {
+        var out = a
+        for i in 0..<out.count { out[i] += b[i] }
+        return out
+    }
+
+    /// A JSON number, or null for NaN/inf (not JSON).
+    static func number(_ x: Double) -> JSONValue { x.isFinite ? .number(x) : .null }
+}
+
+extension CrossEntropy {
+    /// Scored (label != -100, shifted) positions of a batch.
+    static func scoredCount(_ b: Batch) -> Int {
+        guard let labels = b.labels else { return 0 }
+        var n = 0
+        for row in 0..<b.batchSize {
+            for t in 1..<max(b.length, 1) where labels[row * b.length + t] != Batch.ignoreIndex { n += 1 }
+        }
+        return n
+    }
+}

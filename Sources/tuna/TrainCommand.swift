@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+import TunaEngine
+import TunaTrain
+
+/// `tuna train`: one native LoRA job on this machine. The worker runs exactly this in a child
+/// process for `trainer: native` jobs (docs/trainer-contract.md): events as JSON lines on
+/// stdout, the adapter in --out, checkpoints in $TUNA_CHECKPOINT_DIR, resume from
+/// $TUNA_RESUME_DIR, and on SIGTERM a checkpoint and exit 143.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train",
+        abstract: "Train one LoRA job with the native engine (a job.json from the worker, or a sweep spec YAML).")
+
+    @Argument(help: "A job JSON (what the worker writes) or a sweep spec YAML.") var job: String
+    @Option(help: "Where the adapter goes (PEFT layout).") var out: String
+    @Option(help: "With a YAML spec that expands to several jobs: which one (0-based).") var index: Int?
+    @Option(help: "Relative model and data paths are resolved against this directory (default: the current one).") var root: String?
+    @Option(help: "Checkpoint directory (default: $TUNA_CHECKPOINT_DIR).") var checkpointDir: String?
+    @Option(help: "Resume from this checkpoint directory (default: $TUNA_RESUME_DIR).") var resumeDir: String?
+    @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).") var threads: Int?
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        let spec = try loadJob()
+        let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
+        let parsed: TrainJob
+        do { parsed = try TrainJob(json: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
+        if let threads { BLAS.setThreads(max(1, threads)) }
+        let stop = StopFlag()
+        signal(SIGTERM, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        source.setEventHandler { stop.set() }
+        source.resume()
+        defer { source.cancel() }
+
+        let trainer = NativeTrainer(
+            job: parsed, outputDir: URL(fileURLWithPath: out),
+            checkpointDir: (checkpointDir ?? env["TUNA_CHECKPOINT_DIR"]).map { URL(fileURLWithPath: $0) },
+            resumeDir: (resumeDir ?? env["TUNA_RESUME_DIR"]).map { URL(fileURLWithPath: $0) },
+            emit: { event in
+                // unbuffered: one write per event line, so the worker sees each as it happens
+                FileHandle.standardOutput.write(Data((JSONValue.object(event).canonicalJSON + "\n").utf8))
+            },
+            shouldStop: { stop.isSet })
+        do {
+            _ = try trainer.run()
+        } catch TrainError.interrupted {
+            throw ExitCode(143)
+        } catch {
+            FileHandle.standardError.write(Data("tuna train: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// The job JSON, or one validated job of a YAML sweep spec.
+    private func loadJob() throws -> JSONValue {
+        guard let data = FileManager.default.contents(atPath: job) else { throw ValidationError("cannot read \(job)") }
+        if job.hasSuffix(".json") {
+            do { return try JSONValue.parse(data) } catch { throw ValidationError("\(job): not JSON: \(error)") }
+        }
+        let plan: SweepPlan
+        do { plan = try SweepSpec.plan(yaml: String(decoding: data, as: UTF8.self)) } catch let e as TunaError {
+            throw ValidationError(e.description)
+        }
+        let i = index ?? 0
+        guard plan.jobs.count == 1 || index != nil else {
+            throw ValidationError("\(job) expands to \(plan.jobs.count) jobs; pick one with --index 0..<\(plan.jobs.count)")
+        }
+        guard plan.jobs.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(plan.jobs.count)") }
+        guard plan.jobs[i].params["trainer"]?.stringValue == "native" else {
+            throw ValidationError("job \(i) is not a native job (trainer: \(plan.jobs[i].params["trainer"]?.stringValue ?? "?"))")
+        }
+        return plan.jobs[i].params
+    }
+}
+
+/// Set from the signal handler's queue, read by the training loop between steps.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
