@@ -60,7 +60,9 @@ let package = Package(
         // Tokenizer (o200k_harmony BPE), chat templates (harmony, im_start) and data set loaders.
         .target(name: "TunaText", dependencies: []),
         // The native gpt-oss engine: safetensors, MXFP4, the forward pass, on OpenBLAS.
-        .target(name: "TunaEngine", dependencies: ["CBLAS"]),
+        // Optimized even in debug builds: the demo, `swift test` and `tuna train` from a debug
+        // build would otherwise run the engine's loops 10x+ slower; nobody single-steps them.
+        .target(name: "TunaEngine", dependencies: ["CBLAS"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // The native LoRA trainer: job spec -> data -> engine -> AdamW -> PEFT adapter (`tuna train`).
         .target(name: "TunaTrain", dependencies: ["TunaCore", "TunaText", "TunaEngine"]),
         // A tiny trainer that speaks the trainer contract; the integration tests and the
@@ -82,7 +84,7 @@ let package = Package(
         .testTarget(name: "TunaTrainTests", dependencies: ["TunaTrain", "TunaEngine", "TunaText", "TunaCore"]),
         .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore"]),
         .testTarget(name: "TunaIntegrationTests", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker",
+            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaEngine",
         ]),
     ]
 )

@@ -26,15 +26,24 @@ extension MoE {
             let gateUp = saved.gateUp[expert], y = saved.expertOutput[expert]
             // dy [Ne, C] = w · dOut[token]; dw = dOut[token] · y
             var dy = [Float](repeating: 0, count: ne * c)
-            for (r, item) in list.enumerated() {
-                var dot: Float = 0
-                for i in 0..<c {
-                    let g = dOut[item.token * c + i]
-                    dy[r * c + i] = g * item.weight
-                    dot += g * y[r * c + i]
+            dOut.withUnsafeBufferPointer { gp in y.withUnsafeBufferPointer { yp in
+            dy.withUnsafeMutableBufferPointer { dyp in dWeights.withUnsafeMutableBufferPointer { dwp in
+                let g = Shared(gp.baseAddress!), ys = Shared(yp.baseAddress!)
+                let dys = SharedMutable(dyp.baseAddress!), dws = SharedMutable(dwp.baseAddress!)
+                // a token appears at most once per expert: chunks of `list` write disjoint rows of
+                // dy and disjoint entries of dWeights
+                Parallel.chunks(ne, minChunk: 32) { range in
+                    for r in range {
+                        let item = list[r], src = g.base + item.token * c, yr = ys.base + r * c, dr = dys.base + r * c
+                        var dot: Float = 0
+                        for i in 0..<c {
+                            dr[i] = src[i] * item.weight
+                            dot += src[i] * yr[i]
+                        }
+                        dws[item.token * k + item.slot] = dot
+                    }
                 }
-                dWeights[item.token * k + item.slot] = dot
-            }
+            } } } }
             // down: act [Ne, I] -> y
             var dAct = Attention.matmulTransposed(dy, rows: ne, outFeatures: inter, weights: w.down,
                                                   offset: expert * inter * c, inner: c)  // dy W_down[e]^T
@@ -50,9 +59,15 @@ extension MoE {
                 let xe = gather(saved.input, rows: list.map(\.token), width: c)
                 l.backward(x: xe, dy: dGateUp, rows: ne, expert: expert, dA: &gateUpA, dB: &gateUpB, dx: &dxe)
             }
-            for (r, item) in list.enumerated() {
-                for i in 0..<c { dx[item.token * c + i] += dxe[r * c + i] }
-            }
+            dxe.withUnsafeBufferPointer { ep in dx.withUnsafeMutableBufferPointer { xp in
+                let src = Shared(ep.baseAddress!), dst = SharedMutable(xp.baseAddress!)
+                Parallel.chunks(ne, minChunk: 32) { range in  // disjoint rows of dx (one token once per expert)
+                    for r in range {
+                        let from = src.base + r * c, to = dst.base + list[r].token * c
+                        for i in 0..<c { to[i] += from[i] }
+                    }
+                }
+            } }
         }
 
         // router: softmax over the chosen logits, then the linear layer
@@ -79,17 +94,22 @@ extension MoE {
     /// (torch's clamp passes the gradient where min <= x <= max, bounds included).
     static func swigluBackward(_ gu: [Float], dOut: [Float], rows: Int, intermediate inter: Int, limit: Float) -> [Float] {
         var out = [Float](repeating: 0, count: rows * 2 * inter)
-        for r in 0..<rows {
-            let src = r * 2 * inter, g0 = r * inter
-            for j in 0..<inter {
-                let rawGate = gu[src + 2 * j], rawUp = gu[src + 2 * j + 1]
-                let gate = min(rawGate, limit), up = min(max(rawUp, -limit), limit)
-                let s = 1 / (1 + Foundation.exp(-alpha * gate))
-                let d = dOut[g0 + j]
-                out[src + 2 * j] = rawGate <= limit ? d * (up + 1) * s * (1 + alpha * gate * (1 - s)) : 0
-                out[src + 2 * j + 1] = (rawUp >= -limit && rawUp <= limit) ? d * gate * s : 0
+        gu.withUnsafeBufferPointer { gp in dOut.withUnsafeBufferPointer { dp in out.withUnsafeMutableBufferPointer { op in
+            let g = Shared(gp.baseAddress!), dO = Shared(dp.baseAddress!), o = SharedMutable(op.baseAddress!)
+            Parallel.chunks(rows, minChunk: 16) { range in  // each chunk owns rows `range` of out
+                for r in range {
+                    let src = g.base + r * 2 * inter, dst = o.base + r * 2 * inter, d0 = dO.base + r * inter
+                    for j in 0..<inter {
+                        let rawGate = src[2 * j], rawUp = src[2 * j + 1]
+                        let gate = min(rawGate, limit), up = min(max(rawUp, -limit), limit)
+                        let s = 1 / (1 + Foundation.exp(-alpha * gate))
+                        let d = d0[j]
+                        dst[2 * j] = rawGate <= limit ? d * (up + 1) * s * (1 + alpha * gate * (1 - s)) : 0
+                        dst[2 * j + 1] = (rawUp >= -limit && rawUp <= limit) ? d * gate * s : 0
+                    }
+                }
             }
-        }
+        } } }
         return out
     }
 }

@@ -33,13 +33,20 @@ extension RMSNorm {
     static func backward(_ dy: [Float], x: [Float], rstd: [Float], weight: [Float], rows: Int) -> [Float] {
         let c = weight.count
         var dx = [Float](repeating: 0, count: rows * c)
-        for r in 0..<rows {
-            let row = r * c, s = rstd[r]
-            var dot = 0.0
-            for i in 0..<c { dot += Double(weight[i] * dy[row + i]) * Double(x[row + i]) }
-            let coef = Float(dot / Double(c)) * s * s
-            for i in 0..<c { dx[row + i] = s * (weight[i] * dy[row + i] - x[row + i] * coef) }
-        }
+        dy.withUnsafeBufferPointer { dyp in x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in
+        rstd.withUnsafeBufferPointer { sp in dx.withUnsafeMutableBufferPointer { dxp in
+            let dy = Shared(dyp.baseAddress!), x = Shared(xp.baseAddress!), w = Shared(wp.baseAddress!)
+            let rstd = Shared(sp.baseAddress!), dx = SharedMutable(dxp.baseAddress!)
+            Parallel.chunks(rows, minChunk: max(1, 16384 / max(c, 1))) { range in  // disjoint rows of dx
+                for r in range {
+                    let row = r * c, s = rstd[r]
+                    var dot = 0.0
+                    for i in 0..<c { dot += Double(w[i] * dy[row + i]) * Double(x[row + i]) }
+                    let coef = Float(dot / Double(c)) * s * s
+                    for i in 0..<c { dx[row + i] = s * (w[i] * dy[row + i] - x[row + i] * coef) }
+                }
+            }
+        } } } } }
         return dx
     }
 }

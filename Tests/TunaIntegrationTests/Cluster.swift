@@ -131,6 +131,23 @@ final class Cluster: @unchecked Sendable {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Runs a `tuna` command that talks to no coordinator (init-model, train).
+    func cliLocal(_ args: [String]) throws -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = bin.appendingPathComponent("tuna")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The repository root (for committed fixtures and data).
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     func shutdown() {
         for (_, p) in workers where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         workers.removeAll()

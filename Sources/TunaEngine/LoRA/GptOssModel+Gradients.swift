@@ -50,9 +50,18 @@ extension GptOssModel {
             var rows = [Float](repeating: 0, count: part.count * c)
             for (r, item) in part.enumerated() { for j in 0..<c { rows[r * c + j] = hidden[item.position * c + j] } }
             var logits = BLAS.linear(rows, rows: part.count, inFeatures: c, weight: edges.lmHead, bias: nil, outFeatures: v)
-            for (r, item) in part.enumerated() {
-                total += CrossEntropy.softmaxGradient(&logits, row: r, vocab: v, target: Int(item.target), scale: scale)
-            }
+            // rows are independent: computed concurrently, losses summed in row order as before
+            var rowLoss = [Double](repeating: 0, count: part.count)
+            let targets = part.map { Int($0.target) }
+            logits.withUnsafeMutableBufferPointer { lp in rowLoss.withUnsafeMutableBufferPointer { rp in
+                let l = SharedMutable(lp.baseAddress!), out = SharedMutable(rp.baseAddress!)
+                Parallel.chunks(part.count, minChunk: max(1, 65536 / max(v, 1))) { range in  // disjoint rows
+                    for r in range {
+                        out[r] = CrossEntropy.softmaxGradient(l.base + r * v, vocab: v, target: targets[r], scale: scale)
+                    }
+                }
+            } }
+            for r in 0..<part.count { total += rowLoss[r] }
             var dRows = [Float](repeating: 0, count: part.count * c)
             logits.withUnsafeBufferPointer { lp in edges.lmHead.withUnsafeBufferPointer { wp in dRows.withUnsafeMutableBufferPointer { dp in
                 BLAS.sgemm(m: part.count, n: c, k: v, a: lp.baseAddress!, lda: v, b: wp.baseAddress!, ldb: c, c: dp.baseAddress!, ldc: c)
@@ -89,18 +98,17 @@ extension GptOssModel {
 }
 
 extension CrossEntropy {
-    /// Row `row` of logits [rows, V] becomes scale · (softmax - onehot(target)); returns the
+    /// One row of V logits becomes, in place, scale · (softmax - onehot(target)); returns the
     /// token's loss logsumexp - logit[target] (Double, like `tokenLoss`).
-    static func softmaxGradient(_ logits: inout [Float], row: Int, vocab v: Int, target: Int, scale: Float) -> Double {
-        let o = row * v
+    static func softmaxGradient(_ row: UnsafeMutablePointer<Float>, vocab v: Int, target: Int, scale: Float) -> Double {
         var m = -Float.infinity
-        for j in 0..<v { m = max(m, logits[o + j]) }
+        for j in 0..<v { m = max(m, row[j]) }
         var sum = 0.0
-        for j in 0..<v { sum += Foundation.exp(Double(logits[o + j] - m)) }
+        for j in 0..<v { sum += Foundation.exp(Double(row[j] - m)) }
         let lse = Double(m) + Foundation.log(sum)
-        let loss = lse - Double(logits[o + target])
-        for j in 0..<v { logits[o + j] = Float(Foundation.exp(Double(logits[o + j]) - lse)) * scale }
-        logits[o + target] -= scale
+        let loss = lse - Double(row[target])
+        for j in 0..<v { row[j] = Float(Foundation.exp(Double(row[j]) - lse)) * scale }
+        row[target] -= scale
         return loss
     }
 }
