@@ -11,7 +11,9 @@ public enum JobValidator {
     public static let schedulers = ["constant", "linear", "cosine", "cosine_with_min_lr"]
     public static let datasetFormats = ["csv", "jsonl", "chat"]
     public static let templates = ["harmony", "im_start"]
-    public static let moduleTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "all-linear", "router"]
+    // No "router": transformers' gpt-oss router is a bare nn.Parameter, not an nn.Linear, so PEFT
+    // cannot put a LoRA on it by module name; refusing it here beats failing on the worker.
+    public static let moduleTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "all-linear"]
 
     /// Letters, digits, '.', '_', '-'; starts with a letter or digit; at most 128.
     /// (Checked by hand: NSRegularExpression per job costs seconds on a 100,000-job sweep.)
