@@ -19,32 +19,48 @@ enum Batching {
                          labels: examples.map { pad(labels($0.tokens, $0.lossMask), Batch.ignoreIndex) })
     }
 
-    /// Packed rows (several sequences per row, no attention between them), trimmed to the
-    /// longest row's content.
-    static func packed(_ rows: [PackedRow]) throws -> Batch {
-        let t = rows.map { $0.sequenceLengths.reduce(0, +) }.max() ?? 0
-        func cut<T>(_ a: [T]) -> [T] { Array(a.prefix(t)) }
-        return try Batch(tokens: rows.map { cut($0.tokens) },
-                         attentionMask: rows.map { r in cut((0..<r.tokens.count).map { Int32($0 < r.sequenceLengths.reduce(0, +) ? 1 : 0) }) },
-                         positionIds: rows.map { cut($0.positionIDs) }, segmentIds: rows.map { cut($0.sequenceIDs) },
-                         labels: rows.map { cut(labels($0.tokens, $0.lossMask)) })
+    /// Rows of several sequences each (no attention between them: one segment per sequence,
+    /// positions restarting at 0), right-padded to the longest row.
+    static func packed(_ rows: [[RenderedExample]]) throws -> Batch {
+        let t = rows.map { $0.reduce(0) { $0 + $1.tokens.count } }.max() ?? 0
+        var tokens: [[Int32]] = [], mask: [[Int32]] = [], pos: [[Int32]] = [], seg: [[Int32]] = [], lab: [[Int32]] = []
+        for row in rows {
+            var tk: [Int32] = [], m: [Int32] = [], p: [Int32] = [], sg: [Int32] = [], l: [Int32] = []
+            for (s, e) in row.enumerated() {
+                tk += e.tokens; l += labels(e.tokens, e.lossMask)
+                m += repeatElement(1, count: e.tokens.count); p += (0..<Int32(e.tokens.count))
+                sg += repeatElement(Int32(s), count: e.tokens.count)
+            }
+            let pad = t - tk.count
+            tk += repeatElement(0, count: pad); m += repeatElement(0, count: pad); p += (0..<Int32(pad))
+            sg += repeatElement(Int32(row.count), count: pad); l += repeatElement(Batch.ignoreIndex, count: pad)
+            tokens.append(tk); mask.append(m); pos.append(p); seg.append(sg); lab.append(l)
+        }
+        return try Batch(tokens: tokens, attentionMask: mask, positionIds: pos, segmentIds: seg, labels: lab)
     }
 
-    /// The micro-batches of one epoch: examples shuffled by (seed, epoch), then either grouped
-    /// `batchSize` at a time or packed into rows of `rowLength` tokens first (rows shuffled the
-    /// same way). Deterministic: a resumed run rebuilds exactly the same epoch.
-    static func epoch(_ examples: [RenderedExample], epoch: Int, seed: Int, batchSize: Int, packing: Bool,
-                      rowLength: Int) throws -> [Batch] {
+    /// The micro-batches of one epoch as example indices (micro-batch → rows → examples in
+    /// row order): examples shuffled by (seed, epoch), then either one per row, `batchSize`
+    /// rows at a time, or first packed into rows of `rowLength` tokens (rows shuffled the same
+    /// way). Deterministic, so a resumed run, and the torch trainer (`tuna prepare`), see
+    /// exactly the same batches.
+    static func epochPlan(_ examples: [RenderedExample], epoch: Int, seed: Int, batchSize: Int, packing: Bool,
+                          rowLength: Int) throws -> [[[Int]]] {
         var rng = SplitMix64(seed: UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch))
-        let order = Array(examples.indices).shuffled(using: &rng)
-        let shuffled = order.map { examples[$0] }.filter { $0.tokens.count >= 2 }
+        let order = Array(examples.indices).shuffled(using: &rng).filter { examples[$0].tokens.count >= 2 }
+        let rows: [[Int]]
         if packing {
-            let rows = try packExamples(shuffled, rowLength: rowLength, padToken: 0).shuffled(using: &rng)
-            return try stride(from: 0, to: rows.count, by: batchSize).map { try packed(Array(rows[$0..<min($0 + batchSize, rows.count)])) }
+            let packed = try packExamples(order.map { examples[$0] }, rowLength: rowLength, padToken: 0).shuffled(using: &rng)
+            rows = packed.map { $0.exampleIndices.map { order[$0] } }
+        } else {
+            rows = order.map { [$0] }
         }
-        return try stride(from: 0, to: shuffled.count, by: batchSize).map {
-            try padded(Array(shuffled[$0..<min($0 + batchSize, shuffled.count)]))
-        }
+        return stride(from: 0, to: rows.count, by: batchSize).map { Array(rows[$0..<min($0 + batchSize, rows.count)]) }
+    }
+
+    /// The batch for one micro-batch of a plan.
+    static func batch(_ rows: [[Int]], _ examples: [RenderedExample], packing: Bool) throws -> Batch {
+        packing ? try packed(rows.map { $0.map { examples[$0] } }) : try padded(rows.map { examples[$0[0]] })
     }
 
     /// Validation batches in file order, `batchSize` examples each.

@@ -38,24 +38,12 @@ public final class NativeTrainer {
     public func run() throws -> Summary {
         let started = Date()
         let t = job.train
-        let modelDir = URL(fileURLWithPath: job.modelPath)
-        let tokenizer: Tokenizer
-        do { tokenizer = try Tokenizer.load(fromCheckpoint: modelDir) } catch { throw TrainError.badData("tokenizer: \(error)") }
-        let data: LoadedDataset
-        do { data = try loadDataset(job.dataset, tokenizer: tokenizer) } catch { throw TrainError.badData("\(error)") }
-        guard !data.train.isEmpty else { throw TrainError.badData("\(job.dataset.path): no training examples") }
-        let checkpoint = try GptOssCheckpoint(directory: modelDir)
+        let plan = try TrainingPlan(job: job)
+        let data = plan.data
+        let checkpoint = try GptOssCheckpoint(directory: URL(fileURLWithPath: job.modelPath))
         let model = try GptOssModel(checkpoint: checkpoint, residency: Self.residency(for: checkpoint))
-
-        // the plan: identical on every attempt, so a resume lands on the same batches
-        let perEpoch = try Batching.epoch(data.train, epoch: 0, seed: t.seed, batchSize: t.batchSize, packing: t.packing,
-                                          rowLength: t.maxSeqLen).count
-        let stepsPerEpoch = (perEpoch + t.gradAccum - 1) / t.gradAccum
-        var totalSteps = stepsPerEpoch * t.epochs
-        if t.maxSteps > 0 { totalSteps = min(totalSteps, t.maxSteps) }
-        let warmup = LearningRateSchedule.warmupSteps(ratio: t.warmupRatio, totalSteps: totalSteps)
-        let schedule = try LearningRateSchedule(kind: t.scheduler, peak: t.learningRate, warmupSteps: warmup,
-                                                totalSteps: totalSteps, minLRRatio: t.minLRRatio)
+        let (perEpoch, stepsPerEpoch, totalSteps, warmup, schedule) =
+            (plan.microBatchesPerEpoch, plan.stepsPerEpoch, plan.totalSteps, plan.warmupSteps, plan.schedule)
         let validation = try Batching.validation(data.validation, batchSize: t.batchSize)
 
         var adapter = try LoRAAdapter.initialized(settings: job.lora, config: model.config, seed: UInt64(t.seed))
@@ -77,20 +65,17 @@ public final class NativeTrainer {
             emit(["event": "baseline", "loss": Self.number(baseline!), "step": 0])
         }
         var lastTrain: Double?, lastVal: Double?
-        var epochBatches: (epoch: Int, batches: [Batch])? = nil
+        var epochPlan: (epoch: Int, micro: [[[Int]]])? = nil
         while step < totalSteps {
             if shouldStop() {
                 try saveCheckpoint(adapter, optimizer, step: step)
                 throw TrainError.interrupted(step: step)
             }
             let epoch = step / stepsPerEpoch
-            if epochBatches?.epoch != epoch {
-                epochBatches = (epoch, try Batching.epoch(data.train, epoch: epoch, seed: t.seed, batchSize: t.batchSize,
-                                                          packing: t.packing, rowLength: t.maxSeqLen))
-            }
-            let all = epochBatches!.batches
+            if epochPlan?.epoch != epoch { epochPlan = (epoch, try plan.epochPlan(epoch)) }
+            let all = epochPlan!.micro
             let first = (step % stepsPerEpoch) * t.gradAccum
-            let micro = Array(all[first..<min(first + t.gradAccum, all.count)])
+            let micro = try all[first..<min(first + t.gradAccum, all.count)].map { try Batching.batch($0, data.train, packing: t.packing) }
 
             let stepStart = Date()
             let scored = micro.map { CrossEntropy.scoredCount($0) }.reduce(0, +)

@@ -22,7 +22,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
-        let spec = try loadJob()
+        let spec = try JobFile.load(job, index: index)
         let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
         let parsed: TrainJob
         do { parsed = try TrainJob(json: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
@@ -53,11 +53,15 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    /// The job JSON, or one validated job of a YAML sweep spec.
-    private func loadJob() throws -> JSONValue {
-        guard let data = FileManager.default.contents(atPath: job) else { throw ValidationError("cannot read \(job)") }
-        if job.hasSuffix(".json") {
-            do { return try JSONValue.parse(data) } catch { throw ValidationError("\(job): not JSON: \(error)") }
+}
+
+/// A job for `train` and `prepare`: a job JSON (what the worker writes), or one validated job of
+/// a YAML sweep spec (`--index` picks one when it expands to several).
+enum JobFile {
+    static func load(_ path: String, index: Int?) throws -> JSONValue {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        if path.hasSuffix(".json") {
+            do { return try JSONValue.parse(data) } catch { throw ValidationError("\(path): not JSON: \(error)") }
         }
         let plan: SweepPlan
         do { plan = try SweepSpec.plan(yaml: String(decoding: data, as: UTF8.self)) } catch let e as TunaError {
@@ -65,11 +69,12 @@ struct TrainCommand: ParsableCommand {
         }
         let i = index ?? 0
         guard plan.jobs.count == 1 || index != nil else {
-            throw ValidationError("\(job) expands to \(plan.jobs.count) jobs; pick one with --index 0..<\(plan.jobs.count)")
+            throw ValidationError("\(path) expands to \(plan.jobs.count) jobs; pick one with --index 0..<\(plan.jobs.count)")
         }
         guard plan.jobs.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(plan.jobs.count)") }
-        guard plan.jobs[i].params["trainer"]?.stringValue == "native" else {
-            throw ValidationError("job \(i) is not a native job (trainer: \(plan.jobs[i].params["trainer"]?.stringValue ?? "?"))")
+        let trainer = plan.jobs[i].params["trainer"]?.stringValue ?? "?"
+        guard trainer == "native" || trainer == "torch" else {
+            throw ValidationError("job \(i) is a \(trainer) job; only native and torch jobs train LoRA adapters")
         }
         return plan.jobs[i].params
     }

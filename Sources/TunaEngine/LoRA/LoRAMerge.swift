@@ -24,7 +24,7 @@ public enum LoRAMerge {
                              experts: Experts = .mxfp4) throws -> Report {
         guard attentionDType == .bf16 || attentionDType == .f32 else { throw EngineError.badInput(reason: "merge: dtype must be BF16 or F32") }
         if case .dense(let d) = experts, d != .bf16 && d != .f32 { throw EngineError.badInput(reason: "merge: expert dtype must be BF16 or F32") }
-        guard out.standardizedFileURL.path != base.directory.standardizedFileURL.path else {
+        guard !sameDirectory(out, base.directory) else {
             throw EngineError.badInput(reason: "merge: the output directory is the base checkpoint; choose another")
         }
         let cfg = base.config, store = base.store
@@ -96,6 +96,18 @@ public enum LoRAMerge {
             }
         }
         return report
+    }
+
+    /// Same directory however spelled: `..`, `.`, trailing slashes, symlinks (resolved), or
+    /// another route to the same inode (bind mounts). Writing over the base would replace its
+    /// weights and, copying tokenizer.json onto itself, delete it.
+    static func sameDirectory(_ a: URL, _ b: URL) -> Bool {
+        if a.standardizedFileURL.resolvingSymlinksInPath().path == b.standardizedFileURL.resolvingSymlinksInPath().path { return true }
+        let fm = FileManager.default
+        guard let x = try? fm.attributesOfItem(atPath: a.path), let y = try? fm.attributesOfItem(atPath: b.path),
+              let dx = x[.systemNumber] as? NSNumber, let dy = y[.systemNumber] as? NSNumber,
+              let ix = x[.systemFileNumber] as? NSNumber, let iy = y[.systemFileNumber] as? NSNumber else { return false }
+        return dx == dy && ix == iy
     }
 
     static func add(_ w: inout SafeTensorsWriter, _ name: String, shape: [Int], values: [Float], dtype: DType) throws {

@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import TunaCore
+import TunaTrain
+
+/// `tuna prepare`: the native trainer's view of a job, written out for another trainer (the
+/// torch trainer reads it): token ids and loss masks of the train/validation split, the
+/// micro-batches of every optimizer step, the learning rates, and the initial adapter.
+struct PrepareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prepare",
+        abstract: "Tokenize and plan a job exactly as the native trainer would (train.jsonl, validation.jsonl, plan.json, init_adapter/).")
+
+    @Argument(help: "A job JSON or a sweep spec YAML.") var job: String
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "With a YAML spec that expands to several jobs: which one (0-based).") var index: Int?
+    @Option(help: "Relative model and data paths are resolved against this directory.") var root: String?
+
+    func run() throws {
+        let spec = try JobFile.load(job, index: index)
+        do {
+            let parsed = try TrainJob(json: spec, root: URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath))
+            let plan = try TrainingPlan(job: parsed)
+            try plan.write(to: URL(fileURLWithPath: out))
+            print("{\"train_examples\": \(plan.data.train.count), \"validation_examples\": \(plan.data.validation.count), \"steps\": \(plan.totalSteps)}")
+        } catch { throw ValidationError("\(error)") }
+    }
+}
