@@ -68,7 +68,7 @@ struct Checker {
             for (k, v) in root where out[k] == nil && k != "sweep" { out[k] = v }
             return
         }
-        let known: Set<String> = ["name", "trainer", "model", "dataset", "lora", "train", "resources",
+        let known: Set<String> = ["name", "trainer", "task", "model", "dataset", "lora", "train", "prune", "resources",
                                   "priority", "max_attempts", "sweep", "command"]
         for k in root.keys.sorted() where !known.contains(k) {
             problems.append("\(k): unknown field (expected one of \(known.sorted().joined(separator: ", ")))")
@@ -76,8 +76,42 @@ struct Checker {
         if root["command"] != nil { problems.append("command: only the command trainer takes a command") }
         out["model"] = string("model", in: root, path: "model", required: true).map(JSONValue.string) ?? .null
         out["dataset"] = .object(dataset(root["dataset"]))
+        // `task: prune` jobs cut experts instead of training an adapter; a LoRA job has no `task`
+        // field in its stored form, so the hashes of LoRA jobs do not depend on this option.
+        let task = string("task", in: root, path: "task", default: "lora", oneOf: ["lora", "prune"])
+        if task == "prune" {
+            out["task"] = "prune"
+            if trainer == "torch" { problems.append("task: prune runs on the native trainer (the torch side is not built yet)") }
+            for k in ["lora", "train"] where root[k] != nil { problems.append("\(k): a prune job takes no \(k) section (use prune)") }
+            out["prune"] = .object(prune(root["prune"]))
+            return
+        }
+        if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         out["lora"] = .object(lora(root["lora"]))
         out["train"] = .object(train(root["train"]))
+    }
+
+    /// The prune section (docs/job-spec.md §2): how to score experts and how many to keep.
+    mutating func prune(_ v: JSONValue?) -> [String: JSONValue] {
+        if v == nil { problems.append("prune: required for `task: prune` (at least `keep`)"); return [:] }
+        let o = section(v, "prune", keys: ["keep", "score", "keep_super_experts", "super_expert_ratio", "calibration_examples",
+                                            "max_seq_len", "seed", "general", "also_evaluate", "write_checkpoint"])
+        var p: [String: JSONValue] = [:]
+        if o["keep"] == nil { problems.append("prune.keep: required (experts kept per layer)") }
+        p["keep"] = .int(int("keep", in: o, path: "prune.keep", default: 1, min: 1))
+        p["score"] = .string(string("score", in: o, path: "prune.score", default: "frequency", oneOf: ["frequency", "reap", "easy_ep"]))
+        p["keep_super_experts"] = .bool(bool("keep_super_experts", in: o, path: "prune.keep_super_experts", default: true))
+        p["super_expert_ratio"] = .number(number("super_expert_ratio", in: o, path: "prune.super_expert_ratio", default: 10, min: 1, exclusiveMin: true))
+        p["calibration_examples"] = .int(int("calibration_examples", in: o, path: "prune.calibration_examples", default: 256, min: 1))
+        p["max_seq_len"] = .int(int("max_seq_len", in: o, path: "prune.max_seq_len", default: 1024, min: 2))
+        p["seed"] = .int(int("seed", in: o, path: "prune.seed", default: 42, min: 0))
+        p["write_checkpoint"] = .bool(bool("write_checkpoint", in: o, path: "prune.write_checkpoint", default: true))
+        if let g = o["general"] { p["general"] = .object(dataset(g, path: "prune.general")) }
+        if let a = o["also_evaluate"] {
+            if let items = a.arrayValue, items.allSatisfy({ ($0.intValue ?? 0) >= 1 }) { p["also_evaluate"] = a }
+            else { problems.append("prune.also_evaluate: \(a) is not a list of positive integers") }
+        }
+        return p
     }
 
     // MARK: Sections
@@ -101,22 +135,22 @@ struct Checker {
         ]
     }
 
-    mutating func dataset(_ v: JSONValue?) -> [String: JSONValue] {
-        if v == nil { problems.append("dataset: required (a mapping with at least `path`)"); return [:] }
-        let o = section(v, "dataset", keys: ["path", "format", "fields", "template", "prompt_template",
-                                              "response_template", "system", "val_fraction", "val_path",
-                                              "reasoning_effort", "date"])
+    mutating func dataset(_ v: JSONValue?, path name: String = "dataset") -> [String: JSONValue] {
+        if v == nil { problems.append("\(name): required (a mapping with at least `path`)"); return [:] }
+        let o = section(v, name, keys: ["path", "format", "fields", "template", "prompt_template",
+                                        "response_template", "system", "val_fraction", "val_path",
+                                        "reasoning_effort", "date"])
         var d: [String: JSONValue] = [:]
-        d["path"] = string("path", in: o, path: "dataset.path", required: true).map(JSONValue.string) ?? .null
-        d["format"] = .string(string("format", in: o, path: "dataset.format", default: "jsonl", oneOf: JobValidator.datasetFormats))
-        d["template"] = .string(string("template", in: o, path: "dataset.template", default: "harmony", oneOf: JobValidator.templates))
-        d["val_fraction"] = .number(number("val_fraction", in: o, path: "dataset.val_fraction", default: 0.1, min: 0, below: 1))
+        d["path"] = string("path", in: o, path: "\(name).path", required: true).map(JSONValue.string) ?? .null
+        d["format"] = .string(string("format", in: o, path: "\(name).format", default: "jsonl", oneOf: JobValidator.datasetFormats))
+        d["template"] = .string(string("template", in: o, path: "\(name).template", default: "harmony", oneOf: JobValidator.templates))
+        d["val_fraction"] = .number(number("val_fraction", in: o, path: "\(name).val_fraction", default: 0.1, min: 0, below: 1))
         for k in ["prompt_template", "response_template", "system", "val_path", "reasoning_effort", "date"] {
-            if let s = string(k, in: o, path: "dataset.\(k)") { d[k] = .string(s) }
+            if let s = string(k, in: o, path: "\(name).\(k)") { d[k] = .string(s) }
         }
         if let f = o["fields"] {
             if let fo = f.objectValue, fo.values.allSatisfy({ $0.stringValue != nil }) { d["fields"] = f }
-            else { problems.append("dataset.fields: \(f) is not a mapping of role to column name (e.g. {prompt: problem, response: solution})") }
+            else { problems.append("\(name).fields: \(f) is not a mapping of role to column name (e.g. {prompt: problem, response: solution})") }
         }
         return d
     }

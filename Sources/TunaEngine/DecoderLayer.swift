@@ -13,7 +13,7 @@ public struct LayerActivations: Sendable {
 /// GptOssDecoderLayer: x + attn(norm(x)), then + moe(norm(.)).
 enum DecoderLayer {
     static func forward(_ x: [Float], weights w: LayerWeights, layerIndex: Int, config: GptOssConfig, rope: Rope,
-                        batch: Batch, lora: LayerLoRA = .empty) -> (out: [Float], saved: LayerActivations) {
+                        batch: Batch, lora: LayerLoRA = .empty, expertMask: [Bool]? = nil) -> (out: [Float], saved: LayerActivations) {
         let n = batch.batchSize * batch.length
         let window = config.isSliding(layer: layerIndex) ? config.slidingWindow : nil
         let (normed, rstd1) = RMSNorm.forward(x, weight: w.inputNorm, rows: n, eps: config.eps)      // [N, C]
@@ -22,7 +22,8 @@ enum DecoderLayer {
         var h = x
         for i in 0..<h.count { h[i] += attnOut[i] }
         let (normed2, rstd2) = RMSNorm.forward(h, weight: w.postAttentionNorm, rows: n, eps: config.eps)
-        let (moeOut, moeSaved) = MoE.forward(normed2, weights: w.moe, config: config, tokens: n, lora: lora)  // [N, C]
+        let (moeOut, moeSaved) = MoE.forward(normed2, weights: w.moe, config: config, tokens: n, lora: lora,
+                                             expertMask: expertMask)  // [N, C]
         var out = h
         for i in 0..<out.count { out[i] += moeOut[i] }
         return (out, LayerActivations(input: x, inputRstd: rstd1, attention: attnSaved, afterAttention: h,

@@ -53,21 +53,32 @@ public final class GptOssModel: Sendable {
 
     /// Logits for every position, with `adapter`'s LoRA applied when given (no dropout).
     /// `keep` collects each layer's activations.
-    public func forward(_ batch: Batch, adapter: LoRAAdapter? = nil, keep: ((Int, LayerActivations) -> Void)? = nil) throws -> Logits {
+    /// `expertMasks[layer][expert]` (true = kept) evaluates the model with experts removed (`MoE.forward`).
+    public func forward(_ batch: Batch, adapter: LoRAAdapter? = nil, expertMasks: [[Bool]]? = nil,
+                        keep: ((Int, LayerActivations) -> Void)? = nil) throws -> Logits {
         let n = batch.batchSize * batch.length
-        let hidden = try finalHidden(batch, adapter: adapter, keep: keep)  // [N, C]
+        let hidden = try finalHidden(batch, adapter: adapter, expertMasks: expertMasks, keep: keep)  // [N, C]
         let logits = BLAS.linear(hidden, rows: n, inFeatures: config.hiddenSize, weight: edges.lmHead, bias: nil,
                                  outFeatures: config.vocabSize)  // [N, V]
         return Logits(batchSize: batch.batchSize, length: batch.length, vocabSize: config.vocabSize, values: logits)
     }
 
     /// Embeddings -> decoder layers -> final norm: the lm_head's input, [N, C].
-    func finalHidden(_ batch: Batch, adapter: LoRAAdapter? = nil, keep: ((Int, LayerActivations) -> Void)?) throws -> [Float] {
+    func finalHidden(_ batch: Batch, adapter: LoRAAdapter? = nil, expertMasks: [[Bool]]? = nil,
+                     keep: ((Int, LayerActivations) -> Void)?) throws -> [Float] {
+        if let expertMasks {
+            guard expertMasks.count == config.numHiddenLayers, expertMasks.allSatisfy({ $0.count == config.numLocalExperts }) else {
+                throw EngineError.badInput(reason: "expert masks must be [\(config.numHiddenLayers)][\(config.numLocalExperts)]")
+            }
+            for (l, m) in expertMasks.enumerated() where m.filter({ $0 }).count < config.topK {
+                throw EngineError.badInput(reason: "layer \(l) keeps \(m.filter { $0 }.count) experts, fewer than experts per token (\(config.topK))")
+            }
+        }
         var x = try embed(batch)
         for i in 0..<config.numHiddenLayers {
             let weights = try layerWeights(i)  // streaming: dequantized here, freed at the end of the iteration
             let (out, saved) = DecoderLayer.forward(x, weights: weights, layerIndex: i, config: config, rope: rope, batch: batch,
-                                                    lora: layerLoRA(adapter, i, maskSeed: nil))
+                                                    lora: layerLoRA(adapter, i, maskSeed: nil), expertMask: expertMasks?[i])
             keep?(i, saved)
             x = out
         }
@@ -96,12 +107,13 @@ public final class GptOssModel: Sendable {
     /// computes it, without materializing [N, V] logits: only positions whose (shifted) label is
     /// scored go through the lm_head, `chunkRows` rows at a time ([256, V] is ~200 MB at
     /// gpt-oss's V = 201088). This is what evaluation on the real vocabulary can afford.
-    public func loss(_ batch: Batch, adapter: LoRAAdapter? = nil, chunkRows: Int = 256) throws -> (loss: Double, tokens: Int) {
+    public func loss(_ batch: Batch, adapter: LoRAAdapter? = nil, expertMasks: [[Bool]]? = nil,
+                     chunkRows: Int = 256) throws -> (loss: Double, tokens: Int) {
         guard let labels = batch.labels else { throw EngineError.badInput(reason: "batch has no labels") }
         let t = batch.length, c = config.hiddenSize, v = config.vocabSize
         let scored = try CrossEntropy.scoredPositions(labels: labels, batchSize: batch.batchSize, length: t, vocab: v)
         if scored.isEmpty { return (.nan, 0) }
-        let hidden = try finalHidden(batch, adapter: adapter, keep: nil)  // [N, C]
+        let hidden = try finalHidden(batch, adapter: adapter, expertMasks: expertMasks, keep: nil)  // [N, C]
         var total = 0.0
         for start in stride(from: 0, to: scored.count, by: max(1, chunkRows)) {
             let part = scored[start..<min(start + max(1, chunkRows), scored.count)]

@@ -21,11 +21,18 @@ public struct MoEActivations: Sendable {
 enum MoE {
     static let alpha: Float = 1.702
 
-    static func forward(_ x: [Float], weights w: MoEWeights, config: GptOssConfig, tokens n: Int, lora: LayerLoRA = .empty)
-        -> (out: [Float], saved: MoEActivations) {
+    /// `expertMask` (true = kept) removes experts by setting their router logits to -inf before
+    /// the top-k: since the softmax runs over the chosen k only, that is exactly the model with
+    /// those experts cut out (pruning's cheap evaluation). `saved.routerLogits` stays unmasked.
+    static func forward(_ x: [Float], weights w: MoEWeights, config: GptOssConfig, tokens n: Int, lora: LayerLoRA = .empty,
+                        expertMask: [Bool]? = nil) -> (out: [Float], saved: MoEActivations) {
         let c = config.hiddenSize, e = config.numLocalExperts, k = config.topK, inter = config.intermediateSize
         let logits = BLAS.linear(x, rows: n, inFeatures: c, weight: w.routerWeight, bias: w.routerBias, outFeatures: e)  // [N, E]
-        let (experts, weights) = route(logits, tokens: n, experts: e, topK: k)
+        var routerInput = logits
+        if let expertMask {
+            for t in 0..<n { for j in 0..<e where !expertMask[j] { routerInput[t * e + j] = -.infinity } }
+        }
+        let (experts, weights) = route(routerInput, tokens: n, experts: e, topK: k)
 
         let routed = routing(experts: experts, weights: weights, tokens: n, experts: e, topK: k)
         var keptGateUp = [[Float]](repeating: [], count: e), keptOutput = [[Float]](repeating: [], count: e)

@@ -29,11 +29,15 @@ actor JobRunner {
         self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
         self.trainer = trainer; self.gpus = gpus; self.daemon = daemon; self.graceSeconds = graceSeconds
         dir = workDir.appendingPathComponent("jobs/job-\(lease.job)/attempt-\(lease.attempt)")
+        cacheDir = workDir.appendingPathComponent("cache")
     }
 
     var output: URL { dir.appendingPathComponent("output") }
     var checkpoints: URL { dir.appendingPathComponent("checkpoint") }
     var resume: URL { dir.appendingPathComponent("resume") }
+    /// Shared by every job on this worker: what one job computed and another can reuse
+    /// (e.g. a pruning job's expert profile for another N). Trainers write it atomically.
+    let cacheDir: URL
 
     func run() async {
         let outcome: (ok: Bool, reason: String)
@@ -54,6 +58,7 @@ actor JobRunner {
         env["TUNA_JOB"] = jobFile.path
         env["TUNA_OUTPUT_DIR"] = output.path
         env["TUNA_CHECKPOINT_DIR"] = checkpoints.path
+        env["TUNA_CACHE_DIR"] = cacheDir.path
         env["TUNA_JOB_ID"] = String(lease.job)
         env["TUNA_ATTEMPT"] = String(lease.attempt)
         if !lease.resume.isEmpty { env["TUNA_RESUME_DIR"] = resume.path } else { env["TUNA_RESUME_DIR"] = nil }

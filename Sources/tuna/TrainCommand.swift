@@ -10,7 +10,7 @@ import TunaTrain
 /// $TUNA_RESUME_DIR, and on SIGTERM a checkpoint and exit 143.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train",
-        abstract: "Train one LoRA job with the native engine (a job.json from the worker, or a sweep spec YAML).")
+        abstract: "Run one native job here: train a LoRA adapter, or prune experts (`task: prune`); a job.json from the worker or a sweep spec YAML.")
 
     @Argument(help: "A job JSON (what the worker writes) or a sweep spec YAML.") var job: String
     @Option(help: "Where the adapter goes (PEFT layout).") var out: String
@@ -24,9 +24,21 @@ struct TrainCommand: ParsableCommand {
         let env = ProcessInfo.processInfo.environment
         let spec = try JobFile.load(job, index: index)
         let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
+        if let threads { BLAS.setThreads(max(1, threads)) }
+        if PruneJob.isPrune(spec) {
+            do {
+                let job = try PruneJob(json: spec, root: rootURL)
+                try PruneRunner(job: job, outputDir: URL(fileURLWithPath: out),
+                                cacheDir: env["TUNA_CACHE_DIR"].map { URL(fileURLWithPath: $0) },
+                                emit: { FileHandle.standardOutput.write(Data((JSONValue.object($0).canonicalJSON + "\n").utf8)) }).run()
+            } catch {
+                FileHandle.standardError.write(Data("tuna train: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
         let parsed: TrainJob
         do { parsed = try TrainJob(json: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
-        if let threads { BLAS.setThreads(max(1, threads)) }
         let stop = StopFlag()
         signal(SIGTERM, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())

@@ -66,4 +66,62 @@ final class NativeSweepTests: XCTestCase {
             XCTAssertEqual(adapter.settings.targetParameters, r.params["lora.target_parameters"]?.arrayValue?.compactMap(\.stringValue))
         }
     }
+
+    /// A sweep over N of `task: prune` jobs: profile once (the later jobs reuse the worker's
+    /// cached profile), evaluate by masking, write each pruned checkpoint.
+    func testPruneSweepOverN() async throws {
+        let model = try makeModel()
+        let general = cluster.dir.appendingPathComponent("general.jsonl")
+        try (0..<24).map { "{\"prompt\": \"Tell me about item \($0).\", \"response\": \"Item \($0) is a small blue thing.\"}" }
+            .joined(separator: "\n").write(to: general, atomically: true, encoding: .utf8)
+        try cluster.startCoordinator()
+        try cluster.startWorker("pruner", maxJobs: 1)
+        let specFile = cluster.dir.appendingPathComponent("prune.yaml")
+        try """
+        name: prune-it
+        trainer: native
+        task: prune
+        model: \(model.path)
+        dataset: {path: \(Cluster.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), format: csv, fields: {prompt: problem, response: solution}, template: im_start, val_fraction: 0.1}
+        prune:
+          keep: [8, 5, 3]
+          score: reap
+          calibration_examples: 64
+          max_seq_len: 96
+          general: {path: \(general.path), template: im_start, val_fraction: 0}
+        """.write(to: specFile, atomically: true, encoding: .utf8)
+        let (status, out) = try cluster.cli(["submit", "--json", specFile.path])
+        XCTAssertEqual(status, 0, out)
+        let submitted = try JSONDecoder().decode(Submitted.self, from: Data(out.utf8))
+        try await cluster.waitUntil("the prune sweep to finish", timeout: 180) {
+            try await cluster.results(submitted.sweep).allSatisfy { $0.status == .succeeded || $0.status == .failed }
+        }
+        let rows = try await cluster.results(submitted.sweep).sorted { $0.id < $1.id }
+        XCTAssertEqual(rows.map(\.status), [.succeeded, .succeeded, .succeeded], cluster.log("worker-pruner.log").suffix(3000).description)
+        var cachedProfiles = 0
+        for r in rows {
+            let events = try await cluster.events(r.id).map(\.event)
+            let baseline = try XCTUnwrap(events.first { $0["event"]?.stringValue == "baseline" }?["loss"]?.doubleValue)
+            let eval = try XCTUnwrap(events.first { $0["event"]?.stringValue == "eval" })
+            let keep = try XCTUnwrap(r.params["prune.keep"]?.intValue)
+            XCTAssertEqual(eval["keep"]?.intValue, keep)
+            if keep == 8 {
+                XCTAssertEqual(try XCTUnwrap(r.final_val_loss), baseline, accuracy: 1e-12, "keeping every expert changes nothing")
+                XCTAssertEqual(eval["top1_agreement"]?.doubleValue, 1)
+            } else {
+                XCTAssertNotEqual(try XCTUnwrap(r.final_val_loss), baseline)
+                XCTAssertGreaterThan(try XCTUnwrap(eval["kl"]?.doubleValue), 0)
+                XCTAssertGreaterThan(try XCTUnwrap(eval["pruned_hit_share"]?.doubleValue), 0)
+            }
+            XCTAssertNotNil(eval["general_loss"]?.doubleValue)
+            if events.contains(where: { $0["event"]?.stringValue == "prune_profile" && $0["cached"]?.boolValue == true }) { cachedProfiles += 1 }
+            let dir = cluster.dir.appendingPathComponent("pruned-\(r.id)")
+            let fetch = try cluster.cli(["fetch", "\(r.id)", "--out", dir.path])
+            XCTAssertEqual(fetch.status, 0, fetch.out)
+            let pruned = try GptOssCheckpoint(directory: dir.appendingPathComponent("model"))
+            XCTAssertEqual(pruned.config.numLocalExperts, keep)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("prune_report.json").path))
+        }
+        XCTAssertEqual(cachedProfiles, 2, "jobs after the first reuse the worker's cached calibration profile")
+    }
 }

@@ -1,0 +1,231 @@
+import Foundation
+import TunaCore
+import TunaEngine
+import TunaText
+
+/// A `task: prune` job (docs/job-spec.md): profile the router on calibration data, score the
+/// experts, evaluate every asked-for N by masking (one loaded model, no checkpoint written),
+/// then write the checkpoint for the job's own N and a report.
+public struct PruneJob: Sendable {
+    public var modelPath: String
+    public var dataset: DatasetSpec
+    public var general: DatasetSpec?
+    public var keep: Int
+    public var alsoEvaluate: [Int]
+    public var score: ExpertProfile.Score
+    public var keepSuperExperts: Bool
+    public var superRatio: Double
+    public var calibrationExamples: Int
+    public var writeCheckpoint: Bool
+
+    public static func isPrune(_ json: JSONValue) -> Bool { json["task"]?.stringValue == "prune" }
+
+    public init(json: JSONValue, root: URL) throws {
+        // model and dataset read exactly like a LoRA job's (same resolution of relative paths)
+        var lora = json.objectValue ?? [:]
+        let p = json["prune"]?.objectValue ?? [:]
+        lora["train"] = ["max_seq_len": p["max_seq_len"] ?? 1024, "seed": p["seed"] ?? 42]
+        lora["lora"] = nil
+        let base = try TrainJob(json: .object(lora), root: root)
+        modelPath = base.modelPath
+        dataset = base.dataset
+        keep = p["keep"]?.intValue ?? 0
+        alsoEvaluate = p["also_evaluate"]?.arrayValue?.compactMap(\.intValue) ?? []
+        guard let s = ExpertProfile.Score(rawValue: p["score"]?.stringValue ?? "frequency") else {
+            throw TrainError.badJob("prune.score: \(p["score"]!) is not frequency, reap or easy_ep")
+        }
+        score = s
+        keepSuperExperts = p["keep_super_experts"]?.boolValue ?? true
+        superRatio = p["super_expert_ratio"]?.doubleValue ?? 10
+        calibrationExamples = p["calibration_examples"]?.intValue ?? 256
+        writeCheckpoint = p["write_checkpoint"]?.boolValue ?? true
+        if let g = p["general"] {
+            var j = lora
+            j["dataset"] = g
+            var spec = try TrainJob(json: .object(j), root: root).dataset
+            spec.valFraction = 0  // the whole general set is evaluation data
+            general = spec
+        }
+    }
+}
+
+public final class PruneRunner {
+    let job: PruneJob
+    let outputDir: URL
+    let cacheDir: URL?
+    let emit: NativeTrainer.Emit
+
+    public init(job: PruneJob, outputDir: URL, cacheDir: URL?, emit: @escaping NativeTrainer.Emit) {
+        self.job = job; self.outputDir = outputDir; self.cacheDir = cacheDir; self.emit = emit
+    }
+
+    public func run() throws {
+        let started = Date()
+        let modelDir = URL(fileURLWithPath: job.modelPath)
+        let checkpoint = try GptOssCheckpoint(directory: modelDir)
+        let model = try GptOssModel(checkpoint: checkpoint, residency: NativeTrainer.residency(for: checkpoint))
+        let cfg = model.config
+        for n in [job.keep] + job.alsoEvaluate where n < cfg.topK || n > cfg.numLocalExperts {
+            throw TrainError.badJob("prune.keep: \(n) must be between the experts per token (\(cfg.topK)) and the experts per layer (\(cfg.numLocalExperts))")
+        }
+        let tokenizer: Tokenizer
+        do { tokenizer = try Tokenizer.load(fromCheckpoint: modelDir) } catch { throw TrainError.badData("tokenizer: \(error)") }
+        let data: LoadedDataset
+        do { data = try loadDataset(job.dataset, tokenizer: tokenizer) } catch { throw TrainError.badData("\(error)") }
+        guard !data.train.isEmpty, !data.validation.isEmpty else {
+            throw TrainError.badData("\(job.dataset.path): pruning needs calibration and held-out rows (dataset.val_fraction > 0)")
+        }
+        var general: [RenderedExample] = []
+        if let g = job.general {
+            do { general = try loadDataset(g, tokenizer: tokenizer).train } catch { throw TrainError.badData("prune.general: \(error)") }
+        }
+        let calibration = try Batching.validation(Array(data.train.prefix(job.calibrationExamples)), batchSize: 8)
+        let heldOut = try Batching.validation(data.validation, batchSize: 8)
+        let generalBatches = try Batching.validation(general, batchSize: 8)
+
+        let profile = try loadOrProfile(model, calibration)
+        let evaluations = Array(Set([job.keep] + job.alsoEvaluate)).sorted(by: >)
+        let base = try evaluate(model, masks: nil, domain: heldOut, general: generalBatches)
+        emit(["event": "baseline", "loss": NativeTrainer.number(base.domain.loss), "general_loss": base.general.map { NativeTrainer.number($0.loss) } ?? .null])
+
+        var kept: [[Int]] = []
+        for n in evaluations {
+            let keep: [[Int]]
+            do { keep = try profile.keep(n, by: job.score, topK: cfg.topK, keepSuperExperts: job.keepSuperExperts, superRatio: job.superRatio) }
+            catch let e as EngineError { throw TrainError.badJob(e.description.replacingOccurrences(of: "bad input: ", with: "")) }
+            let masks = keep.map { k in (0..<cfg.numLocalExperts).map { k.contains($0) } }
+            let r = try evaluate(model, masks: masks, domain: heldOut, general: generalBatches)
+            let share = profile.massShare(kept: keep)
+            var event: [String: JSONValue] = [
+                "event": n == job.keep ? "eval" : "prune_eval", "keep": .int(n),
+                "loss": NativeTrainer.number(r.domain.loss), "tokens": .int(r.domain.tokens),
+                "kl": NativeTrainer.number(r.domain.kl), "top1_agreement": NativeTrainer.number(r.domain.top1),
+                "pruned_hit_share": NativeTrainer.number(r.domain.prunedHits),
+                "routing_mass_kept": NativeTrainer.number(share.reduce(0, +) / Double(max(share.count, 1))),
+            ]
+            if let g = r.general {
+                event["general_loss"] = NativeTrainer.number(g.loss); event["general_kl"] = NativeTrainer.number(g.kl)
+                event["general_top1_agreement"] = NativeTrainer.number(g.top1)
+            }
+            emit(event)
+            if n == job.keep { kept = keep }
+        }
+
+        try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
+        try profile.save(to: outputDir.appendingPathComponent("expert_profile.safetensors"))
+        var report: [String: JSONValue] = [
+            "keep": .int(job.keep), "score": .string(job.score.rawValue), "calibration_tokens": .int(profile.tokens),
+            "layers": .array(zip(kept, profile.massShare(kept: kept)).enumerated().map { l, pair in
+                ["layer": .int(l), "kept": .array(pair.0.map { .int($0) }), "routing_mass_share": .number(pair.1),
+                 "super_experts": .array(profile.superExperts(ratio: job.superRatio)[l].map { .int($0) })]
+            }),
+            "note": "expert LoRA adapters of the base model are tied to its expert order and do not apply to this checkpoint; attention adapters do",
+        ]
+        if job.writeCheckpoint {
+            let sizes = try ExpertPruner.write(base: checkpoint, keep: kept, to: outputDir.appendingPathComponent("model"))
+            report["parameters_before"] = .int(sizes.before.parameters); report["parameters_after"] = .int(sizes.after.parameters)
+            report["bytes_before"] = .int(sizes.before.bytes); report["bytes_after"] = .int(sizes.after.bytes)
+        }
+        try Data(JSONValue.object(report).canonicalJSON.utf8).write(to: outputDir.appendingPathComponent("prune_report.json"))
+        var done = report
+        done["event"] = "done"; done["layers"] = nil; done["seconds"] = .number(Date().timeIntervalSince(started))
+        emit(done)
+    }
+
+    /// The calibration profile, from the cache when this model and data were profiled before.
+    func loadOrProfile(_ model: GptOssModel, _ batches: [Batch]) throws -> ExpertProfile {
+        let key = cacheKey(model)
+        let cached = cacheDir?.appendingPathComponent("expert-profile-\(key).safetensors")
+        if let cached, let p = try? ExpertProfile.load(from: cached) {
+            emit(["event": "prune_profile", "tokens": .int(p.tokens), "cached": true])
+            return p
+        }
+        let start = Date()
+        var profile = ExpertProfile(layers: model.config.numHiddenLayers, experts: model.config.numLocalExperts)
+        for b in batches {
+            _ = try model.forward(b) { l, a in
+                profile.add(layer: l, a, attentionMask: b.attentionMask, hidden: model.config.hiddenSize, topK: model.config.topK)
+            }
+        }
+        emit(["event": "prune_profile", "tokens": .int(profile.tokens), "cached": false, "seconds": .number(Date().timeIntervalSince(start))])
+        if let cached, let dir = cacheDir {
+            try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let tmp = dir.appendingPathComponent(".\(cached.lastPathComponent).\(getpid())")
+            if (try? profile.save(to: tmp)) != nil { rename(tmp.path, cached.path) }
+        }
+        return profile
+    }
+
+    /// Model files (names, sizes, mtimes) + the calibration data and its settings.
+    func cacheKey(_ model: GptOssModel) -> String {
+        var text = "\(job.dataset)|\(job.calibrationExamples)|"
+        let dir = URL(fileURLWithPath: job.modelPath)
+        for f in ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted() {
+            let a = try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent(f).path)
+            text += "\(f):\((a?[.size] as? NSNumber)?.intValue ?? 0):\((a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|"
+        }
+        if let a = try? FileManager.default.attributesOfItem(atPath: job.dataset.path) {
+            text += "\((a[.size] as? NSNumber)?.intValue ?? 0):\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: a cache key, not a security boundary
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return String(h, radix: 16)
+    }
+
+    struct Scores { var loss: Double; var tokens: Int; var kl: Double; var top1: Double; var prunedHits: Double }
+    struct Evaluation { var domain: Scores; var general: Scores? }
+
+    /// Loss on the held-out domain data and the general set with `masks` applied; against the
+    /// unpruned model, the mean next-token KL(base || pruned) and top-1 agreement at scored
+    /// positions, and the share of the base model's expert choices that hit pruned experts.
+    func evaluate(_ model: GptOssModel, masks: [[Bool]]?, domain: [Batch], general: [Batch]) throws -> Evaluation {
+        let d = try scores(model, masks: masks, domain)
+        let g = general.isEmpty ? nil : try scores(model, masks: masks, general)
+        return Evaluation(domain: d, general: g)
+    }
+
+    func scores(_ model: GptOssModel, masks: [[Bool]]?, _ batches: [Batch]) throws -> Scores {
+        var loss = 0.0, tokens = 0, kl = 0.0, agree = 0, choices = 0, hits = 0
+        let k = model.config.topK
+        for b in batches {
+            var routing: [Int: [Int32]] = [:]
+            let base = try model.forward(b) { l, a in routing[l] = a.moe.topExperts }
+            let pruned = masks == nil ? base : try model.forward(b, expertMasks: masks)
+            guard let labels = b.labels else { continue }
+            for row in 0..<b.batchSize {
+                for t in 0..<(b.length - 1) {
+                    let target = labels[row * b.length + t + 1]
+                    guard target != Batch.ignoreIndex else { continue }
+                    let p = logSoftmax(base[row, t]), q = logSoftmax(pruned[row, t])
+                    loss -= q[Int(target)]
+                    var s = 0.0
+                    for i in 0..<p.count where p[i] > -80 { s += exp(p[i]) * (p[i] - q[i]) }
+                    kl += s
+                    if argmax(p) == argmax(q) { agree += 1 }
+                    tokens += 1
+                }
+            }
+            if let masks {
+                for (l, experts) in routing {
+                    for (i, e) in experts.enumerated() where b.attentionMask[i / k] != 0 {
+                        choices += 1
+                        if !masks[l][Int(e)] { hits += 1 }
+                    }
+                }
+            }
+        }
+        let n = Double(max(tokens, 1))
+        return Scores(loss: tokens > 0 ? loss / n : .nan, tokens: tokens, kl: kl / n, top1: Double(agree) / n,
+                      prunedHits: choices > 0 ? Double(hits) / Double(choices) : 0)
+    }
+
+    func logSoftmax(_ row: ArraySlice<Float>) -> [Double] {
+        let m = Double(row.max() ?? 0)
+        var sum = 0.0
+        for x in row { sum += exp(Double(x) - m) }
+        let lse = m + log(sum)
+        return row.map { Double($0) - lse }
+    }
+
+    func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] } ?? 0 }
+}
