@@ -37,7 +37,7 @@ public struct LoRAAdapter: Sendable {
         var shapes: [String: [Int]] = [:]
         var layout = Layout(attention: [], experts: [])
         for p in s.targetParameters {
-            guard let (layer, _) = LoRASettings.parseParameter(p), layer < cfg.numHiddenLayers else {
+            guard let (layer, _) = LoRASettings.parseParameter(p), (layer ?? 0) < cfg.numHiddenLayers else {
                 throw EngineError.badInput(reason: "lora.target_parameters: \(p) names a layer the model (\(cfg.numHiddenLayers) layers) does not have")
             }
         }

@@ -40,7 +40,7 @@ public struct LoRASettings: Sendable, Equatable {
             if !modules.contains(m) { modules.append(m) }
         }
         for p in targetParameters where Self.parseParameter(p) == nil {
-            throw EngineError.badInput(reason: "lora.target_parameters: \(p) is not LAYER.mlp.experts.gate_up_proj or .down_proj")
+            throw EngineError.badInput(reason: "lora.target_parameters: \(p) names no expert parameter (LAYER.mlp.experts.gate_up_proj or .down_proj)")
         }
         if dropout > 0, !targetParameters.isEmpty {
             // peft 0.21's ParamWrapper raises on lora_dropout != 0; an adapter trained with it
@@ -85,16 +85,30 @@ public struct LoRASettings: Sendable, Equatable {
 
     public var scaling: Float { Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
 
-    /// (layer, "gate_up_proj" | "down_proj") of a target parameter name, or nil.
-    static func parseParameter(_ name: String) -> (layer: Int, parameter: String)? {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4, let layer = Int(parts[0]), layer >= 0, parts[1] == "mlp", parts[2] == "experts",
-              expertParameters.contains(String(parts[3])) else { return nil }
-        return (layer, String(parts[3]))
+    /// Parses a `target_parameters` entry with PEFT's matching rule: it names every parameter
+    /// `model.layers.L.mlp.experts.P` it equals or is a dot-bounded suffix of, so
+    /// `7.mlp.experts.gate_up_proj` (Tuna's specs), `model.layers.7.mlp.experts.gate_up_proj`
+    /// (what PEFT saves when given full names) and `mlp.experts.down_proj` (every layer) all work.
+    /// Returns the parameter and the layer (nil: every layer), or nil when it can match nothing.
+    static func parseParameter(_ name: String) -> (layer: Int?, parameter: String)? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        let template = ["model", "layers", "#", "mlp", "experts"]
+        guard let last = parts.last, expertParameters.contains(last), parts.count <= template.count + 1 else { return nil }
+        var layer: Int?
+        for (i, part) in parts.dropLast().enumerated() {
+            let slot = template[template.count - (parts.count - 1) + i]
+            if slot == "#" {
+                guard let l = Int(part), l >= 0, String(l) == part else { return nil }
+                layer = l
+            } else if part != slot {
+                return nil
+            }
+        }
+        return (layer, last)
     }
 
     /// Expert parameters targeted in `layer`.
     func expertTargets(layer: Int) -> Set<String> {
-        Set(targetParameters.compactMap { Self.parseParameter($0) }.filter { $0.layer == layer }.map(\.parameter))
+        Set(targetParameters.compactMap { Self.parseParameter($0) }.filter { $0.layer == nil || $0.layer == layer }.map(\.parameter))
     }
 }
