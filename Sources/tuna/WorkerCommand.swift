@@ -35,6 +35,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "OpenBLAS threads per native job (default: cores / --max-jobs).")
     var threadsPerJob: Int?
 
+    @Option(help: "Offer the torch trainer: the path of its launcher (worker/tuna-torch in the repository).")
+    var torchTrainer: String?
+
     func validate() throws {
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
         guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
@@ -55,6 +58,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let threads = threadsPerJob ?? max(1, cores / maxJobs)
         config.trainers.append(ExecutableTrainer(name: "native", prefix: [Self.executablePath(), "train", "--root", root,
                                                                            "--threads", String(threads)]))
+        if let torchTrainer {
+            // the torch trainer asks this same executable to tokenize and plan (`tuna prepare`)
+            let launcher = URL(fileURLWithPath: torchTrainer).standardizedFileURL.path
+            guard FileManager.default.isExecutableFile(atPath: launcher) else {
+                throw ValidationError("--torch-trainer \(torchTrainer) is not an executable file")
+            }
+            config.trainers.append(ExecutableTrainer(name: "torch", prefix: [launcher, "--tuna", Self.executablePath(), "--root", root]))
+        }
         let daemon = try WorkerDaemon(config: config)
         // SIGTERM/SIGINT: hand running jobs back (after their trainers checkpoint), then exit.
         let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in

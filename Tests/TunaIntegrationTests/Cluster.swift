@@ -65,9 +65,9 @@ final class Cluster: @unchecked Sendable {
         throw TunaError.io("coordinator did not start; log:\n\(log("coordinator.log"))")
     }
 
-    func startWorker(_ name: String, maxJobs: Int = 1, grace: Double = 5) throws {
+    func startWorker(_ name: String, maxJobs: Int = 1, grace: Double = 5, extra: [String] = []) throws {
         workers[name] = try spawn(["worker", "--coordinator", address, "--work-dir", dir.appendingPathComponent("work-\(name)").path,
-                                   "--name", name, "--max-jobs", "\(maxJobs)", "--grace", "\(grace)", "--checkpoint-sync", "0.3"],
+                                   "--name", name, "--max-jobs", "\(maxJobs)", "--grace", "\(grace)", "--checkpoint-sync", "0.3"] + extra,
                              log: "worker-\(name).log")
     }
 

@@ -1,0 +1,266 @@
+"""The training loop: docs/trainer-contract.md for `trainer: torch` jobs, mirroring the
+native trainer (Sources/TunaTrain/NativeTrainer.swift) step for step:
+
+  tuna prepare → load model + initial adapter → (resume) → config → baseline eval →
+  per optimizer step: this rank's rows of the plan's micro-batches, backward of
+  sum(token losses) / (scored tokens of the whole step), all-reduce, clip, the plan's lr,
+  AdamW → eval every eval_every_steps and at each epoch's end → checkpoints → adapter → done.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import torch
+
+from . import checkpoint, data, model as modeling
+from .dist import Distributed
+from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
+
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, as the contract and the native trainer use
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python3 -m tuna_torch", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("job", help="the job JSON (what the worker writes; TUNA_JOB)")
+    ap.add_argument("--out", required=True, help="where the adapter goes (PEFT layout)")
+    ap.add_argument("--root", default=None,
+                    help="relative model and data paths are resolved against this directory (default: the current one)")
+    ap.add_argument("--tuna", default=None, help="the tuna CLI, for `tuna prepare` (default: $TUNA_BIN, else tuna on PATH)")
+    ap.add_argument("--work-dir", default=None,
+                    help="where `tuna prepare` writes (WORK_DIR/prepared; default: the current directory, "
+                         "which for the worker is the attempt directory)")
+    ap.add_argument("--checkpoint-dir", default=None, help="default: $TUNA_CHECKPOINT_DIR (none: no checkpoints)")
+    ap.add_argument("--resume-dir", default=None, help="default: $TUNA_RESUME_DIR")
+    return ap.parse_args(argv)
+
+
+class StopFlag:
+    """SIGTERM during training: finish the step, checkpoint, exit 143. Before the loop has
+    started there is nothing to save, so it exits at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.in_loop = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        if not self.in_loop:
+            raise SystemExit(EXIT_INTERRUPTED)
+
+
+def dropout_seed(seed, step, rank, micro):
+    # Distinct per (step, rank, micro-batch) and a function of them only, so a resumed run
+    # draws the same LoRA dropout masks as an uninterrupted one (nothing to store).
+    return (seed * 0x2545F4914F6CDD1D + step * 131 + rank * 7919 + micro) % (2**63)
+
+
+def evaluate(model, batches, dist, device, adapter=True):
+    """Token-weighted mean loss over the validation batches (this rank's share, then summed)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        ctx = model.disable_adapter() if not adapter else _Null()
+        with ctx:
+            for b in batches[dist.rank::dist.world]:
+                s, n = modeling.token_loss_sum(model, b, device)
+                if n > 0:
+                    total += s.item()
+                    count += n
+    total, count = dist.sum(total, count)
+    if was_training:
+        model.train()
+    return (total / count if count > 0 else math.nan), int(count)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def run(args, emit, dist, stop):
+    started = time.time()
+    job_path = os.path.abspath(args.job)
+    root = os.path.abspath(args.root or os.getcwd())
+    work = os.path.abspath(args.work_dir or os.getcwd())
+    out_dir = os.path.abspath(args.out)
+    ckpt_dir = args.checkpoint_dir or os.environ.get("TUNA_CHECKPOINT_DIR") or None
+    resume_dir = args.resume_dir or os.environ.get("TUNA_RESUME_DIR") or None
+
+    with open(job_path) as f:
+        job = json.load(f)
+    t, lora = job.get("train") or {}, job.get("lora") or {}
+    if not isinstance(job.get("model"), str):
+        raise ValueError("job: model: required")
+    seed = int(t.get("seed", 42))
+    batch_size = int(t.get("batch_size", 1))
+    max_grad_norm = float(t.get("max_grad_norm", 1.0))
+    eval_every = int(t.get("eval_every_steps", 0))
+    ckpt_every = int(t.get("checkpoint_every_steps", 0))
+
+    device = modeling.pick_device(dist.local_rank)
+    dist.init(device)
+    dtype = modeling.compute_dtype(device)
+
+    # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait).
+    prepared_dir = os.path.join(work, "prepared")
+    if dist.is_main:
+        os.makedirs(work, exist_ok=True)
+        data.run_prepare(data.find_tuna(args.tuna), job_path, prepared_dir, root)
+    dist.wait_for_main()
+    prep = data.load_prepared(prepared_dir)
+    packing = bool(prep.plan["packing"])
+    validation = data.validation_batches(prep.validation, batch_size)
+
+    # 2. Model and the initial adapter.
+    torch.manual_seed(seed)
+    base, unexpected = modeling.load_base_model(modeling.resolve(job["model"], root), device, dtype)
+    if unexpected and dist.is_main:
+        log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
+    model, params = modeling.build_lora_model(base, lora, prep.init_adapter, bool(t.get("gradient_checkpointing", False)))
+    plist = list(params.values())
+    optimizer = torch.optim.AdamW(plist, lr=float(t.get("learning_rate", 2e-4)),
+                                  betas=(float(t.get("adam_beta1", 0.9)), float(t.get("adam_beta2", 0.999))),
+                                  eps=float(t.get("adam_eps", 1e-8)), weight_decay=float(t.get("weight_decay", 0.0)))
+
+    step = 0
+    if resume_dir:
+        try:
+            restored = checkpoint.load(resume_dir, params, optimizer)
+        except Exception as e:  # a checkpoint that does not fit: start over, keep the file
+            emit("resume_failed", reason=str(e))
+            restored = None
+        if restored is not None:
+            step = restored
+            emit("resumed", step=step)
+
+    total_steps, per_epoch = prep.total_steps, prep.steps_per_epoch
+    emit("config", trainable_parameters=sum(p.numel() for p in plist), train_examples=len(prep.train),
+         validation_examples=len(prep.validation), micro_batches_per_epoch=prep.micro_batches_per_epoch(),
+         steps=total_steps, steps_per_epoch=per_epoch, warmup_steps=prep.plan["warmup_steps"], packing=packing,
+         device=str(device.type), dtype=str(dtype).replace("torch.", ""), world_size=dist.world,
+         gradient_checkpointing=bool(t.get("gradient_checkpointing", False)))
+
+    baseline = None
+    if step == 0 and validation:
+        baseline, _ = evaluate(model, validation, dist, device, adapter=False)
+        emit("baseline", loss=baseline, step=0)
+
+    saved_at = [None]  # a new attempt's checkpoint directory starts empty, even after a resume
+
+    def save_checkpoint(at):
+        if saved_at[0] == at:
+            return  # this step's checkpoint is already there (every-N steps, then SIGTERM)
+        if ckpt_dir and dist.is_main:
+            checkpoint.save(ckpt_dir, at, params, optimizer)
+            emit("checkpoint", step=at)
+        saved_at[0] = at
+
+    last_train = last_val = None
+    model.train()
+    stop.in_loop = True
+    while step < total_steps:
+        # 3. One optimizer step. All ranks agree on stopping (the signal reaches each rank at a
+        # slightly different moment; a rank that left alone would hang the others' collectives).
+        if dist.any(stop.requested):
+            save_checkpoint(step)
+            dist.barrier()  # rank 0's file is complete before any rank exits
+            return EXIT_INTERRUPTED
+        step_start = time.time()
+        mine = data.rank_micro_batches(prep.step_micro_batches(step), dist.rank, dist.world, batch_size)
+        batches = [data.build_batch(rows, prep.train, packing) for rows in mine]
+        local_scored = sum(data.scored_tokens(b) for b in batches)
+        local_tokens = sum(data.real_tokens(rows, prep.train) for rows in mine)
+        scored, tokens = dist.sum(local_scored, local_tokens)
+        scored, tokens = int(scored), int(tokens)
+
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        if scored > 0:
+            for i, b in enumerate(batches):
+                if data.scored_tokens(b) == 0:
+                    continue  # nothing to learn from; its gradient is zero
+                torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
+                s, _ = modeling.token_loss_sum(model, b, device)
+                # Scale by the whole step's scored tokens: gradient accumulation (and the
+                # ranks' sum) is then exactly one big batch's token-weighted mean.
+                (s / scored).backward()
+                loss_sum += s.detach().double()
+        dist.sum_gradients(plist)
+        loss_sum = dist.sum(loss_sum.item())
+        loss = loss_sum / scored if scored > 0 else math.nan
+        # clip_grad_norm_ returns the norm before clipping; max_grad_norm 0 disables clipping
+        # (an infinite bound: the norm is still computed and reported).
+        norm = torch.nn.utils.clip_grad_norm_(plist, max_grad_norm if max_grad_norm > 0 else math.inf).item()
+        lr = prep.learning_rate(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if scored > 0:
+            optimizer.step()
+        step += 1
+        last_train = loss
+        seconds = time.time() - step_start
+        fields = dict(step=step, epoch=step / per_epoch, loss=loss, lr=lr, grad_norm=norm, tokens=tokens,
+                      scored_tokens=scored, tokens_per_s=tokens / max(seconds, 1e-9), peak_rss_mb=peak_rss_mb())
+        gpu = peak_gpu_mem_gb(device)
+        if gpu is not None:
+            fields["peak_gpu_mem_gb"] = dist.max(gpu)
+        emit("step", **fields)
+
+        end_of_epoch = step % per_epoch == 0 or step == total_steps
+        if validation and (end_of_epoch or (eval_every > 0 and step % eval_every == 0)):
+            v, n = evaluate(model, validation, dist, device)
+            last_val = v
+            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
+        if ckpt_every > 0 and step % ckpt_every == 0 and step < total_steps:
+            save_checkpoint(step)
+    stop.in_loop = False
+
+    # 4. The adapter, in PEFT layout (what `PeftModel.from_pretrained` loads).
+    if dist.is_main:
+        os.makedirs(out_dir, exist_ok=True)
+        model.save_pretrained(out_dir)
+        readme = os.path.join(out_dir, "README.md")  # PEFT's model-card boilerplate; not a result
+        if os.path.exists(readme):
+            os.remove(readme)
+    dist.barrier()
+    done = dict(steps=step, seconds=time.time() - started, final_train_loss=last_train, final_val_loss=last_val,
+                baseline_val_loss=baseline, peak_rss_mb=peak_rss_mb())
+    gpu = peak_gpu_mem_gb(device)
+    if gpu is not None:
+        done["peak_gpu_mem_gb"] = dist.max(gpu)
+    emit("done", **done)
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    dist = Distributed()
+    emit = Emitter(enabled=dist.is_main)
+    stop = StopFlag()
+    try:
+        code = run(args, emit, dist, stop)
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        # The worker is gone (contract §4); nobody reads us any more.
+        code = 1
+    except Exception as e:
+        # Bad job, data or model: one line on stderr, exit 1 (as `tuna train`). The traceback
+        # helps with the unexpected ones.
+        import traceback
+        traceback.print_exc(file=sys.stderr)
+        log(f"error: {e}")
+        code = 1
+    finally:
+        dist.close()
+    return code
