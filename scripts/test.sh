@@ -3,7 +3,8 @@
 # with real coordinator and worker processes on loopback, tokenizer, templates and the native
 # engine against committed goldens), then the live checks against the real Python libraries:
 # the tokenizer/harmony goldens re-derived with tiktoken and openai-harmony, the engine on a
-# freshly drawn random gpt-oss against transformers, and `tuna eval` against transformers.
+# freshly drawn random gpt-oss against transformers, `tuna eval` against transformers, and
+# LoRA training (gradients, clipping, AdamW, schedules, saved adapters) against PEFT + torch.
 # .ci/run installs those libraries first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,18 @@ echo "== tokenizer and harmony goldens against tiktoken and openai-harmony"
 python3 scripts/text/make_goldens.py --check
 echo "== native engine against transformers on a fresh random gpt-oss"
 python3 scripts/engine/live_check.py
+echo "== demo kit: tiny gpt-oss + tokenizer (Swift-written) against transformers, tokenizers, tiktoken"
+python3 scripts/engine/tiny_model_check.py
+python3 scripts/demo/make_data.py --check
 echo "== tuna eval against transformers"
 python3 scripts/engine/eval_check.py --tuna "$(swift build --show-bin-path)/tuna"
+echo "== LoRA goldens still what PEFT + transformers + torch compute"
+python3 scripts/engine/make_lora_goldens.py --check
+echo "== native LoRA training against PEFT on a fresh random gpt-oss, adapter loaded back by PEFT"
+python3 scripts/engine/lora_live_check.py
+echo "== tuna merge: merged checkpoints load in transformers without PEFT and compute base + adapter"
+python3 scripts/engine/merge_check.py --tuna "$(swift build --show-bin-path)/tuna"
+echo "== expert pruning: pruned checkpoints are the base's kept rows and load in transformers"
+python3 scripts/engine/prune_check.py --tuna "$(swift build --show-bin-path)/tuna"
+echo "== torch trainer (worker/tuna_torch) against the native trainer on the same job, DDP, SIGTERM, resume"
+python3 scripts/torch/agreement_check.py --full --tuna "$(swift build --show-bin-path)/tuna"
