@@ -15,12 +15,13 @@ One process does everything:
      (`set_attn_implementation`, `set_experts_implementation`) and resetting the adapter and the
      optimizer before each, so every variant's first step sees the same weights and batch:
        a       eager attention + eager experts + full-vocab logits -> fp32 CE (the worker's
-               `token_loss_sum`, i.e. what `trainer: torch` runs today)
+               `token_loss_sum` without chunks: the torch section `eager` / `eager` / `chunked_loss: false`)
        b       a with attn_implementation="flex_attention" (sinks applied by transformers through
                the returned LSE; CUDA only)
        c       flex attention + experts_implementation="grouped_mm" + chunked cross-entropy from
                the final hidden states (lm_head + CE per row chunk under torch.utils.checkpoint;
-               no [tokens, vocab] logits tensor ever exists)
+               no [tokens, vocab] logits tensor ever exists): the worker's `token_loss_sum` with
+               chunk_rows, i.e. the torch trainer's defaults on CUDA
        c-8k    c at batch 1 x seq 8192
        c-eager c with eager attention (attribution: what flex adds on top of grouped_mm + chunked CE)
      Any failure (OOM, unsupported) is caught, reported, and the next variant runs.
@@ -47,13 +48,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "worker"))
 from tuna_torch import model as modeling  # noqa: E402
-from tuna_torch.data import IGNORE  # noqa: E402
 
 T0 = time.time()
 
@@ -204,35 +202,13 @@ def full_loss(model, batch, device):
     return modeling.token_loss_sum(model, batch, device)
 
 
-def _ce_chunk(h, w, y):
-    return F.cross_entropy(F.linear(h, w).float(), y, ignore_index=IGNORE, reduction="sum")
-
-
 def make_chunked_loss(chunk_rows):
     def chunked_loss(model, batch, device):
-        """Summed next-token CE from the final hidden states, `chunk_rows` rows at a time; each
-        chunk's lm_head + CE is recomputed in backward (torch.utils.checkpoint), so at most one
-        chunk's logits exist at any time. Rows whose label is IGNORE are dropped first (index
-        computed from the CPU labels: no device sync)."""
-        causal = model.get_base_model()
-        ids = batch["input_ids"].to(device)
-        kwargs = {"input_ids": ids, "attention_mask": modeling.attention_masks(model, batch, device), "use_cache": False}
-        if "position_ids" in batch:
-            kwargs["position_ids"] = batch["position_ids"].to(device)
-        hidden = causal.model(**kwargs).last_hidden_state
-        labels = batch["labels"][:, 1:].reshape(-1)
-        keep = (labels != IGNORE).nonzero().squeeze(1)
-        scored = int(keep.numel())
-        hs = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-        if scored < labels.numel():
-            hs = hs.index_select(0, keep.to(device))
-            labels = labels[keep]
-        y = labels.to(device)
-        w = causal.lm_head.weight
-        total = hs.new_zeros((), dtype=torch.float32)
-        for s in range(0, scored, chunk_rows):
-            total = total + checkpoint(_ce_chunk, hs[s:s + chunk_rows], w, y[s:s + chunk_rows], use_reentrant=False)
-        return total, scored
+        """(c): the trainer's chunked loss (`torch.chunked_loss`): summed next-token CE from the
+        final hidden states of the scored positions, `chunk_rows` rows at a time, each chunk's
+        lm_head + CE recomputed in backward (torch.utils.checkpoint), so at most one chunk's
+        logits exist at any time."""
+        return modeling.token_loss_sum(model, batch, device, chunk_rows)
     return chunked_loss
 
 

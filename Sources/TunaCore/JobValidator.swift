@@ -68,7 +68,7 @@ struct Checker {
             for (k, v) in root where out[k] == nil && k != "sweep" { out[k] = v }
             return
         }
-        let known: Set<String> = ["name", "trainer", "task", "model", "dataset", "lora", "train", "prune", "resources",
+        let known: Set<String> = ["name", "trainer", "task", "model", "dataset", "lora", "train", "prune", "torch", "resources",
                                   "priority", "max_attempts", "sweep", "command"]
         for k in root.keys.sorted() where !known.contains(k) {
             problems.append("\(k): unknown field (expected one of \(known.sorted().joined(separator: ", ")))")
@@ -89,6 +89,21 @@ struct Checker {
         if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         out["lora"] = .object(lora(root["lora"]))
         out["train"] = .object(train(root["train"]))
+        if trainer == "torch" { out["torch"] = .object(torchSection(root["torch"])) }
+        else if root["torch"] != nil { problems.append("torch: only torch jobs take a torch section") }
+    }
+
+    /// How the torch trainer computes (worker/README.md): each switch trades nothing in the
+    /// loss (checked against the eager path) for speed; `auto` means the fast kernel on CUDA
+    /// and the eager one elsewhere (flex attention's sinks need CUDA).
+    mutating func torchSection(_ v: JSONValue?) -> [String: JSONValue] {
+        let o = section(v, "torch", keys: ["attention", "experts", "chunked_loss", "loss_chunk_rows"])
+        return [
+            "attention": .string(string("attention", in: o, path: "torch.attention", default: "auto", oneOf: ["auto", "eager", "flex_attention"])),
+            "experts": .string(string("experts", in: o, path: "torch.experts", default: "auto", oneOf: ["auto", "eager", "grouped_mm"])),
+            "chunked_loss": .bool(bool("chunked_loss", in: o, path: "torch.chunked_loss", default: true)),
+            "loss_chunk_rows": .int(int("loss_chunk_rows", in: o, path: "torch.loss_chunk_rows", default: 4096, min: 1)),
+        ]
     }
 
     /// The prune section (docs/job-spec.md §2): how to score experts and how many to keep.

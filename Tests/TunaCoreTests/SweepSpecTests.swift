@@ -134,4 +134,33 @@ final class SweepSpecTests: XCTestCase {
             XCTAssertNoThrow(try SweepSpec.plan(yaml: text), f)
         }
     }
+
+    func testPruneJobsTakeAPruneSectionAndNoLoRA() throws {
+        let p = try plan("task: prune\nprune: {keep: [16, 24], score: reap}")
+        XCTAssertEqual(p.jobs.count, 2)
+        let job = p.jobs[0].params
+        XCTAssertEqual(job["task"], "prune")
+        XCTAssertEqual(job["prune"]?["score"], "reap")
+        XCTAssertEqual(job["prune"]?["keep_super_experts"], true)
+        XCTAssertNil(job["lora"])
+        XCTAssertNil(job["train"])
+        XCTAssert(problems(base + "\ntask: prune").contains { $0.hasPrefix("prune: required") })
+        XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 0}").contains { $0.hasPrefix("prune.keep: 0 is not a positive integer") })
+        XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8}\nlora: {rank: 8}").contains { $0.hasPrefix("lora: a prune job takes no lora section") })
+        XCTAssert(problems(base + "\nprune: {keep: 8}").contains { $0.hasPrefix("prune: only `task: prune` jobs") })
+        XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8, score: magic}").contains { $0.hasPrefix("prune.score:") })
+        // a LoRA job's stored form carries no task field, so its hash does not depend on the option
+        XCTAssertNil(try plan("").jobs[0].params["task"])
+    }
+
+    func testTorchJobsGetATorchSection() throws {
+        let torch = base.replacingOccurrences(of: "trainer: native", with: "trainer: torch")
+        let job = try SweepSpec.plan(yaml: torch + "\ntorch: {attention: flex_attention}").jobs[0].params
+        XCTAssertEqual(job["torch"]?["attention"], "flex_attention")
+        XCTAssertEqual(job["torch"]?["experts"], "auto")
+        XCTAssertEqual(job["torch"]?["chunked_loss"], true)
+        XCTAssert(problems(base + "\ntorch: {attention: eager}").contains { $0.hasPrefix("torch: only torch jobs") })
+        XCTAssert(problems(torch + "\ntorch: {attention: sdpa}").contains { $0.hasPrefix("torch.attention:") })
+        XCTAssert(problems(base + "\nlora: {target_modules: [router]}").contains { $0.hasPrefix("lora.target_modules:") })
+    }
 }

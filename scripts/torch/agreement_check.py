@@ -17,9 +17,19 @@ compares, printing every number:
     loaded bit for bit, nothing missing or extra), and its validation loss recomputed through
     plain transformers + PEFT equal to the torch trainer's last eval.
 
-Variants: `padded` (one example per row) and `packed` (several examples per row, no attention
-between them). The padded run also writes checkpoints every 2 steps; a second torch run
-resumes from its step-4 checkpoint and must finish exactly like the uninterrupted run.
+Variants: `padded` (one example per row; a job without a `torch` section, so the trainer's
+defaults) and `packed` (several examples per row, no attention between them; an explicit `torch`
+section with a small `loss_chunk_rows`, so the chunked loss runs over several chunks). The padded
+run also writes checkpoints every 2 steps; a second torch run resumes from its step-4 checkpoint
+and must finish exactly like the uninterrupted run. The job's `torch` section (how the torch
+trainer computes): on the CPU `auto` must resolve to eager attention and eager experts (the
+config event says so); `chunked_loss: false` (full logits) must give the chunked run's losses
+(< SAME_TOLERANCE) and agree with the native trainer; `experts: grouped_mm` (transformers'
+grouped-GEMM experts, which torch >= 2.9 runs on the CPU) must agree with the native trainer
+(< LOSS_TOLERANCE) -- or, with a torch that has no CPU grouped_mm, be refused with a clear error;
+`attention: flex_attention` on the CPU must be refused (exit 1, a clear error: its sinks need CUDA),
+and the padding the trainer gives batches for flex attention (to a multiple of 128 positions)
+must leave the loss sums unchanged (checked with eager attention, packed and padded batches).
 A checkpoint with one layer's expert weights missing must be refused (exit 1, the weight named).
 --full adds: gradient checkpointing (same losses as without), DDP with 2 CPU processes under
 torchrun (gloo; same losses as the native trainer), SIGTERM (exit 143 with a checkpoint at a
@@ -56,9 +66,13 @@ LOSS_TOLERANCE = 1e-5
 ADAPTER_TOLERANCE = 1e-3
 # Same implementation, same machine, same ops (resume, gradient checkpointing): bit-level.
 SAME_TOLERANCE = 1e-6
+# Rows a loss chunk in the packed variant (chunked loss over several chunks; the default, 4096,
+# is one chunk at this size).
+PACKED_CHUNK_ROWS = 50
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, WORKER)
 
 
 class Checks:
@@ -257,16 +271,20 @@ def peft_load_check(c, model_dir, adapter_dir, prepared_dir, batch_size, trained
           names=("PEFT", "trainer's last eval"))
 
 
-def variant(c, args, work, model_dir, name, packing, **train):
-    print(f"\n== {name}: native vs torch", flush=True)
+def variant(c, args, work, model_dir, name, packing, torch_section=None, **train):
+    print(f"\n== {name}: native vs torch (torch section {json.dumps(torch_section)})", flush=True)
     d = os.path.join(work, name)
     os.makedirs(d)
     job = os.path.join(d, "job.json")
+    spec = job_spec(name, model_dir, packing, **train)
+    if torch_section is not None:
+        spec["torch"] = torch_section
     with open(job, "w") as f:
-        json.dump(job_spec(name, model_dir, packing, **train), f)
+        json.dump(spec, f)
     native = run([args.tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
     torch_events = run(torch_cmd(args, job, os.path.join(d, "torch"), d, "--checkpoint-dir", os.path.join(d, "ckpt")),
                        env=torch_env(), what="python3 -m tuna_torch")
+    check_resolved(c, name, torch_events, "eager", "eager", (torch_section or {}).get("chunked_loss", True))
     compare_runs(c, torch_events, native)
     compare_adapters(c, os.path.join(d, "torch"), os.path.join(d, "native"), ADAPTER_TOLERANCE)
     peft_load_check(c, model_dir, os.path.join(d, "torch"), os.path.join(d, "prepared"), train.get("batch_size", 4),
@@ -290,6 +308,95 @@ def check_resume(c, args, d, job, full_events, resume_from, what):
         c.rel(f"{what}: step {e['step']} loss", e["loss"], want[e["step"]]["loss"], SAME_TOLERANCE,
               names=("resumed", "uninterrupted"))
     compare_adapters(c, out, os.path.join(d, "torch"), SAME_TOLERANCE, what=f"{what}: adapter vs uninterrupted")
+
+
+def check_resolved(c, what, events, attention, experts, chunked_loss):
+    """The config event names what the trainer resolved the job's `torch` section to."""
+    cfg = by(events, "config")[0]
+    c.equal(f"{what}: config attention / experts / chunked_loss",
+            (cfg.get("attention"), cfg.get("experts"), cfg.get("chunked_loss")), (attention, experts, chunked_loss))
+
+
+def torch_section_run(c, args, d, job, label, section, native_events):
+    """The variant's job with another `torch` section, torch trainer only; it must still agree
+    with the native trainer (its events from the variant's run). Returns its events."""
+    with open(job) as f:
+        spec = json.load(f)
+    spec["torch"] = section
+    sjob = os.path.join(d, f"job-{label}.json")
+    with open(sjob, "w") as f:
+        json.dump(spec, f)
+    events = run(torch_cmd(args, sjob, os.path.join(d, f"torch-{label}"), os.path.join(d, f"work-{label}")),
+                 env=torch_env(), what=f"python3 -m tuna_torch (torch: {json.dumps(section)})")
+    compare_runs(c, events, native_events)
+    compare_adapters(c, os.path.join(d, f"torch-{label}"), os.path.join(d, "native"), ADAPTER_TOLERANCE,
+                     what=f"{label} adapter vs native")
+    return events
+
+
+def compare_torch_runs(c, what, got, want, tol, names):
+    """Two torch runs of one job that must compute the same numbers (baseline, steps, evals)."""
+    c.rel(f"{what}: baseline", [e["loss"] for e in by(got, "baseline")], [e["loss"] for e in by(want, "baseline")],
+          tol, names=names)
+    c.rel(f"{what}: step losses", [e["loss"] for e in by(got, "step")], [e["loss"] for e in by(want, "step")], tol,
+          names=names)
+    c.rel(f"{what}: grad norms", [e["grad_norm"] for e in by(got, "step")], [e["grad_norm"] for e in by(want, "step")],
+          tol, names=names)
+    c.rel(f"{what}: eval losses", [e["loss"] for e in by(got, "eval")], [e["loss"] for e in by(want, "eval")], tol,
+          names=names)
+
+
+def torch_refused(c, args, work, job, label, section, expect):
+    """A `torch` section this machine cannot run: exit 1 before training, a clear error."""
+    with open(job) as f:
+        spec = json.load(f)
+    spec["torch"] = section
+    rjob = os.path.join(work, f"job-{label}.json")
+    with open(rjob, "w") as f:
+        json.dump(spec, f)
+    out = os.path.join(work, f"out-{label}")
+    p = subprocess.run(torch_cmd(args, rjob, out, os.path.join(work, f"work-{label}")),
+                       env=torch_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    last = [l for l in p.stderr.splitlines() if l.startswith("tuna_torch: error")]
+    print(f"  stderr: {last[-1][:300] if last else p.stderr[-300:]}")
+    c.equal(f"{label}: exit code", p.returncode, 1)
+    c.true(f"{label}: the error says why", expect in "".join(last))
+    c.true(f"{label}: no step event, no adapter", not by(events_of(p.stdout), "step") and not os.path.exists(out))
+
+
+def check_flex_padding(c, model_dir, d, batch_size):
+    """Flex attention (CUDA only) runs on batches padded to a multiple of 128 positions
+    (tuna_torch.model.pad_for_flex). That padding must not change a loss sum: checked here with
+    eager attention, on packed training batches and padded validation batches of the variant in
+    `d`, with its trained torch adapter."""
+    import torch
+    from safetensors.torch import load_file
+    from tuna_torch import data, model as modeling
+
+    prep = data.load_prepared(os.path.join(d, "prepared"))
+    with open(os.path.join(d, "job.json")) as f:
+        spec = json.load(f)
+    cpu = torch.device("cpu")
+    base, _ = modeling.load_base_model(model_dir, cpu, torch.float32)
+    peft_model, params = modeling.build_lora_model(base, spec["lora"], prep.init_adapter, False)
+    trained = load_file(os.path.join(d, "torch", "adapter_model.safetensors"))
+    peft_model.eval()
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(trained[name])
+        batches = [data.build_batch(rows, prep.train, True) for rows in prep.step_micro_batches(0)]
+        batches += data.validation_batches(prep.validation, batch_size)[:2]
+        got, want, shapes = [], [], []
+        for b in batches:
+            padded = modeling.pad_for_flex(b)
+            shapes.append(f"{b['input_ids'].shape[1]}->{padded['input_ids'].shape[1]}")
+            s1, n1 = modeling.token_loss_sum(peft_model, b, cpu)
+            s2, n2 = modeling.token_loss_sum(peft_model, padded, cpu, PACKED_CHUNK_ROWS)
+            c.equal(f"flex padding: scored tokens unchanged ({shapes[-1]} positions)", n2, n1)
+            got.append(s2.item())
+            want.append(s1.item())
+    c.rel(f"flex padding: loss sums, padded to 128s vs not ({', '.join(shapes)})", got, want, SAME_TOLERANCE,
+          names=("padded", "as built"))
 
 
 def check_missing_weights(c, args, work, model_dir, job):
@@ -340,14 +447,45 @@ def main():
         model_dir = os.path.join(work, "model")
         subprocess.run([args.tuna, "init-model", "--out", model_dir, "--vocabulary", VOCAB, "--layers", "2"], check=True)
 
-        d, job, padded_events, _ = variant(c, args, work, model_dir, "padded", False, checkpoint_every_steps=2)
+        # No torch section: an older job, or a `tuna train`-style spec; the defaults apply.
+        d, job, padded_events, native_padded = variant(c, args, work, model_dir, "padded", False, checkpoint_every_steps=2)
         ckpts = by(padded_events, "checkpoint")
         c.equal("padded: checkpoint events (every 2 steps, not at the end)", [e["step"] for e in ckpts], [2, 4])
         c.equal("padded: checkpoint directory holds one file", sorted(os.listdir(os.path.join(d, "ckpt"))), ["checkpoint.pt"])
         print("\n== padded: resume from the step-4 checkpoint", flush=True)
         check_resume(c, args, d, job, padded_events, os.path.join(d, "ckpt"), "resume")
 
-        variant(c, args, work, model_dir, "packed", True, max_seq_len=256, eval_every_steps=2)
+        packed_torch = {"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": PACKED_CHUNK_ROWS}
+        p, pjob, packed_events, packed_native = variant(c, args, work, model_dir, "packed", True, packed_torch,
+                                                        max_seq_len=256, eval_every_steps=2)
+        mb = max(e["scored_tokens"] for e in by(packed_events, "step")) // 2  # a step is grad_accum (2) micro-batches
+        c.true(f"packed: the chunked loss ran in several chunks (~{mb} scored tokens a micro-batch, "
+               f"{PACKED_CHUNK_ROWS} rows a chunk)", mb > 2 * PACKED_CHUNK_ROWS)
+
+        print("\n== packed, chunked_loss: false (full logits) vs chunked, and vs native", flush=True)
+        full_events = torch_section_run(c, args, p, pjob, "full-logits", dict(packed_torch, chunked_loss=False),
+                                        packed_native)
+        check_resolved(c, "full logits", full_events, "eager", "eager", False)
+        compare_torch_runs(c, "chunked vs full logits", packed_events, full_events, SAME_TOLERANCE,
+                           ("chunked", "full logits"))
+
+        print("\n== padded, experts: grouped_mm on the CPU", flush=True)
+        import torch
+        from tuna_torch import model as modeling
+        if modeling.grouped_mm_available(torch.device("cpu")):
+            ge = torch_section_run(c, args, d, job, "grouped-mm", {"experts": "grouped_mm"}, native_padded)
+            check_resolved(c, "grouped_mm", ge, "eager", "grouped_mm", True)
+            compare_torch_runs(c, "grouped_mm vs eager experts", ge, padded_events, LOSS_TOLERANCE,
+                               ("grouped_mm", "eager"))
+        else:
+            print(f"  torch {torch.__version__} has no CPU grouped_mm: an explicit grouped_mm must be refused")
+            torch_refused(c, args, work, job, "grouped-mm-refused", {"experts": "grouped_mm"}, "grouped_mm is not available")
+
+        print("\n== flex attention's padding to 128 positions changes no loss (eager attention, CPU)", flush=True)
+        check_flex_padding(c, model_dir, p, 4)
+
+        print("\n== attention: flex_attention on the CPU is refused", flush=True)
+        torch_refused(c, args, work, job, "flex-refused", {"attention": "flex_attention"}, "flex_attention needs a CUDA device")
 
         print("\n== a checkpoint with missing expert weights is refused", flush=True)
         check_missing_weights(c, args, work, model_dir, job)

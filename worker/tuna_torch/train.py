@@ -60,7 +60,7 @@ def dropout_seed(seed, step, rank, micro):
     return (seed * 0x2545F4914F6CDD1D + step * 131 + rank * 7919 + micro) % (2**63)
 
 
-def evaluate(model, batches, dist, device, adapter=True):
+def evaluate(model, batches, dist, device, chunk_rows, adapter=True):
     """Token-weighted mean loss over the validation batches (this rank's share, then summed)."""
     was_training = model.training
     model.eval()
@@ -69,7 +69,7 @@ def evaluate(model, batches, dist, device, adapter=True):
         ctx = model.disable_adapter() if not adapter else _Null()
         with ctx:
             for b in batches[dist.rank::dist.world]:
-                s, n = modeling.token_loss_sum(model, b, device)
+                s, n = modeling.token_loss_sum(model, b, device, chunk_rows)
                 if n > 0:
                     total += s.item()
                     count += n
@@ -110,6 +110,11 @@ def run(args, emit, dist, stop):
     device = modeling.pick_device(dist.local_rank)
     dist.init(device)
     dtype = modeling.compute_dtype(device)
+    # How it computes (attention / experts implementation, chunked loss): the job's `torch`
+    # section, defaults when there is none. Resolved before anything runs, so an explicit
+    # choice this device cannot run fails at once.
+    topts = modeling.torch_options(job.get("torch"), device)
+    chunk_rows = topts.chunk_rows
 
     # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait).
     prepared_dir = os.path.join(work, "prepared")
@@ -123,7 +128,8 @@ def run(args, emit, dist, stop):
 
     # 2. Model and the initial adapter.
     torch.manual_seed(seed)
-    base, unexpected = modeling.load_base_model(modeling.resolve(job["model"], root), device, dtype)
+    base, unexpected = modeling.load_base_model(modeling.resolve(job["model"], root), device, dtype,
+                                                attention=topts.attention, experts=topts.experts)
     if unexpected and dist.is_main:
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
     model, params = modeling.build_lora_model(base, lora, prep.init_adapter, bool(t.get("gradient_checkpointing", False)))
@@ -148,11 +154,11 @@ def run(args, emit, dist, stop):
          validation_examples=len(prep.validation), micro_batches_per_epoch=prep.micro_batches_per_epoch(),
          steps=total_steps, steps_per_epoch=per_epoch, warmup_steps=prep.plan["warmup_steps"], packing=packing,
          device=str(device.type), dtype=str(dtype).replace("torch.", ""), world_size=dist.world,
-         gradient_checkpointing=bool(t.get("gradient_checkpointing", False)))
+         gradient_checkpointing=bool(t.get("gradient_checkpointing", False)), **topts.event_fields())
 
     baseline = None
     if step == 0 and validation:
-        baseline, _ = evaluate(model, validation, dist, device, adapter=False)
+        baseline, _ = evaluate(model, validation, dist, device, chunk_rows, adapter=False)
         emit("baseline", loss=baseline, step=0)
 
     saved_at = [None]  # a new attempt's checkpoint directory starts empty, even after a resume
@@ -190,7 +196,7 @@ def run(args, emit, dist, stop):
                 if data.scored_tokens(b) == 0:
                     continue  # nothing to learn from; its gradient is zero
                 torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
-                s, _ = modeling.token_loss_sum(model, b, device)
+                s, _ = modeling.token_loss_sum(model, b, device, chunk_rows)
                 # Scale by the whole step's scored tokens: gradient accumulation (and the
                 # ranks' sum) is then exactly one big batch's token-weighted mean.
                 (s / scored).backward()
@@ -218,7 +224,7 @@ def run(args, emit, dist, stop):
 
         end_of_epoch = step % per_epoch == 0 or step == total_steps
         if validation and (end_of_epoch or (eval_every > 0 and step % eval_every == 0)):
-            v, n = evaluate(model, validation, dist, device)
+            v, n = evaluate(model, validation, dist, device, chunk_rows)
             last_val = v
             emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
         if ckpt_every > 0 and step % ckpt_every == 0 and step < total_steps:
