@@ -97,12 +97,17 @@ extension MoE {
         gu.withUnsafeBufferPointer { gp in dOut.withUnsafeBufferPointer { dp in out.withUnsafeMutableBufferPointer { op in
             let g = Shared(gp.baseAddress!), dO = Shared(dp.baseAddress!), o = SharedMutable(op.baseAddress!)
             Parallel.chunks(rows, minChunk: 16) { range in  // each chunk owns rows `range` of out
+                let e = UnsafeMutablePointer<Float>.allocate(capacity: inter)  // e^(-alpha * gate), one row
+                defer { e.deallocate() }
                 for r in range {
                     let src = g.base + r * 2 * inter, dst = o.base + r * 2 * inter, d0 = dO.base + r * inter
+                    // the sigmoid exactly as the forward's `swiglu` computes it (one FastMath pass)
+                    for j in 0..<inter { e[j] = -(min(src[2 * j], limit) * alpha) }
+                    FastMath.exp(e, e, count: inter)
                     for j in 0..<inter {
                         let rawGate = src[2 * j], rawUp = src[2 * j + 1]
                         let gate = min(rawGate, limit), up = min(max(rawUp, -limit), limit)
-                        let s = 1 / (1 + Foundation.exp(-alpha * gate))
+                        let s = 1 / (1 + e[j])
                         let d = d0[j]
                         dst[2 * j] = rawGate <= limit ? d * (up + 1) * s * (1 + alpha * gate * (1 - s)) : 0
                         dst[2 * j + 1] = (rawUp >= -limit && rawUp <= limit) ? d * gate * s : 0
