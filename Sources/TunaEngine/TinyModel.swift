@@ -96,10 +96,10 @@ public enum TinyModel {
 
     /// Every tensor, drawn in a fixed order (the file's order is the writer's, by name).
     static func tensors(_ s: Spec, seed: UInt64) throws -> SafeTensorsWriter {
-        var rng = SplitMix(seed)
+        var rng = EngineRandom(seed: seed)
         var w = SafeTensorsWriter(metadata: ["format": "pt"])  // transformers requires format=pt
         let c = s.hiddenSize, i = s.intermediateSize, e = s.experts
-        func bf16(_ name: String, _ shape: [Int], _ draw: (inout SplitMix) -> Float) throws {
+        func bf16(_ name: String, _ shape: [Int], _ draw: (inout EngineRandom) -> Float) throws {
             let n = shape.reduce(1, *)
             var bytes = [UInt8](); bytes.reserveCapacity(2 * n)
             for _ in 0..<n {
@@ -108,10 +108,10 @@ public enum TinyModel {
             }
             try w.add(name, dtype: .bf16, shape: shape, bytes: bytes)
         }
-        let norm: (inout SplitMix) -> Float = { 1 + 0.2 * $0.normal() }
-        let unit: (inout SplitMix) -> Float = { $0.normal() }
-        let bias: (inout SplitMix) -> Float = { 0.1 * $0.normal() }
-        func projection(_ inFeatures: Int) -> (inout SplitMix) -> Float {
+        let norm: (inout EngineRandom) -> Float = { 1 + 0.2 * $0.normal() }
+        let unit: (inout EngineRandom) -> Float = { $0.normal() }
+        let bias: (inout EngineRandom) -> Float = { 0.1 * $0.normal() }
+        func projection(_ inFeatures: Int) -> (inout EngineRandom) -> Float {
             let scale = 1 / Float(inFeatures).squareRoot()
             return { scale * $0.normal() }
         }
@@ -142,27 +142,14 @@ public enum TinyModel {
         try bf16("lm_head.weight", [s.vocabSize, c], projection(c))
         return w
     }
+}
 
-    /// SplitMix64 (Steele et al.), the generator TunaCore uses for sweeps; TunaEngine keeps
-    /// its own copy to stay free of other modules.
-    struct SplitMix {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed }
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        /// Approximately N(0, 1): the sum of 12 U(0, 1) has mean 6 and variance 1. Exact
-        /// additions in Double, so identical everywhere; tails end at +-6, harmless for init.
-        mutating func normal() -> Float {
-            var sum = 0.0
-            for _ in 0..<12 { sum += Double(next() >> 11) * 0x1p-53 }
-            return Float(sum - 6)
-        }
+extension EngineRandom {
+    /// Approximately N(0, 1): the sum of 12 U(0, 1) has mean 6 and variance 1. Exact
+    /// additions in Double, so identical everywhere; tails end at +-6, harmless for init.
+    mutating func normal() -> Float {
+        var sum = 0.0
+        for _ in 0..<12 { sum += Double(next() >> 11) * 0x1p-53 }
+        return Float(sum - 6)
     }
 }

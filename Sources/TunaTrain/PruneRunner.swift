@@ -85,16 +85,23 @@ public final class PruneRunner {
 
         let profile = try loadOrProfile(model, calibration)
         let evaluations = Array(Set([job.keep] + job.alsoEvaluate)).sorted(by: >)
-        let base = try evaluate(model, masks: nil, domain: heldOut, general: generalBatches)
-        emit(["event": "baseline", "loss": NativeTrainer.number(base.domain.loss), "general_loss": base.general.map { NativeTrainer.number($0.loss) } ?? .null])
+        // every N's experts, then one pass over the evaluation data for all of them (and the
+        // unpruned model, index 0), so the unpruned forward runs once per batch, not once per N
+        var keeps: [[[Int]]] = []
+        for n in evaluations {
+            do { keeps.append(try profile.keep(n, by: job.score, topK: cfg.topK, keepSuperExperts: job.keepSuperExperts, superRatio: job.superRatio)) }
+            catch let e as EngineError { throw TrainError.badJob(e.description.replacingOccurrences(of: "bad input: ", with: "")) }
+        }
+        let masks: [[[Bool]]?] = [nil] + keeps.map { keep in keep.map { k in (0..<cfg.numLocalExperts).map { k.contains($0) } } }
+        let domain = try scores(model, masks: masks, heldOut)
+        let generalScores = generalBatches.isEmpty ? nil : try scores(model, masks: masks, generalBatches)
+        emit(["event": "baseline", "loss": NativeTrainer.number(domain[0].loss),
+              "general_loss": generalScores.map { NativeTrainer.number($0[0].loss) } ?? .null])
 
         var kept: [[Int]] = []
-        for n in evaluations {
-            let keep: [[Int]]
-            do { keep = try profile.keep(n, by: job.score, topK: cfg.topK, keepSuperExperts: job.keepSuperExperts, superRatio: job.superRatio) }
-            catch let e as EngineError { throw TrainError.badJob(e.description.replacingOccurrences(of: "bad input: ", with: "")) }
-            let masks = keep.map { k in (0..<cfg.numLocalExperts).map { k.contains($0) } }
-            let r = try evaluate(model, masks: masks, domain: heldOut, general: generalBatches)
+        for (i, n) in evaluations.enumerated() {
+            let keep = keeps[i]
+            let r = Evaluation(domain: domain[i + 1], general: generalScores?[i + 1])
             let share = profile.massShare(kept: keep)
             var event: [String: JSONValue] = [
                 "event": n == job.keep ? "eval" : "prune_eval", "keep": .int(n),
@@ -175,48 +182,49 @@ public final class PruneRunner {
     struct Scores { var loss: Double; var tokens: Int; var kl: Double; var top1: Double; var prunedHits: Double }
     struct Evaluation { var domain: Scores; var general: Scores? }
 
-    /// Loss on the held-out domain data and the general set with `masks` applied; against the
-    /// unpruned model, the mean next-token KL(base || pruned) and top-1 agreement at scored
-    /// positions, and the share of the base model's expert choices that hit pruned experts.
-    func evaluate(_ model: GptOssModel, masks: [[Bool]]?, domain: [Batch], general: [Batch]) throws -> Evaluation {
-        let d = try scores(model, masks: masks, domain)
-        let g = general.isEmpty ? nil : try scores(model, masks: masks, general)
-        return Evaluation(domain: d, general: g)
-    }
-
-    func scores(_ model: GptOssModel, masks: [[Bool]]?, _ batches: [Batch]) throws -> Scores {
-        var loss = 0.0, tokens = 0, kl = 0.0, agree = 0, choices = 0, hits = 0
+    /// For each entry of `masks` (nil: the unpruned model): loss on `batches`, and against the
+    /// unpruned model the mean next-token KL(base || pruned) and top-1 agreement at scored
+    /// positions, and the share of the base model's expert choices that hit removed experts.
+    func scores(_ model: GptOssModel, masks: [[[Bool]]?], _ batches: [Batch]) throws -> [Scores] {
+        var loss = [Double](repeating: 0, count: masks.count), kl = loss
+        var agree = [Int](repeating: 0, count: masks.count), hits = agree
+        var tokens = 0, choices = 0
         let k = model.config.topK
         for b in batches {
             var routing: [Int: [Int32]] = [:]
             let base = try model.forward(b) { l, a in routing[l] = a.moe.topExperts }
-            let pruned = masks == nil ? base : try model.forward(b, expertMasks: masks)
             guard let labels = b.labels else { continue }
+            var positions: [(row: Int, t: Int, target: Int)] = []
             for row in 0..<b.batchSize {
-                for t in 0..<(b.length - 1) {
-                    let target = labels[row * b.length + t + 1]
-                    guard target != Batch.ignoreIndex else { continue }
-                    let p = logSoftmax(base[row, t]), q = logSoftmax(pruned[row, t])
-                    loss -= q[Int(target)]
-                    var s = 0.0
-                    for i in 0..<p.count where p[i] > -80 { s += exp(p[i]) * (p[i] - q[i]) }
-                    kl += s
-                    if argmax(p) == argmax(q) { agree += 1 }
-                    tokens += 1
+                for t in 0..<(b.length - 1) where labels[row * b.length + t + 1] != Batch.ignoreIndex {
+                    positions.append((row, t, Int(labels[row * b.length + t + 1])))
                 }
             }
-            if let masks {
-                for (l, experts) in routing {
-                    for (i, e) in experts.enumerated() where b.attentionMask[i / k] != 0 {
-                        choices += 1
-                        if !masks[l][Int(e)] { hits += 1 }
+            let baseLog = positions.map { logSoftmax(base[$0.row, $0.t]) }
+            tokens += positions.count
+            for experts in routing.values { choices += experts.indices.filter { b.attentionMask[$0 / k] != 0 }.count }
+            for (m, mask) in masks.enumerated() {
+                let pruned = mask == nil ? base : try model.forward(b, expertMasks: mask)
+                for (i, pos) in positions.enumerated() {
+                    let p = baseLog[i], q = mask == nil ? p : logSoftmax(pruned[pos.row, pos.t])
+                    loss[m] -= q[pos.target]
+                    var s = 0.0
+                    for j in 0..<p.count where p[j] > -80 { s += exp(p[j]) * (p[j] - q[j]) }
+                    kl[m] += s
+                    if argmax(p) == argmax(q) { agree[m] += 1 }
+                }
+                if let mask {
+                    for (l, experts) in routing {
+                        for (i, e) in experts.enumerated() where b.attentionMask[i / k] != 0 && !mask[l][Int(e)] { hits[m] += 1 }
                     }
                 }
             }
         }
         let n = Double(max(tokens, 1))
-        return Scores(loss: tokens > 0 ? loss / n : .nan, tokens: tokens, kl: kl / n, top1: Double(agree) / n,
-                      prunedHits: choices > 0 ? Double(hits) / Double(choices) : 0)
+        return masks.indices.map { m in
+            Scores(loss: tokens > 0 ? loss[m] / n : .nan, tokens: tokens, kl: kl[m] / n, top1: Double(agree[m]) / n,
+                   prunedHits: choices > 0 ? Double(hits[m]) / Double(choices) : 0)
+        }
     }
 
     func logSoftmax(_ row: ArraySlice<Float>) -> [Double] {

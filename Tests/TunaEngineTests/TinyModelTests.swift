@@ -18,7 +18,7 @@ final class TinyModelTests: XCTestCase {
 
     /// Rows of random tokens with every position labelled (labels = tokens, as a packed LM batch).
     static func randomBatch(rows: Int, length: Int, vocab: Int, seed: UInt64) throws -> Batch {
-        var rng = TinyModel.SplitMix(seed)
+        var rng = EngineRandom(seed: seed)
         let tokens = (0..<rows).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(vocab)) } }
         return try Batch(tokens: tokens, labels: tokens)
     }

@@ -118,20 +118,9 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Runs the `tuna` CLI against this cluster and returns its stdout.
-    func cli(_ args: [String]) throws -> (status: Int32, out: String) {
-        let p = Process()
-        p.executableURL = bin.appendingPathComponent("tuna")
-        p.arguments = args + ["--coordinator", address]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func cli(_ args: [String]) throws -> (status: Int32, out: String) { try cliLocal(args + ["--coordinator", address]) }
 
-    /// Runs a `tuna` command that talks to no coordinator (init-model, train).
+    /// Runs a `tuna` command as given (no coordinator address added: init-model, train).
     func cliLocal(_ args: [String]) throws -> (status: Int32, out: String) {
         let p = Process()
         p.executableURL = bin.appendingPathComponent("tuna")

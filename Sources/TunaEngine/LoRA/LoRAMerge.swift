@@ -24,9 +24,7 @@ public enum LoRAMerge {
                              experts: Experts = .mxfp4) throws -> Report {
         guard attentionDType == .bf16 || attentionDType == .f32 else { throw EngineError.badInput(reason: "merge: dtype must be BF16 or F32") }
         if case .dense(let d) = experts, d != .bf16 && d != .f32 { throw EngineError.badInput(reason: "merge: expert dtype must be BF16 or F32") }
-        guard !sameDirectory(out, base.directory) else {
-            throw EngineError.badInput(reason: "merge: the output directory is the base checkpoint; choose another")
-        }
+        try DerivedCheckpoint.refuseBase(out, base: base.directory, what: "merge")
         let cfg = base.config, store = base.store
         var report = Report()
         var writer = SafeTensorsWriter(metadata: ["format": "pt", "merged_by": "tuna merge"])
@@ -83,31 +81,10 @@ public enum LoRAMerge {
             try writer.add(name, dtype: info.dtype, shape: info.shape, bytes: bytes)
         }
 
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(at: out.appendingPathComponent(TensorStore.indexFileName))  // a stale index would win
-        try writer.write(to: out.appendingPathComponent(TensorStore.singleFileName))
-        try writeConfig(from: base.directory, to: out, dropQuantization: experts != .mxfp4)
-        for extra in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                      "o200k_base.tiktoken", "chat_template.jinja"] {
-            let src = base.directory.appendingPathComponent(extra), dst = out.appendingPathComponent(extra)
-            if FileManager.default.fileExists(atPath: src.path) {
-                try? FileManager.default.removeItem(at: dst)
-                try FileManager.default.copyItem(at: src, to: dst)
-            }
-        }
+        try DerivedCheckpoint.writeWeights(writer, to: out, base: base.directory)
+        // transformers cannot mix MXFP4 and dense experts: dense means no quantization_config
+        try DerivedCheckpoint.writeConfig(from: base.directory, to: out) { if experts != .mxfp4 { $0.removeValue(forKey: "quantization_config") } }
         return report
-    }
-
-    /// Same directory however spelled: `..`, `.`, trailing slashes, symlinks (resolved), or
-    /// another route to the same inode (bind mounts). Writing over the base would replace its
-    /// weights and, copying tokenizer.json onto itself, delete it.
-    static func sameDirectory(_ a: URL, _ b: URL) -> Bool {
-        if a.standardizedFileURL.resolvingSymlinksInPath().path == b.standardizedFileURL.resolvingSymlinksInPath().path { return true }
-        let fm = FileManager.default
-        guard let x = try? fm.attributesOfItem(atPath: a.path), let y = try? fm.attributesOfItem(atPath: b.path),
-              let dx = x[.systemNumber] as? NSNumber, let dy = y[.systemNumber] as? NSNumber,
-              let ix = x[.systemFileNumber] as? NSNumber, let iy = y[.systemFileNumber] as? NSNumber else { return false }
-        return dx == dy && ix == iy
     }
 
     static func add(_ w: inout SafeTensorsWriter, _ name: String, shape: [Int], values: [Float], dtype: DType) throws {
@@ -115,16 +92,5 @@ public enum LoRAMerge {
         var bytes = [UInt8](); bytes.reserveCapacity(values.count * 2)
         for v in values { let b = HalfFloat.floatToBF16(v); bytes.append(UInt8(b & 0xff)); bytes.append(UInt8(b >> 8)) }
         try w.add(name, dtype: .bf16, shape: shape, bytes: bytes)
-    }
-
-    /// config.json copied, without `quantization_config` when the experts are dense.
-    static func writeConfig(from src: URL, to dst: URL, dropQuantization: Bool) throws {
-        let data = try Data(contentsOf: src.appendingPathComponent("config.json"))
-        guard var o = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw EngineError.badConfig(file: src.appendingPathComponent("config.json").path, reason: "not a JSON object")
-        }
-        if dropQuantization { o.removeValue(forKey: "quantization_config") }
-        let out = try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try out.write(to: dst.appendingPathComponent("config.json"))
     }
 }

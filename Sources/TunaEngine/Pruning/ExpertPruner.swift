@@ -40,9 +40,7 @@ public enum ExpertPruner {
         guard n >= cfg.topK else {
             throw EngineError.badInput(reason: "prune: keeping \(n) experts, fewer than the \(cfg.topK) experts per token")
         }
-        guard out.standardizedFileURL.path != base.directory.standardizedFileURL.path else {
-            throw EngineError.badInput(reason: "prune: the output directory is the base checkpoint; choose another")
-        }
+        try DerivedCheckpoint.refuseBase(out, base: base.directory, what: "prune")
         let store = base.store
         var writer = SafeTensorsWriter(metadata: ["format": "pt", "pruned_by": "tuna", "experts_kept": String(n)])
         for name in store.names {
@@ -61,18 +59,8 @@ public enum ExpertPruner {
             for x in keep[layer] { sliced += bytes[(x * per)..<((x + 1) * per)] }
             try writer.add(name, dtype: info.dtype, shape: [n] + info.shape.dropFirst(), bytes: sliced)
         }
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(at: out.appendingPathComponent(TensorStore.indexFileName))
-        try writer.write(to: out.appendingPathComponent(TensorStore.singleFileName))
-        try writeConfig(from: base.directory, to: out, experts: n, topK: cfg.topK)
-        for extra in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                      "o200k_base.tiktoken", "chat_template.jinja"] {
-            let src = base.directory.appendingPathComponent(extra), dst = out.appendingPathComponent(extra)
-            if FileManager.default.fileExists(atPath: src.path) {
-                try? FileManager.default.removeItem(at: dst)
-                try FileManager.default.copyItem(at: src, to: dst)
-            }
-        }
+        try DerivedCheckpoint.writeWeights(writer, to: out, base: base.directory)
+        try writeConfig(from: base.directory, to: out, experts: n)
         return (try sizes(store), try sizes(TensorStore(directory: out)))
     }
 
@@ -86,20 +74,17 @@ public enum ExpertPruner {
         return nil
     }
 
-    /// config.json with every alias of the expert counts updated.
-    static func writeConfig(from src: URL, to dst: URL, experts n: Int, topK: Int) throws {
-        let url = src.appendingPathComponent("config.json")
-        guard var o = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
-            throw EngineError.badConfig(file: url.path, reason: "not a JSON object")
-        }
-        o["num_local_experts"] = n
-        if o["num_experts"] != nil { o["num_experts"] = n }
-        for alias in ["num_experts_per_tok", "experts_per_token"] where o[alias] != nil {
-            guard let k = (o[alias] as? NSNumber)?.intValue, k <= n else {
-                throw EngineError.badConfig(file: url.path, reason: "\(alias) exceeds the \(n) experts kept")
+    /// config.json with every alias of the expert counts updated (and checked: top-k must not
+    /// exceed the experts kept).
+    static func writeConfig(from src: URL, to dst: URL, experts n: Int) throws {
+        try DerivedCheckpoint.writeConfig(from: src, to: dst) { o in
+            o["num_local_experts"] = n
+            if o["num_experts"] != nil { o["num_experts"] = n }
+            for alias in ["num_experts_per_tok", "experts_per_token"] where o[alias] != nil {
+                guard let k = (o[alias] as? NSNumber)?.intValue, k <= n else {
+                    throw EngineError.badConfig(file: src.appendingPathComponent("config.json").path, reason: "\(alias) exceeds the \(n) experts kept")
+                }
             }
         }
-        let data = try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: dst.appendingPathComponent("config.json"))
     }
 }
