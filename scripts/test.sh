@@ -29,3 +29,5 @@ echo "== expert pruning: pruned checkpoints are the base's kept rows and load in
 python3 scripts/engine/prune_check.py --tuna "$(swift build --show-bin-path)/tuna"
 echo "== torch trainer (worker/tuna_torch) against the native trainer on the same job, DDP, SIGTERM, resume"
 python3 scripts/torch/agreement_check.py --full --tuna "$(swift build --show-bin-path)/tuna"
+echo "== torch trainer prune jobs against the native prune runner: same experts kept, same numbers, same checkpoint"
+python3 scripts/torch/prune_agreement_check.py --tuna "$(swift build --show-bin-path)/tuna"

@@ -1,33 +1,28 @@
-"""Issue 5's GPU measurement: LoRA training throughput of the torch trainer on a gpt-oss-20b-shaped
-model with random weights (see README.md beside this file).
+"""Issue 5's GPU measurement: LoRA training throughput and peak memory of the torch trainer's model
+code on a gpt-oss-20b-shaped model with random weights (README.md beside this file says more).
 
 One process does everything:
   1. writes a random checkpoint with gpt-oss-20b's real config.json (24 layers, 32 experts top-4,
      hidden 2880, ...) the way real checkpoints ship: experts as MXFP4 `*_blocks` / `*_scales` U8,
      everything else BF16 (~13 GB, generated on the GPU, written to local disk);
-  2. loads it once through the worker's own loader (`tuna_torch.model.load_base_model`:
-     Mxfp4Config(dequantize=True), every weight accounted for), wraps it with PEFT LoRA r=64 /
-     alpha=128 on q,k,v,o (fp32 adapter on a bf16 base) and gradient checkpointing;
-  3. checks each fast-path piece for equal loss against the plain recipe on the same batch
-     (forward only, the same initial adapter, with non-zero B so LoRA is in the computation);
-  4. times optimizer steps (forward + backward of the token-mean loss, clip_grad_norm_(1.0),
-     AdamW) for each variant, switching the attention / experts implementation in place
-     (`set_attn_implementation`, `set_experts_implementation`) and resetting the adapter and the
-     optimizer before each, so every variant's first step sees the same weights and batch:
-       a       eager attention + eager experts + full-vocab logits -> fp32 CE (the worker's
-               `token_loss_sum` without chunks: the torch section `eager` / `eager` / `chunked_loss: false`)
-       b       a with attn_implementation="flex_attention" (sinks applied by transformers through
-               the returned LSE; CUDA only)
-       c       flex attention + experts_implementation="grouped_mm" + chunked cross-entropy from
-               the final hidden states (lm_head + CE per row chunk under torch.utils.checkpoint;
-               no [tokens, vocab] logits tensor ever exists): the worker's `token_loss_sum` with
-               chunk_rows, i.e. the torch trainer's defaults on CUDA
-       c-8k    c at batch 1 x seq 8192
-       c-eager c with eager attention (attribution: what flex adds on top of grouped_mm + chunked CE)
+  2. loads it through the worker's own loader (`tuna_torch.model.load_base_model`) twice, one
+     model at a time: `mxfp4` (Tuna's fast path: experts kept MXFP4, Tuna's LoRA layers) and
+     `dequantized` (the plain recipe: Mxfp4Config(dequantize=True), PEFT), with gradient
+     checkpointing as the worker enables it;
+  3. for two LoRA recipes (`qkvo`: r=64/alpha=128 on q,k,v,o; `experts`: r=8 all linear + the
+     expert parameters of layers 7, 15, 23), from the same initial adapter on every model, times
+     optimizer steps (forward + backward of the token-mean loss, clip_grad_norm_(1.0), AdamW):
+       a, a-experts   dequantized, eager attention + eager experts + full-vocab logits, fp32 CE
+       b              a with flex attention (sinks through the returned LSE; CUDA only)
+       c, c-experts   dequantized, flex attention + grouped_mm experts + chunked CE
+       d, d-experts   mxfp4: flex attention + quantized experts + chunked CE (the trainer's
+                      defaults on CUDA); d-BxS at other shapes; d-1xN: the --probe lengths
+     and compares each variant's first-step loss with its reference's (same weights and batch);
+  4. optionally (--profile) one d step under torch.profiler.
      Any failure (OOM, unsupported) is caught, reported, and the next variant runs.
 
-    python3 Benchmarks/gpu/bench_lora.py                      # the real shape, on the GPU
-    python3 Benchmarks/gpu/bench_lora.py --small --ckpt /tmp/x  # tiny config, CPU smoke test
+    python3 Benchmarks/gpu/bench_lora.py --profile --probe 16384,32768,65536,131072   # on the GPU
+    python3 Benchmarks/gpu/bench_lora.py --small --ckpt /tmp/x                          # CPU smoke test
 
 Results: a table on stdout (last), and results.json / table.md under $OUT (or --out) after every
 variant, so a run cut short still leaves what it measured.
@@ -42,6 +37,7 @@ import shutil
 import sys
 import time
 import traceback
+import zlib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -194,22 +190,47 @@ def write_checkpoint(directory, cfg, device, seed=1234):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Losses
+# 2. Losses and adapters
 # ---------------------------------------------------------------------------------------------
 
 def full_loss(model, batch, device):
-    """(a)/(b): the worker's own loss: full [B, T, vocab] logits, fp32 cross-entropy."""
+    """The worker's own loss with full [B, T, vocab] logits and one fp32 cross-entropy."""
     return modeling.token_loss_sum(model, batch, device)
 
 
 def make_chunked_loss(chunk_rows):
     def chunked_loss(model, batch, device):
-        """(c): the trainer's chunked loss (`torch.chunked_loss`): summed next-token CE from the
-        final hidden states of the scored positions, `chunk_rows` rows at a time, each chunk's
-        lm_head + CE recomputed in backward (torch.utils.checkpoint), so at most one chunk's
-        logits exist at any time."""
+        """The trainer's chunked loss (`torch.chunked_loss`): summed next-token CE from the final
+        hidden states of the scored positions, `chunk_rows` rows at a time, each chunk's lm_head +
+        CE recomputed in backward, so at most one chunk's logits exist at any time."""
         return modeling.token_loss_sum(model, batch, device, chunk_rows)
+    chunked_loss.__name__ = f"chunked CE ({chunk_rows} rows)"
     return chunked_loss
+
+
+full_loss.__name__ = "full logits + CE"
+
+
+def recipes(args):
+    """The two LoRA recipes of the issue: r=64/alpha=128 on q,k,v,o (the NuminaMath recipe) and
+    r=8/alpha=16 on all linear layers plus the expert parameters of a few layers (the MXFP4 /
+    harmony recipe; OpenAI's gpt-oss-20b fine-tuning cookbook targets layers 7, 15, 23)."""
+    layers = [int(x) for x in args.expert_layers.split(",") if x]
+    return {
+        "qkvo": {"rank": args.rank, "alpha": args.alpha, "target_modules": modeling.ATTENTION_MODULES},
+        "experts": {"rank": 8, "alpha": 16, "target_modules": ["all-linear"],
+                    "target_parameters": [f"{l}.mlp.experts.{p}" for l in layers for p in ("gate_up_proj", "down_proj")]},
+    }
+
+
+def initial_value(name, shape):
+    """The same initial adapter for every model a recipe is put on, tensor by tensor from its
+    name (not from the order parameters were created in): A ~ U(-1/sqrt(in), 1/sqrt(in)) as
+    PEFT draws it, and B non-zero (0.01 N(0, 1)) so the adapter takes part in every checked loss."""
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    if "lora_A" in name:
+        return (torch.rand(shape, generator=g) * 2 - 1) / math.sqrt(shape[-1])
+    return 0.01 * torch.randn(shape, generator=g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,8 +243,10 @@ class Bench:
         self.device = modeling.pick_device()
         self.dtype = modeling.compute_dtype(self.device)
         self.cuda = self.device.type == "cuda"
-        self.results = {"variants": {}, "checks": {}, "errors": [], "env": {}}
+        self.results = {"variants": {}, "loads": {}, "errors": [], "env": {}, "profile": None}
         self.out = args.out or os.environ.get("OUT")
+        self.base = self.model = None
+        self.first_losses = {}  # variant -> first-step loss, for the equal-loss column
 
     def sync(self):
         if self.cuda:
@@ -239,44 +262,22 @@ class Bench:
             with open(os.path.join(self.out, "table.md"), "w") as f:
                 f.write(table + "\n")
 
-    def setup(self):
+    def write_checkpoint(self):
         a = self.args
-        env = self.results["env"]
         import transformers
         import peft
-        env.update(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
-                   device=torch.cuda.get_device_name(0) if self.cuda else "cpu",
-                   date=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-        log(f"env {env}")
+        self.results["env"].update(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
+                                   device=torch.cuda.get_device_name(0) if self.cuda else "cpu",
+                                   date=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        log(f"env {self.results['env']}")
         cfg = json.loads(json.dumps(GPT_OSS_20B))
         if a.small:
             cfg.update(SMALL)
+        self.vocab = cfg["vocab_size"]
         t = time.time()
         nbytes = write_checkpoint(a.ckpt, cfg, self.device)
         self.results["checkpoint"] = {"dir": a.ckpt, "bytes": nbytes, "write_s": round(time.time() - t, 1)}
         log(f"checkpoint written: {gib(nbytes):.2f} GiB in {time.time() - t:.1f}s -> {a.ckpt}")
-        t = time.time()
-        base, unexpected = modeling.load_base_model(a.ckpt, self.device, self.dtype)
-        self.results["checkpoint"]["load_s"] = round(time.time() - t, 1)
-        self.results["checkpoint"]["unexpected_keys"] = unexpected[:8]
-        log(f"loaded (worker's load_base_model, MXFP4 dequantized) in {time.time() - t:.1f}s; "
-            f"unexpected keys: {len(unexpected)}; GPU {gib(torch.cuda.memory_allocated()) if self.cuda else 0:.1f} GiB")
-        from peft import get_peft_model
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lcfg = modeling.lora_config({"rank": a.rank, "alpha": a.alpha, "target_modules": modeling.ATTENTION_MODULES})
-        self.model = get_peft_model(base, lcfg)
-        self.model.train()
-        self.params = modeling.adapter_parameters(self.model)
-        self.plist = list(self.params.values())
-        g = torch.Generator().manual_seed(7)
-        with torch.no_grad():  # non-zero B: the adapter takes part in the checked losses
-            for n, p in self.params.items():
-                if "lora_B" in n:
-                    p.copy_((0.01 * torch.randn(p.shape, generator=g)).to(p.device, p.dtype))
-        self.init_state = [p.detach().clone() for p in self.plist]
-        self.results["trainable_parameters"] = sum(p.numel() for p in self.plist)
-        self.vocab = cfg["vocab_size"]
-        self.base = base
         if self.cuda:
             import torch._dynamo as dynamo
             dynamo.config.cache_size_limit = 64
@@ -284,10 +285,43 @@ class Bench:
                 dynamo.config.recompile_limit = 64
             if hasattr(dynamo.config, "accumulated_recompile_limit"):
                 dynamo.config.accumulated_recompile_limit = 512
-        self.save()
+
+    def load(self, kind):
+        """kind "dequantized": the plain recipe's model (Mxfp4Config(dequantize=True), bf16 experts);
+        "mxfp4": Tuna's (experts stay MXFP4 on the device). Both through the worker's loader."""
+        self.drop()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        t = time.time()
+        experts = "mxfp4" if kind == "mxfp4" else "eager"
+        attention = "flex_attention" if (kind == "mxfp4" and self.cuda) else "eager"
+        self.base, unexpected = modeling.load_base_model(self.args.ckpt, self.device, self.dtype, attention, experts)
+        modeling.enable_gradient_checkpointing(self.base)
+        self.kind = kind
+        rec = {"seconds": round(time.time() - t, 1), "unexpected_keys": unexpected[:8],
+               "resident_gib": gib(torch.cuda.memory_allocated()) if self.cuda else None,
+               "load_peak_gib": gib(torch.cuda.max_memory_allocated()) if self.cuda else None}
+        self.results["loads"][kind] = rec
+        log(f"loaded ({kind}) in {rec['seconds']}s; resident {rec['resident_gib'] or 0:.1f} GiB, "
+            f"peak while loading {rec['load_peak_gib'] or 0:.1f} GiB")
+
+    def wrap(self, recipe):
+        if self.model is not None:
+            self.base = modeling.detach_lora(self.model)
+        lora = recipes(self.args)[recipe]
+        self.model, self.params = modeling.attach_lora(self.base, modeling.lora_config(lora))
+        self.model.train()
+        self.plist = list(self.params.values())
+        self.init_state = {n: initial_value(n, tuple(p.shape)) for n, p in self.params.items()}
+        self.recipe = recipe
+        self.results.setdefault("trainable_parameters", {})[recipe] = sum(p.numel() for p in self.plist)
+
+    def drop(self):
+        self.model = self.base = self.params = self.plist = None
+        self.free()
 
     def batches(self, batch, seq, n, seed=99):
-        g = torch.Generator().manual_seed(seed + seq)
+        g = torch.Generator().manual_seed(seed + seq * 7 + batch)
         out = []
         for _ in range(n):
             ids = torch.randint(0, self.vocab, (batch, seq), generator=g)
@@ -296,15 +330,17 @@ class Bench:
 
     def configure(self, attn, experts):
         self.base.set_attn_implementation(attn)
-        self.base.set_experts_implementation(experts)
-        got = (self.base.config._attn_implementation, self.base.config._experts_implementation)
+        if experts != "mxfp4":
+            self.base.set_experts_implementation(experts)
+        got = (self.base.config._attn_implementation,
+               "mxfp4" if self.kind == "mxfp4" else self.base.config._experts_implementation)
         if got != (attn, experts):
             raise RuntimeError(f"asked for attention {attn} / experts {experts}, the model reports {got}")
 
     def reset_adapter(self):
         with torch.no_grad():
-            for p, s in zip(self.plist, self.init_state):
-                p.copy_(s)
+            for n, p in self.params.items():
+                p.copy_(self.init_state[n].to(p.device, p.dtype))
                 p.grad = None
 
     def free(self):
@@ -312,74 +348,51 @@ class Bench:
         if self.cuda:
             torch.cuda.empty_cache()
 
-    def check_losses(self, batch):
-        """Forward-only loss of each piece alone and all together, on one batch, vs the plain recipe."""
-        chunked = make_chunked_loss(self.args.chunk_rows)
-        pieces = [("a: eager attn + eager experts + full CE", "eager", "eager", full_loss),
-                  ("flex attention only", "flex_attention", "eager", full_loss),
-                  ("grouped_mm experts only", "eager", "grouped_mm", full_loss),
-                  ("chunked CE only", "eager", "eager", chunked),
-                  ("c: flex + grouped_mm + chunked CE", "flex_attention", "grouped_mm", chunked)]
-        ref = None
-        for name, attn, experts, fn in pieces:
-            if time.time() - T0 > self.args.deadline:
-                self.results["checks"][name] = {"error": "skipped: out of time"}
-                continue
-            self.reset_adapter()
-            try:
-                self.configure(attn, experts)
-                t = time.time()
-                with torch.no_grad():
-                    s, n = fn(self.model, batch, self.device)
-                    loss = s.item() / n
-                self.sync()
-                rec = {"loss": loss, "seconds": round(time.time() - t, 2)}
-                if ref is None:
-                    ref = loss
-                rec["rel_diff_vs_a"] = abs(loss - ref) / abs(ref)
-                log(f"check  {name:42s} loss {loss:.6f}  rel diff {rec['rel_diff_vs_a']:.2e}  ({rec['seconds']}s)")
-            except Exception as e:
-                rec = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
-                self.results["errors"].append(f"check {name}: {rec['error']}")
-                log(f"check  {name}: FAILED {rec['error']}")
-                traceback.print_exc()
-            self.results["checks"][name] = rec
-            self.free()
-            self.save()
+    def step(self, opt, b, loss_fn):
+        s, n = loss_fn(self.model, b, self.device)
+        (s / n).backward()
+        gn = torch.nn.utils.clip_grad_norm_(self.plist, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return s.item() / n, gn.item()
 
-    def run_variant(self, key, attn, experts, loss_fn, batch, seq, ref_loss=None):
+    def run_variant(self, key, attn, experts, loss_fn, batch, seq, ref=None, steps=None, warmup=None):
+        """Warm-up steps, then timed optimizer steps (forward, backward of the token-mean loss,
+        clip_grad_norm_(1.0), AdamW), from the recipe's initial adapter. `ref`: the variant whose
+        first-step loss (same batch, same adapter) this one's is compared with."""
         a = self.args
-        rec = {"attn": attn, "experts": experts, "loss": loss_fn.__name__, "batch": batch, "seq": seq}
+        steps = a.steps if steps is None else steps
+        warmup = a.warmup if warmup is None else warmup
+        rec = {"model": self.kind, "recipe": self.recipe, "attn": attn, "experts": experts, "loss": loss_fn.__name__,
+               "batch": batch, "seq": seq, "ref": ref}
         self.results["variants"][key] = rec
-        if time.time() - T0 > a.deadline - 45:
+        if time.time() - T0 > a.deadline - 30:
             rec["error"] = "skipped: out of time"
             log(f"{key}: skipped (past the {a.deadline}s deadline)")
-            self.save()
+            self.save(self.table())
             return rec
         self.reset_adapter()
-        data = self.batches(batch, seq, a.warmup + a.steps)
+        data = self.batches(batch, seq, warmup + steps)
+        opt = None
         try:
             self.configure(attn, experts)
             opt = torch.optim.AdamW(self.plist, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats()
             times, losses = [], []
-            budget_start = time.time()
+            budget_start = None
             for i, b in enumerate(data):
+                if i == warmup:
+                    budget_start = time.time()  # compiles happen in warm-up steps; not counted
                 self.sync()
                 t = time.perf_counter()
-                s, n = loss_fn(self.model, b, self.device)
-                (s / n).backward()
-                gn = torch.nn.utils.clip_grad_norm_(self.plist, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                loss = s.item() / n
+                loss, gn = self.step(opt, b, loss_fn)
                 self.sync()
                 dt = time.perf_counter() - t
                 losses.append(loss)
-                if i >= a.warmup:
+                if i >= warmup:
                     times.append(dt)
-                log(f"{key}: step {i} {'(warmup) ' if i < a.warmup else ''}{dt:.3f}s loss {loss:.5f} grad_norm {gn.item():.4g}")
+                log(f"{key}: step {i} {'(warmup) ' if i < warmup else ''}{dt:.3f}s loss {loss:.5f} grad_norm {gn:.4g}")
                 if not math.isfinite(loss):
                     raise RuntimeError(f"non-finite loss at step {i}")
                 if times and (time.time() - budget_start > a.variant_budget or time.time() - T0 > a.deadline):
@@ -387,13 +400,10 @@ class Bench:
                     break
             if not times:
                 raise RuntimeError("no timed step completed")
-            tokens = batch * seq
             rec.update(first_loss=losses[0], losses=losses, step_s=times, timed_steps=len(times),
-                       tokens_per_s=tokens * len(times) / sum(times),
-                       median_step_s=sorted(times)[len(times) // 2],
+                       tokens_per_s=batch * seq * len(times) / sum(times),
                        peak_gib=gib(torch.cuda.max_memory_allocated()) if self.cuda else None)
-            if ref_loss is not None:
-                rec["first_loss_rel_diff_vs_a"] = abs(losses[0] - ref_loss) / abs(ref_loss)
+            self.first_losses[key] = losses[0]
             log(f"{key}: {rec['tokens_per_s']:.0f} tokens/s, peak {rec['peak_gib'] or 0:.1f} GiB")
         except Exception as e:
             rec["error"] = f"{type(e).__name__}: {str(e)[:400]}"
@@ -410,37 +420,65 @@ class Bench:
         self.save(self.table())
         return rec
 
+    def profile(self, key, attn, experts, loss_fn, batch, seq):
+        """One optimizer step under torch.profiler: the kernels that take the time, by total
+        device time (after the variant's own warm-up, so no compile is in it)."""
+        if not self.cuda or time.time() - T0 > self.args.deadline - 60:
+            return
+        from torch.profiler import ProfilerActivity, profile
+        self.reset_adapter()
+        self.configure(attn, experts)
+        opt = torch.optim.AdamW(self.plist, lr=1e-4)
+        b = self.batches(batch, seq, 1)[0]
+        self.step(opt, b, loss_fn)
+        self.sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            self.step(opt, b, loss_fn)
+            self.sync()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90)
+        self.results["profile"] = {"variant": key, "table": table}
+        log(f"profile of one {key} step:\n{table}")
+        opt = None
+        for p in self.plist:
+            p.grad = None
+        self.free()
+        self.save()
+
+    def probe_longest(self, attn, experts, loss_fn, seqs):
+        """The longest sequence that trains at batch 1: one warm-up and one timed step per length,
+        shortest first, until one fails (out of memory)."""
+        out = self.results.setdefault("longest", [])
+        for seq in seqs:
+            rec = self.run_variant(f"d-1x{seq}", attn, experts, loss_fn, 1, seq, steps=1, warmup=1)
+            out.append({"seq": seq, "ok": "error" not in rec, "tokens_per_s": rec.get("tokens_per_s"),
+                        "peak_gib": rec.get("peak_gib") or rec.get("peak_gib_at_failure"), "error": rec.get("error")})
+            if "error" in rec:
+                break
+
     def table(self):
         v = self.results["variants"]
-        a, b = self.args.batch, self.args.seq
-        rows = ["| variant | attention | experts | loss | batch x seq | tokens/s | peak GiB | first-step loss | rel diff vs (a) |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        rows = ["| variant | model | recipe | attention | experts | loss | batch x seq | tokens/s | peak GiB | first-step loss | rel diff vs |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for k, r in v.items():
+            head = f"| {k} | {r['model']} | {r['recipe']} | {r['attn']} | {r['experts']} | {r['loss']} | {r['batch']}x{r['seq']} |"
             if "error" in r:
-                rows.append(f"| {k} | {r['attn']} | {r['experts']} | {r['loss']} | {r['batch']}x{r['seq']} | "
-                            f"failed: {r['error'][:120]} | {r.get('peak_gib_at_failure', 0) or 0:.1f} | | |")
+                rows.append(f"{head} failed: {r['error'][:120]} | {r.get('peak_gib_at_failure', 0) or 0:.1f} | | |")
                 continue
-            rd = r.get("first_loss_rel_diff_vs_a")
-            rows.append(f"| {k} | {r['attn']} | {r['experts']} | {r['loss']} | {r['batch']}x{r['seq']} | "
-                        f"{r['tokens_per_s']:,.0f} | {r['peak_gib'] or 0:.1f} | {r['first_loss']:.6f} | "
-                        f"{'%.1e' % rd if rd is not None else ('reference' if k == 'a' else 'n/a (other batch)')} |")
+            ref = r.get("ref")
+            rd = ""
+            if ref and ref in self.first_losses:
+                rd = f"{abs(r['first_loss'] - self.first_losses[ref]) / abs(self.first_losses[ref]):.1e} ({ref})"
+            rows.append(f"{head} {r['tokens_per_s']:,.0f} | {r['peak_gib'] or 0:.1f} | {r['first_loss']:.6f} | {rd} |")
 
         def tps(k):
-            r = v.get(k) or {}
-            return r.get("tokens_per_s")
+            return (v.get(k) or {}).get("tokens_per_s")
         ratios = []
-        for num, den in (("b", "a"), ("c", "a"), ("c", "b")):
+        for num, den in (("b", "a"), ("c", "a"), ("d", "a"), ("d", "b"), ("d", "c"),
+                         ("d-experts", "a-experts"), ("d-experts", "c-experts")):
             x, y = tps(num), tps(den)
-            ratios.append(f"({num})/({den}) = {x / y:.2f}x" if x and y else f"({num})/({den}) = n/a")
-        lines = rows + ["", "ratios (tokens/s, same run): " + ", ".join(ratios)]
-        if self.results["checks"]:
-            lines += ["", "| loss check (forward only, batch 0, %dx%d) | loss | rel diff vs (a) |" % (a, b), "| --- | --- | --- |"]
-            for k, r in self.results["checks"].items():
-                if "error" in r:
-                    lines.append(f"| {k} | failed: {r['error'][:120]} | |")
-                else:
-                    lines.append(f"| {k} | {r['loss']:.6f} | {r['rel_diff_vs_a']:.1e} |")
-        return "\n".join(lines)
+            if x and y:
+                ratios.append(f"({num})/({den}) = {x / y:.2f}x")
+        return "\n".join(rows + ["", "ratios (tokens/s, same run): " + ", ".join(ratios)])
 
 
 def main():
@@ -449,37 +487,69 @@ def main():
     ap.add_argument("--small", action="store_true", help="tiny config (CPU smoke test)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=2048)
-    ap.add_argument("--long-seq", type=int, default=8192, help="(c) at batch 1 x this; 0: skip")
+    ap.add_argument("--long-seq", type=int, default=8192, help="(d) also at batch x this; 0: skip")
+    ap.add_argument("--probe", default="", help="comma-separated lengths for the longest-sequence probe at batch 1 "
+                    "(e.g. 16384,32768,65536,131072); empty: skip")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (fewer if its time budget runs out)")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--alpha", type=float, default=128)
-    ap.add_argument("--chunk-rows", type=int, default=4096, help="rows per lm_head+CE chunk in (c)")
-    ap.add_argument("--variant-budget", type=float, default=60, help="seconds of timed steps per variant at most")
-    ap.add_argument("--deadline", type=float, default=520, help="start nothing new after this many seconds")
+    ap.add_argument("--expert-layers", default="7,15,23", help="layers whose experts the `experts` recipe targets")
+    ap.add_argument("--chunk-rows", type=int, default=modeling.TORCH_DEFAULTS["loss_chunk_rows"],
+                    help="rows per lm_head+CE chunk (the trainer's default)")
+    ap.add_argument("--plain", default="a,b,c,a-experts,c-experts",
+                    help="which plain-recipe variants to run (a, b, c, a-experts, c-experts)")
+    ap.add_argument("--profile", action="store_true", help="profile one (d) step")
+    ap.add_argument("--variant-budget", type=float, default=30, help="seconds of timed steps per variant at most")
+    ap.add_argument("--deadline", type=float, default=540, help="start nothing new after this many seconds")
     ap.add_argument("--out", default=None, help="results.json / table.md here (default: $OUT)")
     ap.add_argument("--keep-ckpt", action="store_true")
     args = ap.parse_args()
     if args.small:
         args.seq, args.long_seq = min(args.seq, 64), min(args.long_seq, 128)
         args.chunk_rows = min(args.chunk_rows, 50)
+        args.expert_layers = "1"
 
     bench = Bench(args)
-    bench.setup()
-    batch0 = bench.batches(args.batch, args.seq, 1)[0]
+    bench.write_checkpoint()
     chunked = make_chunked_loss(args.chunk_rows)
-    chunked.__name__ = f"chunked CE ({args.chunk_rows} rows)"
-    full_loss.__name__ = "full logits + CE"
+    cuda = bench.cuda
+    flex = "flex_attention" if cuda else "eager"
+    fast_experts = "mxfp4" if modeling.grouped_mm_available(bench.device) else None
+    plain = set(args.plain.split(","))
 
-    # Timed variants first (the headline numbers), then the per-piece loss checks.
-    ra = bench.run_variant("a", "eager", "eager", full_loss, args.batch, args.seq)
-    ref = ra.get("first_loss")
-    bench.run_variant("b", "flex_attention", "eager", full_loss, args.batch, args.seq, ref)
-    bench.run_variant("c", "flex_attention", "grouped_mm", chunked, args.batch, args.seq, ref)
-    bench.check_losses(batch0)
-    if args.long_seq:
-        bench.run_variant(f"c-{args.long_seq}", "flex_attention", "grouped_mm", chunked, 1, args.long_seq)
-    bench.run_variant("c-eager-attn", "eager", "grouped_mm", chunked, args.batch, args.seq, ref)
+    # Tuna's fast path: experts kept MXFP4 on the device, per-expert low-rank LoRA.
+    if fast_experts:
+        bench.load("mxfp4")
+        bench.wrap("qkvo")
+        bench.run_variant("d", flex, "mxfp4", chunked, args.batch, args.seq, ref="a")
+        if args.long_seq:
+            bench.run_variant(f"d-{args.batch}x{args.long_seq}", flex, "mxfp4", chunked, args.batch, args.long_seq)
+        if args.profile:
+            bench.profile("d", flex, "mxfp4", chunked, args.batch, args.seq)
+        if args.probe:
+            bench.probe_longest(flex, "mxfp4", chunked, [int(x) for x in args.probe.split(",")])
+        bench.wrap("experts")
+        bench.run_variant("d-experts", flex, "mxfp4", chunked, args.batch, args.seq, ref="a-experts")
+        bench.drop()
+
+    # The plain recipe and transformers' own faster pieces, on the dequantized model.
+    grouped = "grouped_mm" if modeling.grouped_mm_available(bench.device) else "eager"
+    bench.load("dequantized")
+    bench.wrap("qkvo")
+    if "a" in plain:
+        bench.run_variant("a", "eager", "eager", full_loss, args.batch, args.seq)
+    if "b" in plain and cuda:
+        bench.run_variant("b", "flex_attention", "eager", full_loss, args.batch, args.seq, ref="a")
+    if "c" in plain:
+        bench.run_variant("c", flex, grouped, chunked, args.batch, args.seq, ref="a")
+    if plain & {"a-experts", "c-experts"}:
+        bench.wrap("experts")
+        if "a-experts" in plain:
+            bench.run_variant("a-experts", "eager", "eager", full_loss, args.batch, args.seq)
+        if "c-experts" in plain:
+            bench.run_variant("c-experts", flex, grouped, chunked, args.batch, args.seq, ref="a-experts")
+    bench.drop()
 
     table = bench.table()
     bench.results["total_s"] = round(time.time() - T0, 1)
@@ -487,8 +557,10 @@ def main():
     if not args.keep_ckpt:
         shutil.rmtree(args.ckpt, ignore_errors=True)
     print("\n" + json.dumps(bench.results["env"]))
-    print(f"checkpoint: {json.dumps(bench.results.get('checkpoint'))}; trainable LoRA parameters "
-          f"{bench.results['trainable_parameters']:,}; total {bench.results['total_s']}s")
+    print(f"checkpoint: {json.dumps(bench.results.get('checkpoint'))}; loads: {json.dumps(bench.results['loads'])}; "
+          f"trainable LoRA parameters {bench.results.get('trainable_parameters')}; total {bench.results['total_s']}s")
+    if bench.results.get("longest"):
+        print("longest sequence probe (batch 1): " + json.dumps(bench.results["longest"]))
     if bench.results["errors"]:
         print("errors:\n  " + "\n  ".join(bench.results["errors"]))
     print("\n" + table, flush=True)

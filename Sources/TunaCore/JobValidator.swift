@@ -79,9 +79,14 @@ struct Checker {
         // `task: prune` jobs cut experts instead of training an adapter; a LoRA job has no `task`
         // field in its stored form, so the hashes of LoRA jobs do not depend on this option.
         let task = string("task", in: root, path: "task", default: "lora", oneOf: ["lora", "prune"])
+        // How the torch trainer computes applies to prune jobs too (the attention and experts
+        // implementations of its forward passes), so torch jobs of either task get the section.
+        if trainer == "torch" { out["torch"] = .object(torchSection(root["torch"])) }
+        else if root["torch"] != nil { problems.append("torch: only torch jobs take a torch section") }
         if task == "prune" {
+            // Both trainers run prune jobs: `tuna train` (native) and worker/tuna_torch (torch,
+            // on the native trainer's own data from `tuna prepare`).
             out["task"] = "prune"
-            if trainer == "torch" { problems.append("task: prune runs on the native trainer (the torch side is not built yet)") }
             for k in ["lora", "train"] where root[k] != nil { problems.append("\(k): a prune job takes no \(k) section (use prune)") }
             out["prune"] = .object(prune(root["prune"]))
             return
@@ -89,20 +94,19 @@ struct Checker {
         if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         out["lora"] = .object(lora(root["lora"]))
         out["train"] = .object(train(root["train"]))
-        if trainer == "torch" { out["torch"] = .object(torchSection(root["torch"])) }
-        else if root["torch"] != nil { problems.append("torch: only torch jobs take a torch section") }
     }
 
     /// How the torch trainer computes (worker/README.md): each switch trades nothing in the
     /// loss (checked against the eager path) for speed; `auto` means the fast kernel on CUDA
-    /// and the eager one elsewhere (flex attention's sinks need CUDA).
+    /// and the eager one elsewhere (flex attention's sinks need CUDA). `experts: mxfp4` keeps
+    /// the expert weights MXFP4 on the GPU instead of dequantizing them (the memory choice).
     mutating func torchSection(_ v: JSONValue?) -> [String: JSONValue] {
         let o = section(v, "torch", keys: ["attention", "experts", "chunked_loss", "loss_chunk_rows"])
         return [
             "attention": .string(string("attention", in: o, path: "torch.attention", default: "auto", oneOf: ["auto", "eager", "flex_attention"])),
-            "experts": .string(string("experts", in: o, path: "torch.experts", default: "auto", oneOf: ["auto", "eager", "grouped_mm"])),
+            "experts": .string(string("experts", in: o, path: "torch.experts", default: "auto", oneOf: ["auto", "eager", "grouped_mm", "mxfp4"])),
             "chunked_loss": .bool(bool("chunked_loss", in: o, path: "torch.chunked_loss", default: true)),
-            "loss_chunk_rows": .int(int("loss_chunk_rows", in: o, path: "torch.loss_chunk_rows", default: 4096, min: 1)),
+            "loss_chunk_rows": .int(int("loss_chunk_rows", in: o, path: "torch.loss_chunk_rows", default: 1024, min: 1)),
         ]
     }
 

@@ -4,7 +4,8 @@ import Foundation
 ///
 /// How a field becomes an axis (docs/job-spec.md says the same to users):
 /// - a plain list is a grid over its elements, except at fields whose value is itself a list
-///   (`lora.target_modules`, `lora.target_parameters`, `command`), where only a list of lists is;
+///   (`lora.target_modules`, `lora.target_parameters`, `prune.also_evaluate`, `command`), where
+///   only a list of lists is;
 /// - `{grid: [...]}` or `{choice: [...]}` is a grid over the listed values, at any field;
 /// - `{uniform: [lo, hi]}`, `{log_uniform: [lo, hi]}`, `{int_uniform: [lo, hi]}` are
 ///   distributions, only meaningful with `sweep.method: random`;
@@ -24,7 +25,9 @@ public struct SweepAxis: Sendable, Equatable {
 }
 
 /// Fields whose value is a list; a plain list there is the value, not a grid.
-let listValuedFields: Set<String> = ["lora.target_modules", "lora.target_parameters", "command"]
+/// (`prune.also_evaluate: [24, 16]` is one job evaluating both, as the field's doc says; as an
+/// axis it would make two jobs whose `also_evaluate` is not a list.)
+let listValuedFields: Set<String> = ["lora.target_modules", "lora.target_parameters", "prune.also_evaluate", "command"]
 
 /// The keys that mark an object as an axis or a literal rather than a nested section.
 let axisKeys: Set<String> = ["grid", "choice", "uniform", "log_uniform", "int_uniform", "value"]

@@ -16,7 +16,12 @@ public struct PruneJob: Sendable {
     public var keepSuperExperts: Bool
     public var superRatio: Double
     public var calibrationExamples: Int
+    public var maxSeqLen: Int
     public var writeCheckpoint: Bool
+
+    /// Every N to evaluate (the job's own and `also_evaluate`), once each, largest first: the
+    /// order of the `eval` / `prune_eval` events.
+    public var evaluations: [Int] { Array(Set([keep] + alsoEvaluate)).sorted(by: >) }
 
     public static func isPrune(_ json: JSONValue) -> Bool { json["task"]?.stringValue == "prune" }
 
@@ -38,6 +43,7 @@ public struct PruneJob: Sendable {
         keepSuperExperts = p["keep_super_experts"]?.boolValue ?? true
         superRatio = p["super_expert_ratio"]?.doubleValue ?? 10
         calibrationExamples = p["calibration_examples"]?.intValue ?? 256
+        maxSeqLen = base.train.maxSeqLen
         writeCheckpoint = p["write_checkpoint"]?.boolValue ?? true
         if let g = p["general"] {
             var j = lora
@@ -68,23 +74,11 @@ public final class PruneRunner {
         for n in [job.keep] + job.alsoEvaluate where n < cfg.topK || n > cfg.numLocalExperts {
             throw TrainError.badJob("prune.keep: \(n) must be between the experts per token (\(cfg.topK)) and the experts per layer (\(cfg.numLocalExperts))")
         }
-        let tokenizer: Tokenizer
-        do { tokenizer = try Tokenizer.load(fromCheckpoint: modelDir) } catch { throw TrainError.badData("tokenizer: \(error)") }
-        let data: LoadedDataset
-        do { data = try loadDataset(job.dataset, tokenizer: tokenizer) } catch { throw TrainError.badData("\(error)") }
-        guard !data.train.isEmpty, !data.validation.isEmpty else {
-            throw TrainError.badData("\(job.dataset.path): pruning needs calibration and held-out rows (dataset.val_fraction > 0)")
-        }
-        var general: [RenderedExample] = []
-        if let g = job.general {
-            do { general = try loadDataset(g, tokenizer: tokenizer).train } catch { throw TrainError.badData("prune.general: \(error)") }
-        }
-        let calibration = try Batching.validation(Array(data.train.prefix(job.calibrationExamples)), batchSize: 8)
-        let heldOut = try Batching.validation(data.validation, batchSize: 8)
-        let generalBatches = try Batching.validation(general, batchSize: 8)
+        // the data as `tuna prepare` writes it for the torch trainer (PrunePlan: one loader)
+        let (calibration, heldOut, generalBatches) = try PrunePlan(job: job).batches()
 
         let profile = try loadOrProfile(model, calibration)
-        let evaluations = Array(Set([job.keep] + job.alsoEvaluate)).sorted(by: >)
+        let evaluations = job.evaluations
         // every N's experts, then one pass over the evaluation data for all of them (and the
         // unpruned model, index 0), so the unpruned forward runs once per batch, not once per N
         var keeps: [[[Int]]] = []

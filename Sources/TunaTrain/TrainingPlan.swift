@@ -42,6 +42,17 @@ public struct TrainingPlan {
                                       rowLength: t.maxSeqLen)
     }
 
+    /// Examples as JSON lines, `{"tokens": [...], "mask": [0|1, ...]}` each (what
+    /// worker/tuna_torch/data.py reads; `PrunePlan` writes its rows the same way).
+    static func jsonLines(_ examples: [RenderedExample]) -> Data {
+        var out = ""
+        for e in examples {
+            out += "{\"tokens\":[" + e.tokens.map(String.init).joined(separator: ",") + "],\"mask\":["
+                + e.lossMask.map { $0 ? "1" : "0" }.joined(separator: ",") + "]}\n"
+        }
+        return Data(out.utf8)
+    }
+
     /// Writes the plan for another trainer:
     ///   train.jsonl, validation.jsonl  one example per line: {"tokens": [...], "mask": [0|1, ...]}
     ///   plan.json                      steps, schedule, and per optimizer step its micro-batches
@@ -49,16 +60,8 @@ public struct TrainingPlan {
     ///   init_adapter/                  the initial LoRA (PEFT layout), drawn exactly as the native trainer draws it
     public func write(to dir: URL) throws {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        func lines(_ examples: [RenderedExample]) -> Data {
-            var out = ""
-            for e in examples {
-                out += "{\"tokens\":[" + e.tokens.map(String.init).joined(separator: ",") + "],\"mask\":["
-                    + e.lossMask.map { $0 ? "1" : "0" }.joined(separator: ",") + "]}\n"
-            }
-            return Data(out.utf8)
-        }
-        try lines(data.train).write(to: dir.appendingPathComponent("train.jsonl"))
-        try lines(data.validation).write(to: dir.appendingPathComponent("validation.jsonl"))
+        try Self.jsonLines(data.train).write(to: dir.appendingPathComponent("train.jsonl"))
+        try Self.jsonLines(data.validation).write(to: dir.appendingPathComponent("validation.jsonl"))
         let t = job.train
         var steps: [JSONValue] = []
         var epoch = -1, plan: [[[Int]]] = []

@@ -151,6 +151,39 @@ final class SweepSpecTests: XCTestCase {
         XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8, score: magic}").contains { $0.hasPrefix("prune.score:") })
         // a LoRA job's stored form carries no task field, so its hash does not depend on the option
         XCTAssertNil(try plan("").jobs[0].params["task"])
+        // the native trainer takes no torch section, prune job or not
+        XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8}\ntorch: {experts: eager}").contains { $0.hasPrefix("torch: only torch jobs") })
+    }
+
+    /// The torch trainer runs prune jobs too (worker/tuna_torch/prune.py); they get the torch
+    /// section (how its forward passes compute) like its LoRA jobs.
+    func testTorchPruneJobsAreAccepted() throws {
+        let torch = base.replacingOccurrences(of: "trainer: native", with: "trainer: torch")
+        let p = try SweepSpec.plan(yaml: torch + "\ntask: prune\nprune: {keep: [16, 24], also_evaluate: [20]}\ntorch: {experts: mxfp4}")
+        XCTAssertEqual(p.jobs.count, 2)
+        let job = p.jobs[0].params
+        XCTAssertEqual(job["trainer"], "torch")
+        XCTAssertEqual(job["task"], "prune")
+        XCTAssertEqual(job["prune"]?["keep"], 16)
+        XCTAssertEqual(job["torch"]?["experts"], "mxfp4")
+        XCTAssertEqual(job["torch"]?["attention"], "auto")
+        XCTAssertNil(job["lora"])
+        XCTAssertNil(job["train"])
+        XCTAssertEqual(try SweepSpec.plan(yaml: torch + "\ntask: prune\nprune: {keep: 8}").jobs[0].params["torch"]?["experts"], "auto")
+        XCTAssert(problems(torch + "\ntask: prune\nprune: {keep: 8}\ntrain: {epochs: 1}").contains { $0.hasPrefix("train: a prune job takes no train section") })
+    }
+
+    /// `prune.also_evaluate` is list-valued: a plain list is the value (one job evaluating
+    /// every N listed), only a list of lists sweeps.
+    func testAlsoEvaluateIsAListNotAnAxis() throws {
+        let one = try plan("task: prune\nprune: {keep: 20, also_evaluate: [24, 16]}")
+        XCTAssertEqual(one.jobs.count, 1)
+        XCTAssertEqual(one.jobs[0].params["prune"]?["also_evaluate"], [24, 16])
+        let two = try plan("task: prune\nprune: {keep: 20, also_evaluate: [[24], [16, 12]]}")
+        XCTAssertEqual(two.jobs.count, 2)
+        XCTAssertEqual(two.varyingKeys, ["prune.also_evaluate"])
+        XCTAssertEqual(two.jobs[1].params["prune"]?["also_evaluate"], [16, 12])
+        XCTAssertEqual(try plan("task: prune\nprune: {keep: 20, also_evaluate: {value: [24]}}").jobs[0].params["prune"]?["also_evaluate"], [24])
     }
 
     func testTorchJobsGetATorchSection() throws {
@@ -161,6 +194,9 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(job["torch"]?["chunked_loss"], true)
         XCTAssert(problems(base + "\ntorch: {attention: eager}").contains { $0.hasPrefix("torch: only torch jobs") })
         XCTAssert(problems(torch + "\ntorch: {attention: sdpa}").contains { $0.hasPrefix("torch.attention:") })
+        // mxfp4: expert weights kept quantized on the GPU (worker/tuna_torch/mxfp4.py)
+        XCTAssertEqual(try SweepSpec.plan(yaml: torch + "\ntorch: {experts: mxfp4}").jobs[0].params["torch"]?["experts"], "mxfp4")
+        XCTAssert(problems(torch + "\ntorch: {experts: fp8}").contains { $0.hasPrefix("torch.experts: \"fp8\" is not one of auto, eager, grouped_mm, mxfp4") })
         XCTAssert(problems(base + "\nlora: {target_modules: [router]}").contains { $0.hasPrefix("lora.target_modules:") })
     }
 }

@@ -399,13 +399,34 @@ def check_flex_padding(c, model_dir, d, batch_size):
           names=("padded", "as built"))
 
 
-def check_missing_weights(c, args, work, model_dir, job):
+def experts_only(c, args, work, model_dir):
+    """LoRA on expert parameters only (every layer's gate_up_proj and down_proj, by PEFT's suffix
+    rule), `experts: mxfp4`: the torch trainer runs without any PEFT wrapper; it must agree with
+    the native trainer, and PEFT must load its adapter."""
+    d = os.path.join(work, "experts-only")
+    os.makedirs(d)
+    spec = job_spec("experts-only", model_dir, True, max_seq_len=256, eval_every_steps=2)
+    spec["lora"]["target_modules"] = []
+    spec["lora"]["target_parameters"] = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+    spec["torch"] = {"experts": "mxfp4", "loss_chunk_rows": PACKED_CHUNK_ROWS}
+    job = os.path.join(d, "job.json")
+    with open(job, "w") as f:
+        json.dump(spec, f)
+    native = run([args.tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
+    events = run(torch_cmd(args, job, os.path.join(d, "torch"), d), env=torch_env(), what="python3 -m tuna_torch")
+    check_resolved(c, "experts only", events, "eager", "mxfp4", True)
+    compare_runs(c, events, native)
+    compare_adapters(c, os.path.join(d, "torch"), os.path.join(d, "native"), ADAPTER_TOLERANCE, what="experts-only adapter")
+    peft_load_check(c, model_dir, os.path.join(d, "torch"), os.path.join(d, "prepared"), 4, by(events, "eval")[-1]["loss"])
+
+
+def check_missing_weights(c, args, work, model_dir, job, experts="eager"):
     """A checkpoint without one layer's expert weights must stop the trainer (exit 1, naming
-    the weight) instead of training on transformers' random initialisation."""
+    the weight) instead of training on random initialisation, whichever loader runs."""
     import torch  # noqa: F401  (safetensors.torch needs it)
     from safetensors.torch import load_file, save_file
 
-    broken = os.path.join(work, "model-missing-experts")
+    broken = os.path.join(work, f"model-missing-experts-{experts}")
     shutil.copytree(model_dir, broken)
     path = os.path.join(broken, "model.safetensors")
     tensors = load_file(path)
@@ -415,18 +436,20 @@ def check_missing_weights(c, args, work, model_dir, job):
     with open(job) as f:
         spec = json.load(f)
     spec["model"] = broken
-    bjob = os.path.join(work, "job-missing.json")
+    spec["torch"] = {"experts": experts}
+    bjob = os.path.join(work, f"job-missing-{experts}.json")
     with open(bjob, "w") as f:
         json.dump(spec, f)
-    p = subprocess.run(torch_cmd(args, bjob, os.path.join(work, "out-missing"), os.path.join(work, "work-missing")),
+    out = os.path.join(work, f"out-missing-{experts}")
+    p = subprocess.run(torch_cmd(args, bjob, out, os.path.join(work, f"work-missing-{experts}")),
                        env=torch_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     last = [l for l in p.stderr.splitlines() if l.startswith("tuna_torch: error")]
     print(f"  stderr: {last[-1][:300] if last else p.stderr[-300:]}")
-    c.equal("missing expert weights: exit code", p.returncode, 1)
-    c.true("missing expert weights: the error names the weight",
+    c.equal(f"missing expert weights ({experts} experts): exit code", p.returncode, 1)
+    c.true(f"missing expert weights ({experts} experts): the error names the weight",
            "model.layers.1.mlp.experts.down_proj" in "".join(last) and "missing" in "".join(last))
-    c.true("missing expert weights: no step event, no adapter",
-           not by(events_of(p.stdout), "step") and not os.path.exists(os.path.join(work, "out-missing")))
+    c.true(f"missing expert weights ({experts} experts): no step event, no adapter",
+           not by(events_of(p.stdout), "step") and not os.path.exists(out))
 
 
 def main():
@@ -481,6 +504,19 @@ def main():
             print(f"  torch {torch.__version__} has no CPU grouped_mm: an explicit grouped_mm must be refused")
             torch_refused(c, args, work, job, "grouped-mm-refused", {"experts": "grouped_mm"}, "grouped_mm is not available")
 
+        print("\n== padded, experts: mxfp4 (MXFP4 kept, dequantized per layer, per-expert low-rank LoRA) on the CPU", flush=True)
+        if modeling.grouped_mm_available(torch.device("cpu")):
+            me = torch_section_run(c, args, d, job, "mxfp4", {"experts": "mxfp4"}, native_padded)
+            check_resolved(c, "mxfp4", me, "eager", "mxfp4", True)
+            compare_torch_runs(c, "mxfp4 vs eager experts", me, padded_events, LOSS_TOLERANCE, ("mxfp4", "eager"))
+            # Tuna writes this adapter itself (PEFT never saw the expert LoRA): PEFT must load it.
+            peft_load_check(c, model_dir, os.path.join(d, "torch-mxfp4"), os.path.join(d, "prepared"), 4,
+                            by(me, "eval")[-1]["loss"])
+            print("\n== experts only (no target_modules: no PEFT wrapper at all), experts: mxfp4, packed", flush=True)
+            experts_only(c, args, work, model_dir)
+        else:
+            torch_refused(c, args, work, job, "mxfp4-refused", {"experts": "mxfp4"}, "mxfp4 is not available")
+
         print("\n== flex attention's padding to 128 positions changes no loss (eager attention, CPU)", flush=True)
         check_flex_padding(c, model_dir, p, 4)
 
@@ -489,6 +525,8 @@ def main():
 
         print("\n== a checkpoint with missing expert weights is refused", flush=True)
         check_missing_weights(c, args, work, model_dir, job)
+        if modeling.grouped_mm_available(torch.device("cpu")):
+            check_missing_weights(c, args, work, model_dir, job, "mxfp4")
 
         if args.full:
             print("\n== gradient checkpointing (torch only): same as without", flush=True)
@@ -504,6 +542,17 @@ def main():
             c.rel("gradient checkpointing: step losses", [e["loss"] for e in by(ge, "step")],
                   [e["loss"] for e in by(padded_events, "step")], SAME_TOLERANCE, names=("with", "without"))
             compare_adapters(c, os.path.join(d, "torch-gc"), os.path.join(d, "torch"), 1e-5, what="gradient checkpointing adapter")
+
+            if modeling.grouped_mm_available(torch.device("cpu")):
+                print("\n== experts: mxfp4 with gradient checkpointing, packed, vs native", flush=True)
+                with open(pjob) as f:
+                    spec = json.load(f)
+                spec["train"]["gradient_checkpointing"] = True
+                mjob = os.path.join(work, "packed", "job-mxfp4-gc.json")
+                with open(mjob, "w") as f:
+                    json.dump(spec, f)
+                torch_section_run(c, args, os.path.join(work, "packed"), mjob, "mxfp4-gc",
+                                  dict(packed_torch, experts="mxfp4"), packed_native)
 
             print("\n== DDP: 2 CPU processes under torchrun (gloo) vs native, packed", flush=True)
             p = os.path.join(work, "packed")

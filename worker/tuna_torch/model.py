@@ -4,17 +4,22 @@ How it computes is the job's `torch` section (`TorchOptions`, resolved per devic
   - attention: "eager" (transformers' reference) or "flex_attention" (CUDA only: gpt-oss's
     attention sinks are applied through flex attention's returned log-sum-exp, which transformers
     does not support on the CPU);
-  - experts: "eager" (a loop over the experts) or "grouped_mm" (one grouped GEMM per projection;
-    `torch.nn.functional.grouped_mm`, also on the CPU with torch >= 2.9);
+  - experts: "eager" (transformers: a loop over the experts), "grouped_mm" (transformers: one
+    grouped GEMM per projection; `torch.nn.functional.grouped_mm`, also on the CPU with
+    torch >= 2.9) -- both on experts dequantized to bf16 at load (Mxfp4Config(dequantize=True)) --
+    or "mxfp4" (Tuna's: the checkpoint's MXFP4 bytes stay on the device, each layer's experts are
+    dequantized on the fly in forward and backward, LoRA on experts as per-expert low-rank
+    products; `mxfp4.py`, loaded by `load_quantized_model`);
   - the loss: full [tokens, vocab] logits then cross-entropy in fp32, or `chunked_loss`: the
     final hidden states of the scored positions, `loss_chunk_rows` at a time through lm_head and
-    the fp32 cross-entropy, each chunk recomputed in backward, so the whole logits tensor never
-    exists. Same sums, other summation order.
-  `auto` is the fast choice on CUDA and eager on the CPU. MXFP4 expert weights are dequantized at
-load (Mxfp4Config(dequantize=True)) either way. The seams: `load_base_model` (attention/experts
-implementation, quantization), `attention_masks` (a packed batch's mask; transformers builds a
-BlockMask instead of a dense mask for flex attention from the same call) and `token_loss_sum`
-(the only place that sees logits).
+    the fp32 cross-entropy (`loss.py`: each chunk's input gradient computed while its logits
+    exist), so the whole logits tensor never exists. Same sums, other summation order.
+  `auto` is the fast choice on CUDA (flex attention, mxfp4 experts for an MXFP4 checkpoint,
+grouped_mm otherwise) and eager on the CPU. The seams: `load_base_model` (attention/experts
+implementation, quantization), `build_lora_model` / `attach_lora` (PEFT on transformers' experts;
+Tuna's `lora_linear` and `mxfp4` LoRA layers on the quantized model), `attention_masks` (a packed batch's mask;
+transformers builds a BlockMask instead of a dense mask for flex attention from the same call),
+`token_loss_sum` (the only place that sees logits), `adapter_disabled` and `save_adapter`.
 """
 import json
 import os
@@ -23,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import lora_linear, mxfp4
+from . import loss as ce_loss
 from .data import IGNORE
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -37,8 +44,11 @@ class ModelLoadError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 ATTENTION_CHOICES = ("auto", "eager", "flex_attention")
-EXPERTS_CHOICES = ("auto", "eager", "grouped_mm")
-TORCH_DEFAULTS = {"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": 4096}
+EXPERTS_CHOICES = ("auto", "eager", "grouped_mm", "mxfp4")
+# loss_chunk_rows: 1024 rows of gpt-oss's 201,088-entry vocabulary are 0.4 GB of bf16 logits,
+# 0.8 GB in fp32 and 0.8 GB of gradient; 4096 rows would hold ~8 GB at once for no speed (the
+# lm_head GEMM is large either way).
+TORCH_DEFAULTS = {"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": 1024}
 
 
 class TorchOptions:
@@ -72,11 +82,21 @@ def grouped_mm_available(device):
     return False
 
 
-def torch_options(section, device):
+def checkpoint_is_mxfp4(model_dir):
+    """Whether the checkpoint's config.json says its experts are MXFP4 (quant_method mxfp4)."""
+    try:
+        with open(os.path.join(model_dir, "config.json")) as f:
+            return (json.load(f).get("quantization_config") or {}).get("quant_method") == "mxfp4"
+    except (OSError, ValueError):
+        return False  # load_base_model reports the unreadable checkpoint
+
+
+def torch_options(section, device, mxfp4_checkpoint=False):
     """The job's `torch` section (what JobValidator fills in for `trainer: torch` jobs) resolved
-    for `device`. A job without one (an older job, a `tuna train`-style spec) gets the
-    defaults: auto, auto, chunked loss, 4096 rows. An explicit choice this device cannot run is
-    an error, not a silent fallback."""
+    for `device` and the checkpoint (`mxfp4_checkpoint`: its experts are MXFP4). A job without
+    one (an older job, a `tuna train`-style spec) gets the defaults: auto, auto, chunked loss,
+    1024 rows. An explicit choice this device or checkpoint cannot run is an error, not a
+    silent fallback."""
     if section is None:
         section = {}
     if not isinstance(section, dict):
@@ -102,12 +122,16 @@ def torch_options(section, device):
         raise ValueError(f"torch.attention: flex_attention needs a CUDA device (this run is on {device.type}): "
                          "transformers applies gpt-oss's attention sinks through flex attention's log-sum-exp, "
                          "which it does not support on the CPU; use eager (or auto)")
+    grouped = grouped_mm_available(device)
     if experts == "auto":
-        experts = "grouped_mm" if cuda and grouped_mm_available(device) else "eager"
-    elif experts == "grouped_mm" and not grouped_mm_available(device):
-        raise ValueError(f"torch.experts: grouped_mm is not available on {device} with torch {torch.__version__} "
+        experts = ("mxfp4" if mxfp4_checkpoint else "grouped_mm") if cuda and grouped else "eager"
+    elif experts in ("grouped_mm", "mxfp4") and not grouped:
+        raise ValueError(f"torch.experts: {experts} is not available on {device} with torch {torch.__version__} "
                          "(it needs torch.nn.functional.grouped_mm: CUDA compute capability 8.0+, or the CPU with "
                          "torch >= 2.9); use eager (or auto)")
+    if experts == "mxfp4" and not mxfp4_checkpoint:
+        raise ValueError("torch.experts: mxfp4 keeps a checkpoint's MXFP4 experts quantized, and this checkpoint's "
+                         "config.json has no quantization_config with quant_method mxfp4; use grouped_mm (or auto)")
     return TorchOptions(attention, experts, o["chunked_loss"], rows)
 
 
@@ -139,7 +163,11 @@ def load_base_model(model_dir, device, dtype, attention="eager", experts="eager"
     transformers only *warns* about weights it did not find and initialises them randomly;
     a gpt-oss whose experts silently came out random would train and report losses, just
     wrong ones. So any missing or mismatched weight, or a conversion error (an MXFP4 tensor
-    whose _blocks or _scales is absent), is a hard error here."""
+    whose _blocks or _scales is absent), is a hard error here.
+
+    experts="mxfp4": `load_quantized_model` (the experts stay MXFP4)."""
+    if experts == "mxfp4":
+        return load_quantized_model(model_dir, device, dtype, attention)
     from transformers import GptOssForCausalLM, Mxfp4Config
 
     config_path = os.path.join(model_dir, "config.json")
@@ -168,8 +196,12 @@ def load_base_model(model_dir, device, dtype, attention="eager", experts="eager"
         raise ModelLoadError(f"{model_dir}: weights not loaded from the checkpoint (they would be random): "
                              + "; ".join(problems))
     # transformers 5.17 leaves dequantized MXFP4 experts in bf16 whatever `dtype` says; the
-    # upcast is exact and makes the model one dtype end to end.
-    model = model.to(dtype)
+    # upcast is exact and makes the model one dtype end to end. Parameters only: the rotary
+    # tables (buffers) stay in fp32 as transformers computes them (`model.to(bf16)` would round
+    # the inverse frequencies to bf16 and move every attention score).
+    for p in model.parameters():
+        if p.dtype != dtype:
+            p.data = p.data.to(dtype)
     model.config.output_router_logits = False  # no router aux loss: the native trainer has none
     model.config.use_cache = False
     got = (model.config._attn_implementation, getattr(model.config, "_experts_implementation", "eager"))
@@ -178,6 +210,95 @@ def load_base_model(model_dir, device, dtype, attention="eager", experts="eager"
     if attention == "flex_attention":
         _allow_flex_recompiles()
     return model, sorted(map(str, info.get("unexpected_keys") or []))
+
+
+def checkpoint_files(model_dir):
+    """The checkpoint's safetensors files: those of model.safetensors.index.json's weight_map,
+    else model.safetensors."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            names = sorted(set((json.load(f).get("weight_map") or {}).values()))
+        if not names:
+            raise ModelLoadError(f"{index}: empty weight_map")
+    elif os.path.isfile(os.path.join(model_dir, "model.safetensors")):
+        names = ["model.safetensors"]
+    else:
+        raise ModelLoadError(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
+    paths = [os.path.join(model_dir, n) for n in names]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{path}: listed by the index but not there")
+    return paths
+
+
+def load_quantized_model(model_dir, device, dtype, attention="eager"):
+    """GptOssForCausalLM whose experts are `mxfp4.QuantizedExperts` holding the checkpoint's
+    MXFP4 bytes as they are (no dequantization at load), built on the meta device and filled
+    straight from the safetensors files onto `device`; every tensor of the model from the
+    checkpoint (a missing, misshapen or mistyped one is an error), and the checkpoint's tensors
+    the model has no place for returned, as `load_base_model` does. gpt-oss-20b: 12.8 GiB on the
+    device instead of 39 GiB."""
+    from safetensors import safe_open
+    from transformers import GptOssConfig, GptOssForCausalLM
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise ModelLoadError(f"{model_dir}: no config.json (the job's `model` must be a local checkpoint directory)")
+    if not checkpoint_is_mxfp4(model_dir):
+        raise ModelLoadError(f"{model_dir}: experts mxfp4 needs an MXFP4 checkpoint (quantization_config.quant_method mxfp4)")
+    config = GptOssConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        model = GptOssForCausalLM._from_config(config, attn_implementation=attention, dtype=dtype)
+        for layer in model.model.layers:
+            layer.mlp.experts = mxfp4.QuantizedExperts(config, dtype=dtype)
+    expected = model.state_dict()
+    state = {}
+    for path in checkpoint_files(model_dir):
+        try:
+            with safe_open(path, framework="pt", device=str(device)) as f:
+                for name in f.keys():
+                    if name in state:
+                        raise ModelLoadError(f"{path}: {name} is in more than one file")
+                    if name not in expected:
+                        state[name] = None  # not the model's: reported, never loaded
+                        continue
+                    t = f.get_tensor(name)
+                    want = expected[name]
+                    if tuple(t.shape) != tuple(want.shape):
+                        raise ModelLoadError(f"{path}: {name} has shape {tuple(t.shape)}, the model's is {tuple(want.shape)}")
+                    if want.dtype == torch.uint8:
+                        if t.dtype != torch.uint8:
+                            raise ModelLoadError(f"{path}: {name} is {t.dtype}, MXFP4 blocks and scales are uint8")
+                    elif not t.is_floating_point():
+                        raise ModelLoadError(f"{path}: {name} is {t.dtype}, expected a floating-point tensor")
+                    else:
+                        t = t.to(dtype)
+                    state[name] = t
+        except ModelLoadError:
+            raise
+        except Exception as e:  # a truncated or corrupt file
+            raise ModelLoadError(f"{path}: cannot read: {e}") from e
+    if config.tie_word_embeddings and "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    missing = sorted(n for n in expected if state.get(n) is None)
+    if missing:
+        raise ModelLoadError(f"{model_dir}: missing weights (not in the checkpoint; they would be random): {missing[:12]}"
+                             + (f" and {len(missing) - 12} more" if len(missing) > 12 else ""))
+    model.load_state_dict({n: state[n] for n in expected}, strict=True, assign=True)
+    # Non-persistent buffers are not in any checkpoint: the rotary tables, computed as
+    # transformers computes them (in fp32 on the CPU), then moved.
+    model.model.rotary_emb = GptOssRotaryEmbedding(config).to(device)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelLoadError(f"{model_dir}: no values for {left[:8]}")
+    model.requires_grad_(False)
+    model.config.output_router_logits = False
+    model.config.use_cache = False
+    mxfp4.fuse_norms(model)  # compiled on CUDA; the same function, eager, on the CPU
+    if attention == "flex_attention":
+        _allow_flex_recompiles()
+    return model, sorted(n for n, t in state.items() if t is None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,27 +365,28 @@ def _check_adapter_config(init_dir, cfg):
 
 
 def build_lora_model(base, lora, init_adapter_dir, gradient_checkpointing):
-    """PEFT model from the job's lora section, with the initial adapter from `tuna prepare`
+    """The LoRA model from the job's lora section, with the initial adapter from `tuna prepare`
     loaded strictly: every tensor of the file into a parameter of the same name and shape,
     every trainable parameter from the file. (PEFT's own loaders leave a missing tensor at its
-    init and ignore extra ones; here either is an error.)"""
-    from peft import get_peft_model
+    init and ignore extra ones; here either is an error.)
+
+    Linear layers (target_modules) get PEFT's LoRA. Expert parameters (target_parameters) get
+    PEFT's ParamWrapper on transformers' experts, or, when the experts are quantized
+    (`mxfp4.QuantizedExperts`), Tuna's per-expert low-rank LoRA with PEFT's tensor names and
+    shapes. With only expert targets on quantized experts there is no PEFT wrapper at all: the
+    returned model is then the base model itself."""
     from safetensors.torch import load_file
 
     if gradient_checkpointing:
-        # Non-reentrant: works with frozen inputs (no enable_input_require_grads hack) and with
-        # PEFT's expert-parameter wrappers, which are re-entered on recompute.
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(base)
     cfg = lora_config(lora)
     _check_adapter_config(init_adapter_dir, cfg)
-    # autocast_adapter_dtype (default): LoRA weights in fp32 even on a bf16 base.
-    model = get_peft_model(base, cfg)
-    params = adapter_parameters(model)
+    model, params = attach_lora(base, cfg)
     weights_path = os.path.join(init_adapter_dir, "adapter_model.safetensors")
     weights = load_file(weights_path)
     missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
     if missing or extra:
-        raise ModelLoadError(f"{weights_path}: does not fit the PEFT model: missing {missing}, not in the model {extra}")
+        raise ModelLoadError(f"{weights_path}: does not fit the LoRA model: missing {missing}, not in the model {extra}")
     with torch.no_grad():
         for name, p in params.items():
             w = weights[name]
@@ -274,9 +396,114 @@ def build_lora_model(base, lora, init_adapter_dir, gradient_checkpointing):
     return model, params
 
 
+def enable_gradient_checkpointing(base):
+    """transformers' per-decoder-layer checkpointing, non-reentrant: works with frozen inputs (no
+    enable_input_require_grads hack) and with PEFT's expert-parameter wrappers, which are
+    re-entered on recompute. Quantized experts then keep their dequantized weights from the
+    recomputed forward for the layer's backward (see mxfp4._QuantizedGroupedLinear)."""
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for e in mxfp4.quantized_experts(base):
+        e.keep_weights_for_backward = True
+
+
+def attach_lora(base, cfg):
+    """(model, {saved name: trainable parameter}) for LoraConfig `cfg` on `base`, the adapter at
+    its fresh initialisation (zeros; the initial adapter is copied in by the caller).
+
+    transformers' experts (dequantized): PEFT, for linear layers and expert parameters. Quantized
+    experts (`mxfp4.QuantizedExperts`, the fast path): no PEFT wrapper; Tuna's LoRA layers with
+    PEFT's names, shapes and target matching (`lora_linear.LoRALinear`, computing in the
+    activations' dtype; `mxfp4.ExpertLoRA`, per-expert low-rank products), and the returned
+    model is `base` itself."""
+    from peft import get_peft_model
+
+    if mxfp4.quantized_experts(base):
+        scaling = _scaling(cfg)
+        params = lora_linear.add_linear_lora(base, cfg, scaling) if cfg.target_modules else {}
+        params.update(mxfp4.add_expert_lora(base, cfg.target_parameters or [], cfg.r, scaling,
+                                            float(cfg.lora_dropout or 0.0)))
+        if not params:
+            raise ValueError("lora: nothing to train (no target_modules and no target_parameters)")
+        base.requires_grad_(False)
+        for p in params.values():
+            p.requires_grad_(True)
+        return base, dict(sorted(params.items()))
+    # autocast_adapter_dtype (default): LoRA weights in fp32 even on a bf16 base.
+    model = get_peft_model(base, cfg)
+    return model, adapter_parameters(model)
+
+
+def detach_lora(model):
+    """The base model back from `attach_lora`'s model, every adapter removed."""
+    base = model.unload() if hasattr(model, "unload") else model
+    lora_linear.remove_linear_lora(base)
+    for e in mxfp4.quantized_experts(base):
+        e.lora = torch.nn.ModuleDict()
+    return base
+
+
+def _scaling(cfg):
+    # PEFT's LoraLayer.update_layer: alpha / r, or alpha / sqrt(r) with rsLoRA.
+    return cfg.lora_alpha / (cfg.r ** 0.5 if cfg.use_rslora else cfg.r)
+
+
+class adapter_disabled:
+    """`with adapter_disabled(model):` the base model's outputs (the baseline evaluation): PEFT's
+    disable_adapter for its layers, and Tuna's LoRA layers (fast path) switched off."""
+
+    def __init__(self, model):
+        self.model = model
+        self.experts = mxfp4.quantized_experts(model) + lora_linear.lora_linears(model)
+        self.peft = model.disable_adapter() if hasattr(model, "disable_adapter") else None
+
+    def __enter__(self):
+        if self.peft is not None:
+            self.peft.__enter__()
+        for e in self.experts:
+            e.lora_enabled = False
+        return self.model
+
+    def __exit__(self, *exc):
+        for e in self.experts:
+            e.lora_enabled = True
+        return self.peft.__exit__(*exc) if self.peft is not None else False
+
+
+def save_adapter(model, params, init_adapter_dir, out_dir):
+    """The trained adapter in PEFT layout (what `PeftModel.from_pretrained` loads). PEFT's own
+    save_pretrained for a PEFT model; for the quantized-experts model (Tuna's LoRA layers, no
+    PEFT wrapper) the same two files written here: the initial adapter's config (checked equal
+    to the job's LoRA at load) and every adapter tensor under PEFT's name, fp32, each file
+    through a temporary name and a rename."""
+    from safetensors.torch import save_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    if not mxfp4.quantized_experts(model):
+        model.save_pretrained(out_dir)
+        readme = os.path.join(out_dir, "README.md")  # PEFT's model-card boilerplate; not a result
+        if os.path.exists(readme):
+            os.remove(readme)
+        return
+    weights = os.path.join(out_dir, "adapter_model.safetensors")
+    save_file({n: p.detach().to("cpu", torch.float32).contiguous() for n, p in params.items()}, weights + ".tmp",
+              metadata={"format": "pt"})
+    os.replace(weights + ".tmp", weights)
+    with open(os.path.join(init_adapter_dir, "adapter_config.json")) as f:
+        config = f.read()
+    with open(os.path.join(out_dir, "adapter_config.json.tmp"), "w") as f:
+        f.write(config)
+    os.replace(os.path.join(out_dir, "adapter_config.json.tmp"), os.path.join(out_dir, "adapter_config.json"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward and loss
 # ---------------------------------------------------------------------------------------------
+
+def causal_lm(model):
+    """The GptOssForCausalLM under a PEFT wrapper, or the model itself when there is none
+    (quantized experts with expert-only LoRA)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
 
 def attention_masks(model, batch, device):
     """The attention mask argument for one batch.
@@ -291,7 +518,7 @@ def attention_masks(model, batch, device):
         return batch["attention_mask"].to(device)
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
-    config = model.get_base_model().config
+    config = causal_lm(model).config
     ids = batch["input_ids"]
     # The builders read only the shape, dtype and device of inputs_embeds.
     shape_only = torch.empty(ids.shape[0], ids.shape[1], 0, dtype=next(model.parameters()).dtype, device=device)
@@ -361,12 +588,14 @@ def token_loss_sum(model, batch, device, chunk_rows=None):
     chunk_rows None: the model's own forward, full [batch, seq, vocab] logits, one cross-entropy.
     chunk_rows N: the decoder's final hidden states; the rows of the scored positions (picked with
     indices from the CPU labels: no device sync) go through lm_head + fp32 cross-entropy N at a
-    time, each chunk under torch.utils.checkpoint when training (its logits are recomputed in
-    backward instead of kept), so at most one chunk's [N, vocab] logits exist at once. The same
-    per-token terms; only the summation order differs (~1e-7 relative in fp32).
+    time, so at most one chunk's [N, vocab] logits exist at once: with gpt-oss's frozen, bias-free
+    lm_head through `loss.LinearCrossEntropySum` (the chunk's input gradient computed in forward,
+    while its logits exist), otherwise each chunk under torch.utils.checkpoint (its logits
+    recomputed in backward). The same per-token terms; only the summation order differs (~1e-7
+    relative in fp32).
 
     With flex attention the batch is first padded to a multiple of 128 positions (`pad_for_flex`)."""
-    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    config = causal_lm(model).config
     if config._attn_implementation == "flex_attention":
         batch = pad_for_flex(batch)
     labels = batch["labels"][:, 1:]
@@ -377,7 +606,7 @@ def token_loss_sum(model, batch, device, chunk_rows=None):
         loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.to(device).reshape(-1),
                                ignore_index=IGNORE, reduction="sum")
         return loss, scored
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal = causal_lm(model)
     hidden = causal.model(**kwargs).last_hidden_state  # [B, T, H]
     b, t, h = hidden.shape
     keep = (labels != IGNORE).nonzero()  # [scored, 2]: (row, position) of labels[:, 1:]
@@ -385,10 +614,13 @@ def token_loss_sum(model, batch, device, chunk_rows=None):
     hs = hidden.reshape(b * t, h).index_select(0, rows)
     y = labels[keep[:, 0], keep[:, 1]].to(device)
     head = causal.get_output_embeddings()
+    fused_head = ce_loss.supported(head)  # frozen, bias-free lm_head (gpt-oss's): loss.py's kernel
     checkpointed = torch.is_grad_enabled() and (hs.requires_grad or any(p.requires_grad for p in head.parameters()))
     total = torch.zeros((), dtype=torch.float32, device=device)
     for s in range(0, scored, chunk_rows):
-        if checkpointed:
+        if fused_head:
+            part = ce_loss.linear_cross_entropy_sum(hs[s:s + chunk_rows], head, y[s:s + chunk_rows])
+        elif checkpointed:
             part = checkpoint(_ce_sum, head, hs[s:s + chunk_rows], y[s:s + chunk_rows],
                               use_reentrant=False, preserve_rng_state=False)  # no randomness inside
         else:

@@ -36,6 +36,8 @@ def parse_args(argv):
                          "which for the worker is the attempt directory)")
     ap.add_argument("--checkpoint-dir", default=None, help="default: $TUNA_CHECKPOINT_DIR (none: no checkpoints)")
     ap.add_argument("--resume-dir", default=None, help="default: $TUNA_RESUME_DIR")
+    ap.add_argument("--prepared", default=None,
+                    help="a directory `tuna prepare` already wrote for this job (then tuna is not run)")
     return ap.parse_args(argv)
 
 
@@ -66,7 +68,7 @@ def evaluate(model, batches, dist, device, chunk_rows, adapter=True):
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        ctx = model.disable_adapter() if not adapter else _Null()
+        ctx = modeling.adapter_disabled(model) if not adapter else _Null()
         with ctx:
             for b in batches[dist.rank::dist.world]:
                 s, n = modeling.token_loss_sum(model, b, device, chunk_rows)
@@ -88,6 +90,9 @@ class _Null:
 
 
 def run(args, emit, dist, stop):
+    from . import prune  # `task: prune` jobs (expert pruning) are prune.py's, not this loop's
+    if prune.is_prune_job(args.job):
+        return prune.run(args, emit, dist, stop)
     started = time.time()
     job_path = os.path.abspath(args.job)
     root = os.path.abspath(args.root or os.getcwd())
@@ -113,12 +118,14 @@ def run(args, emit, dist, stop):
     # How it computes (attention / experts implementation, chunked loss): the job's `torch`
     # section, defaults when there is none. Resolved before anything runs, so an explicit
     # choice this device cannot run fails at once.
-    topts = modeling.torch_options(job.get("torch"), device)
+    model_dir = modeling.resolve(job["model"], root)
+    topts = modeling.torch_options(job.get("torch"), device, modeling.checkpoint_is_mxfp4(model_dir))
     chunk_rows = topts.chunk_rows
 
-    # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait).
-    prepared_dir = os.path.join(work, "prepared")
-    if dist.is_main:
+    # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait),
+    # or `--prepared`: what `tuna prepare` wrote for this job elsewhere (a GPU box without tuna).
+    prepared_dir = os.path.abspath(args.prepared) if getattr(args, "prepared", None) else os.path.join(work, "prepared")
+    if dist.is_main and not getattr(args, "prepared", None):
         os.makedirs(work, exist_ok=True)
         data.run_prepare(data.find_tuna(args.tuna), job_path, prepared_dir, root)
     dist.wait_for_main()
@@ -128,7 +135,7 @@ def run(args, emit, dist, stop):
 
     # 2. Model and the initial adapter.
     torch.manual_seed(seed)
-    base, unexpected = modeling.load_base_model(modeling.resolve(job["model"], root), device, dtype,
+    base, unexpected = modeling.load_base_model(model_dir, device, dtype,
                                                 attention=topts.attention, experts=topts.experts)
     if unexpected and dist.is_main:
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
@@ -233,11 +240,7 @@ def run(args, emit, dist, stop):
 
     # 4. The adapter, in PEFT layout (what `PeftModel.from_pretrained` loads).
     if dist.is_main:
-        os.makedirs(out_dir, exist_ok=True)
-        model.save_pretrained(out_dir)
-        readme = os.path.join(out_dir, "README.md")  # PEFT's model-card boilerplate; not a result
-        if os.path.exists(readme):
-            os.remove(readme)
+        modeling.save_adapter(model, params, prep.init_adapter, out_dir)
     dist.barrier()
     done = dict(steps=step, seconds=time.time() - started, final_train_loss=last_train, final_val_loss=last_val,
                 baseline_val_loss=baseline, peak_rss_mb=peak_rss_mb())
