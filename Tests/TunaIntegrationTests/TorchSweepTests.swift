@@ -25,25 +25,20 @@ final class TorchSweepTests: XCTestCase {
 
     override func tearDown() { cluster?.shutdown() }
 
-    func testTorchJobsMatchTheNativeTrainer() async throws {
+    /// A tiny random gpt-oss (MXFP4 experts) for both trainers.
+    func makeModel() throws -> URL {
         let model = cluster.dir.appendingPathComponent("model")
         let made = try cluster.cliLocal(["init-model", "--out", model.path, "--layers", "2", "--seed", "3", "--vocabulary",
                                          Cluster.repo.appendingPathComponent("Tests/TunaTextTests/Fixtures/o200k_base.tiktoken").path])
         XCTAssertEqual(made.status, 0, made.out)
-        func spec(_ trainer: String) -> String {
-            """
-            name: \(trainer)-it
-            trainer: \(trainer)
-            model: \(model.path)
-            dataset: {path: \(Cluster.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), format: csv, fields: {prompt: problem, response: solution}, template: im_start, val_fraction: 0.1}
-            lora:
-              rank: 4
-              target_parameters: [1.mlp.experts.gate_up_proj, 1.mlp.experts.down_proj]
-            train: {epochs: 1, max_steps: 4, learning_rate: 5e-3, scheduler: cosine, warmup_ratio: 0.2, batch_size: 4, grad_accum: 2, max_seq_len: 96, seed: 5, weight_decay: 0.01}
-            """
-        }
+        return model
+    }
+
+    /// Starts a coordinator and one worker offering both trainers, submits `spec("torch")` then
+    /// `spec("native")`, and waits for both sweeps to finish; their results, sorted by index.
+    func runBoth(worker: String, maxJobs: Int, spec: (String) -> String) async throws -> (torch: [ResultRow], native: [ResultRow]) {
         try cluster.startCoordinator()
-        try cluster.startWorker("both", maxJobs: 2,
+        try cluster.startWorker(worker, maxJobs: maxJobs,
                                 extra: ["--torch-trainer", Cluster.repo.appendingPathComponent("worker/tuna-torch").path])
         var sweeps: [SweepID] = []
         for trainer in ["torch", "native"] {
@@ -60,8 +55,25 @@ final class TorchSweepTests: XCTestCase {
             }
             return true
         }
-        let torch = try await cluster.results(sweeps[0]).sorted { $0.index < $1.index }
-        let native = try await cluster.results(sweeps[1]).sorted { $0.index < $1.index }
+        return (try await cluster.results(sweeps[0]).sorted { $0.index < $1.index },
+                try await cluster.results(sweeps[1]).sorted { $0.index < $1.index })
+    }
+
+    func testTorchJobsMatchTheNativeTrainer() async throws {
+        let model = try makeModel()
+        func spec(_ trainer: String) -> String {
+            """
+            name: \(trainer)-it
+            trainer: \(trainer)
+            model: \(model.path)
+            dataset: {path: \(Cluster.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), format: csv, fields: {prompt: problem, response: solution}, template: im_start, val_fraction: 0.1}
+            lora:
+              rank: 4
+              target_parameters: [1.mlp.experts.gate_up_proj, 1.mlp.experts.down_proj]
+            train: {epochs: 1, max_steps: 4, learning_rate: 5e-3, scheduler: cosine, warmup_ratio: 0.2, batch_size: 4, grad_accum: 2, max_seq_len: 96, seed: 5, weight_decay: 0.01}
+            """
+        }
+        let (torch, native) = try await runBoth(worker: "both", maxJobs: 2, spec: spec)
         XCTAssertEqual(torch.map(\.status), [.succeeded], cluster.log("worker-both.log").suffix(4000).description)
         XCTAssertEqual(native.map(\.status), [.succeeded])
         let checkpoint = try GptOssCheckpoint(directory: model)
@@ -88,10 +100,7 @@ final class TorchSweepTests: XCTestCase {
     /// rounding), the second torch job reuses the profile the first cached in the worker's
     /// TUNA_CACHE_DIR, and the uploaded pruned checkpoints are the native ones, tensor for tensor.
     func testTorchPruneSweepMatchesTheNativeOne() async throws {
-        let model = cluster.dir.appendingPathComponent("model")
-        let made = try cluster.cliLocal(["init-model", "--out", model.path, "--layers", "2", "--seed", "3", "--vocabulary",
-                                         Cluster.repo.appendingPathComponent("Tests/TunaTextTests/Fixtures/o200k_base.tiktoken").path])
-        XCTAssertEqual(made.status, 0, made.out)
+        let model = try makeModel()
         func spec(_ trainer: String) -> String {
             """
             name: \(trainer)-prune
@@ -102,26 +111,7 @@ final class TorchSweepTests: XCTestCase {
             prune: {keep: [6, 3], also_evaluate: [8], score: reap, calibration_examples: 32, max_seq_len: 96}
             """
         }
-        try cluster.startCoordinator()
-        try cluster.startWorker("pruner", maxJobs: 1,
-                                extra: ["--torch-trainer", Cluster.repo.appendingPathComponent("worker/tuna-torch").path])
-        var sweeps: [SweepID] = []
-        for trainer in ["torch", "native"] {
-            let file = cluster.dir.appendingPathComponent("\(trainer)-prune.yaml")
-            try spec(trainer).write(to: file, atomically: true, encoding: .utf8)
-            let (status, out) = try cluster.cli(["submit", "--json", file.path])
-            XCTAssertEqual(status, 0, out)
-            sweeps.append(try JSONDecoder().decode(Submitted.self, from: Data(out.utf8)).sweep)
-        }
-        try await cluster.waitUntil("both prune sweeps to finish", timeout: 400) {
-            for s in sweeps {
-                let rows = try await cluster.results(s)
-                if !rows.allSatisfy({ $0.status == .succeeded || $0.status == .failed }) { return false }
-            }
-            return true
-        }
-        let torch = try await cluster.results(sweeps[0]).sorted { $0.index < $1.index }
-        let native = try await cluster.results(sweeps[1]).sorted { $0.index < $1.index }
+        let (torch, native) = try await runBoth(worker: "pruner", maxJobs: 1, spec: spec)
         XCTAssertEqual(torch.map(\.status), [.succeeded, .succeeded], cluster.log("worker-pruner.log").suffix(4000).description)
         XCTAssertEqual(native.map(\.status), [.succeeded, .succeeded])
         var cached = 0

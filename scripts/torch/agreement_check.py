@@ -452,6 +452,14 @@ def check_missing_weights(c, args, work, model_dir, job, experts="eager"):
            not by(events_of(p.stdout), "step") and not os.path.exists(out))
 
 
+def tuna_path(given):
+    """The tuna CLI: `given` (--tuna or $TUNA_BIN), else the debug build's, as an absolute path."""
+    if not given:
+        bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        given = os.path.join(bin_path, "tuna")
+    return os.path.abspath(given)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"), help="the tuna CLI (default: $TUNA_BIN)")
@@ -459,10 +467,7 @@ def main():
                     help="also gradient checkpointing, DDP (2 CPU processes), SIGTERM, a corrupt checkpoint")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
-    if not args.tuna:
-        bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        args.tuna = os.path.join(bin_path, "tuna")
-    args.tuna = os.path.abspath(args.tuna)
+    args.tuna = tuna_path(args.tuna)
     work = tempfile.mkdtemp(prefix="tuna-torch-agree-")
     print(f"work dir {work}; tuna {args.tuna}", flush=True)
     c = Checks()

@@ -175,10 +175,8 @@ def main():
     ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"))
     args = ap.parse_args()
     if args.mode == "make":
-        if not args.tuna:
-            bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO, capture_output=True,
-                                      text=True).stdout.strip()
-            args.tuna = os.path.join(bin_path, "tuna")
+        from agreement_check import tuna_path
+        args.tuna = tuna_path(args.tuna)
         make(args)
         return 0
     return run(args)

@@ -48,7 +48,7 @@ VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tik
 DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agreement_check import Checks, by, events_of, run, torch_env  # noqa: E402
+from agreement_check import Checks, by, events_of, run, torch_env, tuna_path  # noqa: E402
 
 # fp32 forward passes on both sides, float64 sums: losses agree to summation order (observed
 # <= 8e-9 relative).
@@ -218,10 +218,7 @@ def main():
     ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"), help="the tuna CLI (default: $TUNA_BIN)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
-    if not args.tuna:
-        bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        args.tuna = os.path.join(bin_path, "tuna")
-    args.tuna = os.path.abspath(args.tuna)
+    args.tuna = tuna_path(args.tuna)
     work = tempfile.mkdtemp(prefix="tuna-prune-agree-")
     print(f"work dir {work}; tuna {args.tuna}", flush=True)
     c = Checks()

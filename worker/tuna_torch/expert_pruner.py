@@ -66,30 +66,40 @@ class SafeTensorsFile:
         return memoryview(self._map)[a:b]
 
 
+def checkpoint_shards(directory):
+    """(declared {tensor: shard} of the index or {}, the shard file names) of a checkpoint
+    directory, as Sources/TunaEngine/TensorStore.swift finds them: the shards named by
+    model.safetensors.index.json, else model.safetensors, else every *.safetensors in it."""
+    index = os.path.join(directory, INDEX_FILE)
+    if os.path.exists(index):
+        try:
+            with open(index) as f:
+                declared = json.load(f)["weight_map"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: not a safetensors index (a weight_map object): {e}") from e
+        shards = sorted(set(declared.values()))
+    elif os.path.exists(os.path.join(directory, SINGLE_FILE)):
+        declared, shards = {}, [SINGLE_FILE]
+    else:
+        declared = {}
+        shards = sorted(n for n in os.listdir(directory) if n.endswith(".safetensors"))
+    if not shards:
+        raise CheckpointError(f"{directory}: no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors")
+    for shard in shards:
+        if not isinstance(shard, str) or "/" in shard:
+            raise CheckpointError(f"{index}: shard name {shard!r} is not a plain file name")
+    return declared, shards
+
+
 class TensorStore:
-    """Every tensor of a checkpoint directory, as Sources/TunaEngine/TensorStore.swift finds
-    them: the shards named by model.safetensors.index.json, else model.safetensors, else every
-    *.safetensors in the directory."""
+    """Every tensor of a checkpoint directory (`checkpoint_shards`), memory-mapped."""
 
     def __init__(self, directory):
         self.directory = directory
-        index = os.path.join(directory, INDEX_FILE)
-        if os.path.exists(index):
-            with open(index) as f:
-                declared = json.load(f)["weight_map"]
-            shards = sorted(set(declared.values()))
-        elif os.path.exists(os.path.join(directory, SINGLE_FILE)):
-            declared, shards = {}, [SINGLE_FILE]
-        else:
-            declared = {}
-            shards = sorted(n for n in os.listdir(directory) if n.endswith(".safetensors"))
-            if not shards:
-                raise CheckpointError(f"{directory}: no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors")
+        declared, shards = checkpoint_shards(directory)
         self.owner = {}
         self.files = []
         for shard in shards:
-            if "/" in shard:
-                raise CheckpointError(f"{index}: shard name {shard!r} is not a plain file name")
             f = SafeTensorsFile(os.path.join(directory, shard))
             for name in f.tensors:
                 if name in self.owner:

@@ -49,7 +49,7 @@ def add_linear_lora(model, cfg, scaling):
     from peft.tuners.tuners_utils import check_target_module_exists
 
     params = {}
-    output_layer = model.get_output_embeddings()
+    output_layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear) or module is output_layer:
             continue

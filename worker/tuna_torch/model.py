@@ -213,19 +213,16 @@ def load_base_model(model_dir, device, dtype, attention="eager", experts="eager"
 
 
 def checkpoint_files(model_dir):
-    """The checkpoint's safetensors files: those of model.safetensors.index.json's weight_map,
-    else model.safetensors."""
-    index = os.path.join(model_dir, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index) as f:
-            names = sorted(set((json.load(f).get("weight_map") or {}).values()))
-        if not names:
-            raise ModelLoadError(f"{index}: empty weight_map")
-    elif os.path.isfile(os.path.join(model_dir, "model.safetensors")):
-        names = ["model.safetensors"]
-    else:
-        raise ModelLoadError(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
-    paths = [os.path.join(model_dir, n) for n in names]
+    """The checkpoint's safetensors files, found as the native engine finds them
+    (`expert_pruner.checkpoint_shards`: the index's shards, else model.safetensors, else every
+    *.safetensors)."""
+    from .expert_pruner import CheckpointError, checkpoint_shards
+
+    try:
+        _, shards = checkpoint_shards(model_dir)
+    except CheckpointError as e:
+        raise ModelLoadError(str(e)) from e
+    paths = [os.path.join(model_dir, n) for n in shards]
     for path in paths:
         if not os.path.isfile(path):
             raise ModelLoadError(f"{path}: listed by the index but not there")
