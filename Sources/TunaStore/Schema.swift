@@ -96,6 +96,11 @@ enum Schema {
             );
             """)
         }
+        // The job summary's evaluation metrics beyond the loss (a JSON object of numbers): the
+        // baseline loss, and what prune jobs report per evaluation (KL, top-1 agreement, ...).
+        m.registerMigration("v2-metrics") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN metrics TEXT")
+        }
         return m
     }
 }

@@ -12,6 +12,7 @@ extension Store {
             let attemptID = try self.currentAttemptID(db, ref, worker: worker)
             let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO metrics (attempt_id, seq, at_ms, event) VALUES (?, ?, ?, ?)")
             var trainLoss: Double?, valLoss: Double?, bestVal: Double?, tps: Double?
+            var metrics: [String: JSONValue] = [:]
             var through: Int64 = -1
             for e in batch.events {
                 try insert.execute(arguments: [attemptID, e.seq, e.at_ms, jsonText(e.event)])
@@ -23,8 +24,17 @@ extension Store {
                     if let t = e.event["tokens_per_s"]?.doubleValue { tps = t }
                 case "eval":
                     if let l = e.event["loss"]?.doubleValue { valLoss = l; bestVal = min(bestVal ?? l, l) }
+                    metrics.merge(Self.evalMetrics(e.event)) { $1 }
+                case "baseline":
+                    for (field, name) in [("loss", "baseline_loss"), ("general_loss", "baseline_general_loss")] {
+                        if let v = e.event[field]?.doubleValue, v.isFinite { metrics[name] = .number(v) }
+                    }
                 default: break
                 }
+            }
+            if !metrics.isEmpty {
+                try db.execute(sql: "UPDATE jobs SET metrics = json_patch(COALESCE(metrics, '{}'), ?) WHERE id = ?",
+                               arguments: [JSONValue.object(metrics).canonicalJSON, batch.job])
             }
             if trainLoss != nil || valLoss != nil || tps != nil {
                 try db.execute(sql: """
@@ -38,6 +48,18 @@ extension Store {
             }
             return through
         }
+    }
+
+    /// An eval event's numbers beyond what the summary has columns for (loss, tokens) and its
+    /// position (step, epoch, keep): a prune job's KL, top-1 agreement, pruned-hit and routing
+    /// mass shares, general-set figures. Empty for a LoRA job's eval.
+    static func evalMetrics(_ event: JSONValue) -> [String: JSONValue] {
+        let skip: Set<String> = ["event", "step", "epoch", "loss", "tokens", "keep"]
+        var out: [String: JSONValue] = [:]
+        for (k, v) in event.objectValue ?? [:] where !skip.contains(k) {
+            if let d = v.doubleValue, d.isFinite { out[k] = .number(d) }
+        }
+        return out
     }
 
     /// The event log of a job: its latest attempt's by default, or one attempt's.

@@ -87,7 +87,7 @@ extension Store {
                        arguments: [job, number, worker, now + policy.leaseMs, now])
         try db.execute(sql: """
             UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
-                final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL
+                final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL, metrics = NULL
             WHERE id = ?
             """, arguments: [next.rawValue, number, number, worker, job])
         var spec = (try? JSONValue.parse(Data((row[2] as String).utf8)))?.objectValue ?? [:]

@@ -46,7 +46,7 @@ extension Store {
             let filter = sweep == nil ? "" : "WHERE j.sweep_id = ?"
             let stmt = try db.makeStatement(sql: """
                 SELECT j.adapter_sha256, j.attempts, j.best_val_loss, j.error, j.final_train_loss, j.final_val_loss, j.id, j.idx,
-                       j.varying, j.status, j.sweep_id, j.tokens_per_s, w.name
+                       j.varying, j.status, j.sweep_id, j.tokens_per_s, w.name, j.metrics
                 FROM jobs j LEFT JOIN workers w ON w.id = j.worker \(filter) ORDER BY \(order)
                 """)
             try stmt.setArguments(sweep.map { [$0] } ?? [])
@@ -70,6 +70,7 @@ extension Store {
                 w.raw(",\"final_val_loss\":"); w.real(q, 5)
                 w.raw(",\"id\":"); w.integer(q, 6)
                 w.raw(",\"index\":"); w.integer(q, 7)
+                w.raw(",\"metrics\":"); w.verbatim(q, 13)
                 w.raw(",\"params\":"); w.verbatim(q, 8)
                 w.raw(",\"status\":"); w.text(q, 9)
                 w.raw(",\"sweep\":"); w.integer(q, 10)
@@ -86,13 +87,14 @@ extension Store {
         try read { db in
             guard let r = try Row.fetchOne(db, sql: """
                 SELECT j.id, j.sweep_id, j.idx, j.status, j.attempts, j.varying, j.final_train_loss, j.best_val_loss,
-                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error
+                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error, j.metrics
                 FROM jobs j LEFT JOIN workers w ON w.id = j.worker WHERE j.id = ?
                 """, arguments: [job]) else { throw ErrorReply.notFound("no job \(job)") }
             let row = ResultRow(id: r[0], sweep: r[1], index: r[2], status: JobStatus(rawValue: r[3]) ?? .queued, attempts: r[4],
                                 params: (try? JSONValue.parse(Data((r[5] as String).utf8)))?.objectValue ?? [:],
                                 final_train_loss: r[6], best_val_loss: r[7], final_val_loss: r[8], tokens_per_s: r[9],
-                                worker: r[10], adapter_sha256: r[11], error: r[12])
+                                worker: r[10], adapter_sha256: r[11], error: r[12],
+                                metrics: (r[13] as String?).flatMap { try? JSONDecoder().decode([String: Double].self, from: Data($0.utf8)) })
             let attempts = try Row.fetchAll(db, sql: """
                 SELECT a.job_id, a.number, COALESCE(w.name, a.worker_id), a.state, a.started_ms, a.ended_ms, a.error
                 FROM attempts a LEFT JOIN workers w ON w.id = a.worker_id WHERE a.job_id = ? ORDER BY a.number

@@ -26,10 +26,15 @@ struct ResultsCommand: AsyncParsableCommand {
         }
         let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep, sort: sort)).resultRows()
         let keys = Array(Set(rows.flatMap { $0.params.keys })).sorted()
-        var t = Table(["job"] + keys + ["status", "attempts", "train_loss", "best_val", "final_val", "tok/s", "worker", "adapter"])
+        // Evaluation numbers beyond the loss, a column each where any job has them (the
+        // baseline loss; a prune sweep's KL, top-1 agreement, pruned-hit share, ...).
+        let metricKeys = Array(Set(rows.flatMap { ($0.metrics ?? [:]).keys })).sorted()
+        var t = Table(["job"] + keys + ["status", "attempts", "train_loss", "best_val", "final_val"] + metricKeys
+                      + ["tok/s", "worker", "adapter"])
         for r in rows {
             t.add(["\(r.id)"] + keys.map { r.params[$0].map(cellText) ?? "-" } + [
                 r.status.rawValue, "\(r.attempts)", fmt(r.final_train_loss), fmt(r.best_val_loss), fmt(r.final_val_loss),
+            ] + metricKeys.map { fmt(r.metrics?[$0]) } + [
                 fmt(r.tokens_per_s, 0), r.worker ?? "-", r.adapter_sha256.map { String($0.prefix(12)) } ?? "-",
             ])
         }

@@ -114,6 +114,13 @@ final class NativeSweepTests: XCTestCase {
                 XCTAssertGreaterThan(try XCTUnwrap(eval["pruned_hit_share"]?.doubleValue), 0)
             }
             XCTAssertNotNil(eval["general_loss"]?.doubleValue)
+            // the results row carries the job's own N's figures and the unpruned baseline
+            let metrics = try XCTUnwrap(r.metrics, "results row without metrics")
+            XCTAssertEqual(metrics["baseline_loss"], baseline)
+            for name in ["kl", "top1_agreement", "pruned_hit_share", "routing_mass_kept", "general_loss", "general_kl"] {
+                XCTAssertEqual(metrics[name], eval[name]?.doubleValue, name)
+            }
+            XCTAssertNil(metrics["keep"], "the position of an eval is not a metric")
             if events.contains(where: { $0["event"]?.stringValue == "prune_profile" && $0["cached"]?.boolValue == true }) { cachedProfiles += 1 }
             let dir = cluster.dir.appendingPathComponent("pruned-\(r.id)")
             let fetch = try cluster.cli(["fetch", "\(r.id)", "--out", dir.path])
@@ -123,5 +130,11 @@ final class NativeSweepTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("prune_report.json").path))
         }
         XCTAssertEqual(cachedProfiles, 2, "jobs after the first reuse the worker's cached calibration profile")
+        let table = try cluster.cli(["results", "--sweep", "\(submitted.sweep)"])
+        XCTAssertEqual(table.status, 0, table.out)
+        let header = try XCTUnwrap(table.out.split(separator: "\n").first)
+        for column in ["prune.keep", "final_val", "baseline_loss", "kl", "top1_agreement", "pruned_hit_share", "routing_mass_kept"] {
+            XCTAssertTrue(header.contains(column), "`tuna results` has no \(column) column: \(header)")
+        }
     }
 }

@@ -125,7 +125,35 @@ final class StoreTests: XCTestCase {
         let r = try store.results(sweep: 1, sort: "best_val_loss")[0]
         XCTAssertEqual(r.final_train_loss, 1.2); XCTAssertEqual(r.best_val_loss, 1.5); XCTAssertEqual(r.final_val_loss, 1.7)
         XCTAssertEqual(r.tokens_per_s, 100)
+        XCTAssertNil(r.metrics, "a LoRA eval has no numbers beyond its loss")
         XCTAssertThrowsError(try store.results(sweep: 1, sort: "1; DROP TABLE jobs"))
+    }
+
+    /// A `baseline` event's losses and an `eval` event's numbers beyond loss/tokens/position (a
+    /// prune job's) become the job's `metrics`, the last value of each name winning; a new lease
+    /// starts them over.
+    func testEvalMetricsAreSummarised() throws {
+        try submit()
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let evs: [EventRecord] = [
+            EventRecord(seq: 0, at_ms: 1, event: ["event": "baseline", "loss": 2.5, "general_loss": 2.75]),
+            EventRecord(seq: 1, at_ms: 2, event: ["event": "prune_eval", "keep": 6, "loss": 2.6, "kl": 0.5]),
+            EventRecord(seq: 2, at_ms: 3, event: ["event": "eval", "keep": 4, "loss": 2.7, "tokens": 100, "kl": 0.25,
+                                                  "top1_agreement": 0.75, "step": 0]),
+        ]
+        XCTAssertEqual(try store.appendEvents(Events(job: l.job, attempt: 1, events: evs), worker: "w1", now: 5), 2)
+        XCTAssertEqual(try store.appendEvents(Events(job: l.job, attempt: 1, events: [
+            EventRecord(seq: 3, at_ms: 4, event: ["event": "eval", "loss": 2.8, "kl": 0.375]),
+        ]), worker: "w1", now: 6), 3)
+        let r = try store.results(sweep: 1, sort: nil)[0]
+        XCTAssertEqual(r.final_val_loss, 2.8)
+        XCTAssertEqual(r.metrics, ["baseline_loss": 2.5, "baseline_general_loss": 2.75, "kl": 0.375, "top1_agreement": 0.75],
+                       "prune_eval is not the job's own N; keep, step, loss and tokens are not metrics")
+        XCTAssertEqual(try store.jobDetail(l.job).job.metrics, r.metrics)
+        try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .failed("boom"), now: 7, policy: policy)
+        let again = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 1_000_000, policy: policy))
+        XCTAssertEqual(again.job, l.job)
+        XCTAssertNil(try store.results(sweep: 1, sort: nil)[0].metrics, "a new lease starts the summary over")
     }
 
     func testCancelStopsRunningAndQueuedJobs() throws {

@@ -37,8 +37,12 @@ public struct ResultRow: Codable, Sendable {
     public var worker: String?
     public var adapter_sha256: String?
     public var error: String?
-    public init(id: JobID, sweep: SweepID, index: Int, status: JobStatus, attempts: Int, params: [String: JSONValue], final_train_loss: Double? = nil, best_val_loss: Double? = nil, final_val_loss: Double? = nil, tokens_per_s: Double? = nil, worker: String? = nil, adapter_sha256: String? = nil, error: String? = nil) {
-        self.id = id; self.sweep = sweep; self.index = index; self.status = status; self.attempts = attempts; self.params = params; self.final_train_loss = final_train_loss; self.best_val_loss = best_val_loss; self.final_val_loss = final_val_loss; self.tokens_per_s = tokens_per_s; self.worker = worker; self.adapter_sha256 = adapter_sha256; self.error = error
+    /// Evaluation numbers beyond the loss (docs/protocol.md, `results`): `baseline_loss`, and a
+    /// prune job's `kl`, `top1_agreement`, `pruned_hit_share`, `routing_mass_kept`, `general_*`
+    /// from its last eval. Absent (nil) when a job has reported none.
+    public var metrics: [String: Double]?
+    public init(id: JobID, sweep: SweepID, index: Int, status: JobStatus, attempts: Int, params: [String: JSONValue], final_train_loss: Double? = nil, best_val_loss: Double? = nil, final_val_loss: Double? = nil, tokens_per_s: Double? = nil, worker: String? = nil, adapter_sha256: String? = nil, error: String? = nil, metrics: [String: Double]? = nil) {
+        self.id = id; self.sweep = sweep; self.index = index; self.status = status; self.attempts = attempts; self.params = params; self.final_train_loss = final_train_loss; self.best_val_loss = best_val_loss; self.final_val_loss = final_val_loss; self.tokens_per_s = tokens_per_s; self.worker = worker; self.adapter_sha256 = adapter_sha256; self.error = error; self.metrics = metrics
     }
 }
 
