@@ -120,6 +120,16 @@ final class Cluster: @unchecked Sendable {
     /// Runs the `tuna` CLI against this cluster and returns its stdout.
     func cli(_ args: [String]) throws -> (status: Int32, out: String) { try cliLocal(args + ["--coordinator", address]) }
 
+    /// A tiny random gpt-oss (2 layers, MXFP4 experts) from `tuna init-model`, in this cluster's
+    /// directory: the model of the native and torch sweep tests.
+    func makeTinyModel() throws -> URL {
+        let model = dir.appendingPathComponent("model")
+        let made = try cliLocal(["init-model", "--out", model.path, "--layers", "2", "--seed", "3", "--vocabulary",
+                                 Self.repo.appendingPathComponent("Tests/TunaTextTests/Fixtures/o200k_base.tiktoken").path])
+        XCTAssertEqual(made.status, 0, made.out)
+        return model
+    }
+
     /// Runs a `tuna` command as given (no coordinator address added: init-model, train).
     func cliLocal(_ args: [String]) throws -> (status: Int32, out: String) {
         let p = Process()

@@ -12,14 +12,6 @@ final class NativeSweepTests: XCTestCase {
     override func setUpWithError() throws { cluster = try Cluster() }
     override func tearDown() { cluster.shutdown() }
 
-    func makeModel() throws -> URL {
-        let model = cluster.dir.appendingPathComponent("model")
-        let made = try cluster.cliLocal(["init-model", "--out", model.path, "--layers", "2", "--seed", "3", "--vocabulary",
-                                         Cluster.repo.appendingPathComponent("Tests/TunaTextTests/Fixtures/o200k_base.tiktoken").path])
-        XCTAssertEqual(made.status, 0, made.out)
-        return model
-    }
-
     func spec(model: URL, extraTrain: String = "") -> String {
         """
         name: native-it
@@ -34,7 +26,7 @@ final class NativeSweepTests: XCTestCase {
     }
 
     func testDemoSweepTrainsAndUploadsPeftAdapters() async throws {
-        let model = try makeModel()
+        let model = try cluster.makeTinyModel()
         try cluster.startCoordinator()
         try cluster.startWorker("native", maxJobs: 2)
         let specFile = cluster.dir.appendingPathComponent("native.yaml")
@@ -70,7 +62,7 @@ final class NativeSweepTests: XCTestCase {
     /// A sweep over N of `task: prune` jobs: profile once (the later jobs reuse the worker's
     /// cached profile), evaluate by masking, write each pruned checkpoint.
     func testPruneSweepOverN() async throws {
-        let model = try makeModel()
+        let model = try cluster.makeTinyModel()
         let general = cluster.dir.appendingPathComponent("general.jsonl")
         try (0..<24).map { "{\"prompt\": \"Tell me about item \($0).\", \"response\": \"Item \($0) is a small blue thing.\"}" }
             .joined(separator: "\n").write(to: general, atomically: true, encoding: .utf8)

@@ -25,15 +25,6 @@ final class TorchSweepTests: XCTestCase {
 
     override func tearDown() { cluster?.shutdown() }
 
-    /// A tiny random gpt-oss (MXFP4 experts) for both trainers.
-    func makeModel() throws -> URL {
-        let model = cluster.dir.appendingPathComponent("model")
-        let made = try cluster.cliLocal(["init-model", "--out", model.path, "--layers", "2", "--seed", "3", "--vocabulary",
-                                         Cluster.repo.appendingPathComponent("Tests/TunaTextTests/Fixtures/o200k_base.tiktoken").path])
-        XCTAssertEqual(made.status, 0, made.out)
-        return model
-    }
-
     /// Starts a coordinator and one worker offering both trainers, submits `spec("torch")` then
     /// `spec("native")`, and waits for both sweeps to finish; their results, sorted by index.
     func runBoth(worker: String, maxJobs: Int, spec: (String) -> String) async throws -> (torch: [ResultRow], native: [ResultRow]) {
@@ -60,7 +51,7 @@ final class TorchSweepTests: XCTestCase {
     }
 
     func testTorchJobsMatchTheNativeTrainer() async throws {
-        let model = try makeModel()
+        let model = try cluster.makeTinyModel()
         func spec(_ trainer: String) -> String {
             """
             name: \(trainer)-it
@@ -100,7 +91,7 @@ final class TorchSweepTests: XCTestCase {
     /// rounding), the second torch job reuses the profile the first cached in the worker's
     /// TUNA_CACHE_DIR, and the uploaded pruned checkpoints are the native ones, tensor for tensor.
     func testTorchPruneSweepMatchesTheNativeOne() async throws {
-        let model = try makeModel()
+        let model = try cluster.makeTinyModel()
         func spec(_ trainer: String) -> String {
             """
             name: \(trainer)-prune

@@ -43,6 +43,7 @@ Last line: `N passed, M failed`; exit 1 on any failure.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -317,15 +318,22 @@ def check_resolved(c, what, events, attention, experts, chunked_loss):
             (cfg.get("attention"), cfg.get("experts"), cfg.get("chunked_loss")), (attention, experts, chunked_loss))
 
 
+def job_variant(job, path, **changes):
+    """`job` with top-level sections replaced (`changes`) and `train` fields overridden
+    (`changes["train_fields"]`), written to `path`; returns `path`."""
+    with open(job) as f:
+        spec = json.load(f)
+    spec["train"].update(changes.pop("train_fields", {}))
+    spec.update(changes)
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
 def torch_section_run(c, args, d, job, label, section, native_events):
     """The variant's job with another `torch` section, torch trainer only; it must still agree
     with the native trainer (its events from the variant's run). Returns its events."""
-    with open(job) as f:
-        spec = json.load(f)
-    spec["torch"] = section
-    sjob = os.path.join(d, f"job-{label}.json")
-    with open(sjob, "w") as f:
-        json.dump(spec, f)
+    sjob = job_variant(job, os.path.join(d, f"job-{label}.json"), torch=section)
     events = run(torch_cmd(args, sjob, os.path.join(d, f"torch-{label}"), os.path.join(d, f"work-{label}")),
                  env=torch_env(), what=f"python3 -m tuna_torch (torch: {json.dumps(section)})")
     compare_runs(c, events, native_events)
@@ -346,22 +354,24 @@ def compare_torch_runs(c, what, got, want, tol, names):
           names=names)
 
 
-def torch_refused(c, args, work, job, label, section, expect):
-    """A `torch` section this machine cannot run: exit 1 before training, a clear error."""
-    with open(job) as f:
-        spec = json.load(f)
-    spec["torch"] = section
-    rjob = os.path.join(work, f"job-{label}.json")
-    with open(rjob, "w") as f:
-        json.dump(spec, f)
-    out = os.path.join(work, f"out-{label}")
-    p = subprocess.run(torch_cmd(args, rjob, out, os.path.join(work, f"work-{label}")),
+def refused(c, args, work, job, label, expect, **changes):
+    """The job with `changes` (see job_variant) must stop the torch trainer before training: exit
+    1, an error line containing every string of `expect`, no step event, no adapter."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    rjob = job_variant(job, os.path.join(work, f"job-{slug}.json"), **changes)
+    out = os.path.join(work, f"out-{slug}")
+    p = subprocess.run(torch_cmd(args, rjob, out, os.path.join(work, f"work-{slug}")),
                        env=torch_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     last = [l for l in p.stderr.splitlines() if l.startswith("tuna_torch: error")]
     print(f"  stderr: {last[-1][:300] if last else p.stderr[-300:]}")
     c.equal(f"{label}: exit code", p.returncode, 1)
-    c.true(f"{label}: the error says why", expect in "".join(last))
+    c.true(f"{label}: the error says why ({expect})", all(e in "".join(last) for e in expect))
     c.true(f"{label}: no step event, no adapter", not by(events_of(p.stdout), "step") and not os.path.exists(out))
+
+
+def torch_refused(c, args, work, job, label, section, expect):
+    """A `torch` section this machine cannot run: exit 1 before training, a clear error."""
+    refused(c, args, work, job, label, [expect], torch=section)
 
 
 def check_flex_padding(c, model_dir, d, batch_size):
@@ -433,23 +443,8 @@ def check_missing_weights(c, args, work, model_dir, job, experts="eager"):
     for k in ("model.layers.1.mlp.experts.down_proj_blocks", "model.layers.1.mlp.experts.down_proj_scales"):
         tensors.pop(k)
     save_file(tensors, path, metadata={"format": "pt"})
-    with open(job) as f:
-        spec = json.load(f)
-    spec["model"] = broken
-    spec["torch"] = {"experts": experts}
-    bjob = os.path.join(work, f"job-missing-{experts}.json")
-    with open(bjob, "w") as f:
-        json.dump(spec, f)
-    out = os.path.join(work, f"out-missing-{experts}")
-    p = subprocess.run(torch_cmd(args, bjob, out, os.path.join(work, f"work-missing-{experts}")),
-                       env=torch_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    last = [l for l in p.stderr.splitlines() if l.startswith("tuna_torch: error")]
-    print(f"  stderr: {last[-1][:300] if last else p.stderr[-300:]}")
-    c.equal(f"missing expert weights ({experts} experts): exit code", p.returncode, 1)
-    c.true(f"missing expert weights ({experts} experts): the error names the weight",
-           "model.layers.1.mlp.experts.down_proj" in "".join(last) and "missing" in "".join(last))
-    c.true(f"missing expert weights ({experts} experts): no step event, no adapter",
-           not by(events_of(p.stdout), "step") and not os.path.exists(out))
+    refused(c, args, work, job, f"missing expert weights ({experts} experts)",
+            ["model.layers.1.mlp.experts.down_proj", "missing"], model=broken, torch={"experts": experts})
 
 
 def tuna_path(given):
@@ -535,12 +530,7 @@ def main():
 
         if args.full:
             print("\n== gradient checkpointing (torch only): same as without", flush=True)
-            with open(job) as f:
-                spec = json.load(f)
-            spec["train"]["gradient_checkpointing"] = True
-            gjob = os.path.join(d, "job-gc.json")
-            with open(gjob, "w") as f:
-                json.dump(spec, f)
+            gjob = job_variant(job, os.path.join(d, "job-gc.json"), train_fields={"gradient_checkpointing": True})
             ge = run(torch_cmd(args, gjob, os.path.join(d, "torch-gc"), os.path.join(d, "work-gc")), env=torch_env(),
                      what="python3 -m tuna_torch (gradient checkpointing)")
             c.equal("gradient checkpointing: config says so", by(ge, "config")[0]["gradient_checkpointing"], True)
@@ -550,12 +540,8 @@ def main():
 
             if modeling.grouped_mm_available(torch.device("cpu")):
                 print("\n== experts: mxfp4 with gradient checkpointing, packed, vs native", flush=True)
-                with open(pjob) as f:
-                    spec = json.load(f)
-                spec["train"]["gradient_checkpointing"] = True
-                mjob = os.path.join(work, "packed", "job-mxfp4-gc.json")
-                with open(mjob, "w") as f:
-                    json.dump(spec, f)
+                mjob = job_variant(pjob, os.path.join(work, "packed", "job-mxfp4-gc.json"),
+                                   train_fields={"gradient_checkpointing": True})
                 torch_section_run(c, args, os.path.join(work, "packed"), mjob, "mxfp4-gc",
                                   dict(packed_torch, experts="mxfp4"), packed_native)
 

@@ -78,7 +78,7 @@ def make(args):
 
 def run(args):
     import torch
-    from agreement_check import Checks, by, events_of
+    from agreement_check import Checks, by, events_of, job_variant
 
     d = os.path.abspath(args.dir)
     c = Checks()
@@ -87,12 +87,9 @@ def run(args):
     c.true("a CUDA device", torch.cuda.is_available())
     for label, section in SECTIONS.items():
         print(f"\n== {label}: torch {json.dumps(section)}", flush=True)
-        with open(os.path.join(d, "job.json")) as f:
+        job = job_variant(os.path.join(d, "job.json"), os.path.join(d, f"job-{label}.json"), torch=section)
+        with open(job) as f:
             spec = json.load(f)
-        spec["torch"] = section
-        job = os.path.join(d, f"job-{label}.json")
-        with open(job, "w") as f:
-            json.dump(spec, f)
         out = os.path.join(d, f"out-{label}")
         shutil.rmtree(out, ignore_errors=True)
         env = dict(os.environ, PYTHONPATH=WORKER)

@@ -2,8 +2,9 @@
 
 PEFT keeps the adapter in fp32 on a bf16 model (autocast_adapter_dtype) and computes the LoRA
 branch in fp32: each targeted layer casts its [tokens, in] input to fp32, multiplies in fp32
-(no tensor cores) and adds an fp32 [tokens, out] result to the bf16 output, then casts back --
-passes over memory that cost about as much as the layer's own GEMM on gpt-oss's attention.
+(no tensor cores) and adds an fp32 [tokens, out] result to the bf16 output, then casts back:
+extra passes over the activations on every forward and backward (part of what run 2 of
+docs/performance.md's bench_lora history removed; not measured on its own).
 Here the weights stay fp32 (what AdamW updates) and are cast to the activations' dtype at use
 (a few MB), and the branch runs in that dtype, the way autocast-based bf16 trainers compute it:
 

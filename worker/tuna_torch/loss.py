@@ -10,7 +10,7 @@ casts back. Here forward computes the logits once in the compute dtype, reduces 
 d loss / d logits = softmax - one_hot (fp32 math, stored in the compute dtype, as autograd's
 cast back would) and multiplies by the lm_head weight right away: what backward keeps is the
 [rows, hidden] input gradient. lm_head must be frozen and bias-free (gpt-oss's is; LoRA never
-targets it); otherwise `token_loss_sum` takes the autograd path.
+targets it); `token_loss_sum` refuses another.
 """
 import torch
 

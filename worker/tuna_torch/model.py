@@ -26,7 +26,6 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from . import lora_linear, mxfp4
 from . import loss as ce_loss
@@ -573,11 +572,6 @@ def _forward_kwargs(model, batch, device):
     return kwargs
 
 
-def _ce_sum(head, hidden, labels):
-    # lm_head in the model's dtype, the cross-entropy in fp32 (as the full-logits path).
-    return F.cross_entropy(head(hidden).float(), labels, ignore_index=IGNORE, reduction="sum")
-
-
 def token_loss_sum(model, batch, device, chunk_rows=None):
     """Sum over scored positions of the next-token cross-entropy (fp32), and their count.
     labels[t] is predicted from position t - 1, as in transformers' ForCausalLMLoss.
@@ -585,11 +579,10 @@ def token_loss_sum(model, batch, device, chunk_rows=None):
     chunk_rows None: the model's own forward, full [batch, seq, vocab] logits, one cross-entropy.
     chunk_rows N: the decoder's final hidden states; the rows of the scored positions (picked with
     indices from the CPU labels: no device sync) go through lm_head + fp32 cross-entropy N at a
-    time, so at most one chunk's [N, vocab] logits exist at once: with gpt-oss's frozen, bias-free
-    lm_head through `loss.LinearCrossEntropySum` (the chunk's input gradient computed in forward,
-    while its logits exist), otherwise each chunk under torch.utils.checkpoint (its logits
-    recomputed in backward). The same per-token terms; only the summation order differs (~1e-7
-    relative in fp32).
+    time through `loss.LinearCrossEntropySum` (the chunk's input gradient computed in forward,
+    while its logits exist; gpt-oss's lm_head is frozen and bias-free, which it needs), so at
+    most one chunk's [N, vocab] logits exist at once. The same per-token terms; only the
+    summation order differs (~1e-7 relative in fp32).
 
     With flex attention the batch is first padded to a multiple of 128 positions (`pad_for_flex`)."""
     config = causal_lm(model).config
@@ -611,16 +604,9 @@ def token_loss_sum(model, batch, device, chunk_rows=None):
     hs = hidden.reshape(b * t, h).index_select(0, rows)
     y = labels[keep[:, 0], keep[:, 1]].to(device)
     head = causal.get_output_embeddings()
-    fused_head = ce_loss.supported(head)  # frozen, bias-free lm_head (gpt-oss's): loss.py's kernel
-    checkpointed = torch.is_grad_enabled() and (hs.requires_grad or any(p.requires_grad for p in head.parameters()))
+    if not ce_loss.supported(head):  # gpt-oss's lm_head has no bias, and no LoRA targets it
+        raise ValueError("chunked_loss needs a frozen, bias-free output layer; use chunked_loss: false")
     total = torch.zeros((), dtype=torch.float32, device=device)
     for s in range(0, scored, chunk_rows):
-        if fused_head:
-            part = ce_loss.linear_cross_entropy_sum(hs[s:s + chunk_rows], head, y[s:s + chunk_rows])
-        elif checkpointed:
-            part = checkpoint(_ce_sum, head, hs[s:s + chunk_rows], y[s:s + chunk_rows],
-                              use_reentrant=False, preserve_rng_state=False)  # no randomness inside
-        else:
-            part = _ce_sum(head, hs[s:s + chunk_rows], y[s:s + chunk_rows])
-        total = total + part
+        total = total + ce_loss.linear_cross_entropy_sum(hs[s:s + chunk_rows], head, y[s:s + chunk_rows])
     return total, scored

@@ -130,7 +130,8 @@ class _QuantizedGroupedLinear(torch.autograd.Function):
     the dequantized W itself is saved. The second is for gradient checkpointing: the checkpoint
     drops whatever the first forward saves and recomputes the layer right before its backward,
     so W lives only through that layer's backward (+1.6 GB at gpt-oss-20b) and one of the three
-    dequantizations per step is saved. Without checkpointing it would keep every layer's bf16
+    dequantizations per step is saved (H200 profile: 144 -> 96 dequantization kernels, 53 -> 35 ms
+    a step; peak 16.4 -> 17.6 GiB). Without checkpointing it would keep every layer's bf16
     experts until backward, so it is off there."""
 
     @staticmethod
@@ -157,7 +158,8 @@ class _GatherTokenRows(torch.autograd.Function):
     """x[i] = hidden[order[i] // k]: each token's row, once per routed expert, in expert order.
     Backward without atomics: the row gradients back to (token, k) order by the inverse
     permutation (a gather), then each token's k rows summed. (index_select's own backward
-    scatters with atomic adds into a zeroed tensor: several times slower here.)"""
+    scatters with atomic adds into a zeroed tensor: 0.78 ms a call against 0.11 for a gather
+    in the H200 profiles of Benchmarks/gpu/results, runs 2 and 3.)"""
 
     @staticmethod
     def forward(ctx, hidden, order, inverse, k):
