@@ -9,12 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+source scripts/lib/setup.sh
+tuna_require_build_tools
 demo=${1:-.demo}
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
 
 echo "== building tuna (the engine is compiled optimized even in this debug build)"
-swift build --product tuna >/dev/null
+swift build --product tuna || tuna_die "the build failed (its errors are above)"
 bin=$(swift build --show-bin-path)
 
 if [ ! -s "$demo/model/model.safetensors" ]; then
@@ -32,6 +34,8 @@ export TUNA_COORDINATOR=$addr
 # two jobs at once, one BLAS thread each (2 cores)
 "$bin/tuna" worker --work-dir "$demo/work" --name local --max-jobs 2 --data-root "$repo" 2>"$demo/worker.log" &
 worker=$!
+# submit once the worker has registered (else `tuna submit` notes that no worker is connected)
+for _ in $(seq 100); do "$bin/tuna" workers --json | grep -q '"connected" : true' && break; sleep 0.1; done
 echo "== coordinator on $addr (log: $demo/coordinator.log), worker 'local' (log: $demo/worker.log)"
 
 sed "s|@DEMO@|$demo|; s|@REPO@|$repo|" jobs/demo-native.yaml >"$demo/sweep.yaml"

@@ -5,9 +5,16 @@
 # the tokenizer/harmony goldens re-derived with tiktoken and openai-harmony, the engine on a
 # freshly drawn random gpt-oss against transformers, `tuna eval` against transformers, and
 # LoRA training (gradients, clipping, AdamW, schedules, saved adapters) against PEFT + torch.
-# .ci/run installs those libraries first.
+# It sets itself up: the Debian packages the build needs (installed when run as root, else one
+# line saying what to install) and a Python environment of its own (.venv, pinned in
+# scripts/requirements.txt) for the reference libraries. Then the release tarball is built and
+# run from a directory with no Swift toolchain, and workers started by a real Slurm run a sweep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
+source scripts/lib/setup.sh
+tuna_require_build_tools
+tuna_python_env "$repo"
 swift build --build-tests
 swift test --skip-build
 echo "== tokenizer and harmony goldens against tiktoken and openai-harmony"
@@ -33,3 +40,10 @@ echo "== torch trainer (worker/tuna_torch) against the native trainer on the sam
 python3 scripts/torch/agreement_check.py --full --tuna "$(swift build --show-bin-path)/tuna"
 echo "== torch trainer prune jobs against the native prune runner: same experts kept, same numbers, same checkpoint"
 python3 scripts/torch/prune_agreement_check.py --tuna "$(swift build --show-bin-path)/tuna"
+echo "== release tarball: built, unpacked where no Swift toolchain is reachable, a native sweep run from it"
+scripts/release.sh --out "$repo/.build/dist"
+scripts/release_check.sh "$repo"/.build/dist/tuna-*-linux-x86_64.tar.gz
+echo "== Slurm: workers started by sbatch run a sweep; scancel mid-job hands the job back"
+slurm_missing=$(tuna_missing_packages slurm-wlm munge)
+[ -z "$slurm_missing" ] || tuna_apt_install $slurm_missing
+scripts/slurm/slurm_check.sh --tuna "$(swift build --show-bin-path)/tuna" --toy "$(swift build --show-bin-path)/ToyTrainer"

@@ -275,9 +275,16 @@ class Bench:
             cfg.update(SMALL)
         self.vocab = cfg["vocab_size"]
         t = time.time()
-        nbytes = write_checkpoint(a.ckpt, cfg, self.device)
-        self.results["checkpoint"] = {"dir": a.ckpt, "bytes": nbytes, "write_s": round(time.time() - t, 1)}
-        log(f"checkpoint written: {gib(nbytes):.2f} GiB in {time.time() - t:.1f}s -> {a.ckpt}")
+        existing = os.path.join(a.ckpt, "config.json")
+        if a.reuse_ckpt and os.path.exists(existing) and json.load(open(existing)) == cfg:
+            # the same random checkpoint another script wrote (Benchmarks/gpu/fleet_e2e.sh)
+            nbytes = sum(os.path.getsize(os.path.join(a.ckpt, f)) for f in os.listdir(a.ckpt) if f.endswith(".safetensors"))
+            self.results["checkpoint"] = {"dir": a.ckpt, "bytes": nbytes, "reused": True}
+            log(f"checkpoint reused: {gib(nbytes):.2f} GiB in {a.ckpt}")
+        else:
+            nbytes = write_checkpoint(a.ckpt, cfg, self.device)
+            self.results["checkpoint"] = {"dir": a.ckpt, "bytes": nbytes, "write_s": round(time.time() - t, 1)}
+            log(f"checkpoint written: {gib(nbytes):.2f} GiB in {time.time() - t:.1f}s -> {a.ckpt}")
         if self.cuda:
             import torch._dynamo as dynamo
             dynamo.config.cache_size_limit = 64
@@ -504,6 +511,7 @@ def main():
     ap.add_argument("--deadline", type=float, default=540, help="start nothing new after this many seconds")
     ap.add_argument("--out", default=None, help="results.json / table.md here (default: $OUT)")
     ap.add_argument("--keep-ckpt", action="store_true")
+    ap.add_argument("--reuse-ckpt", action="store_true", help="use the checkpoint at --ckpt if its config.json is this one's")
     args = ap.parse_args()
     if args.small:
         args.seq, args.long_seq = min(args.seq, 64), min(args.long_seq, 128)

@@ -86,6 +86,24 @@ public actor Coordinator {
         waiting.insert(contentsOf: unserved.filter { u in !waiting.contains { $0.session === u.session } }, at: 0)
     }
 
+    /// Why each queued job waits (`tuna jobs`, `tuna submit`): blocked when no connected worker
+    /// could ever take it as things stand (`WaitReason`), else for a free slot or its backoff.
+    func waiting(sweep: SweepID?) async throws -> [WaitingRow] {
+        let now = clock()
+        let offers = try store.workers(connected: connectedWorkers).map {
+            WaitReason.Offer(name: $0.name, connected: $0.connected, quarantined: $0.quarantined, capabilities: $0.capabilities)
+        }
+        var memo: [WaitReason.Need: String?] = [:]
+        return try store.queuedNeeds(sweep: sweep).map { q in
+            let blocked = memo[q.need] ?? { let r = WaitReason.blocked(q.need, offers: offers); memo[q.need] = r; return r }()
+            if let blocked { return WaitingRow(job: q.job, sweep: q.sweep, reason: blocked, blocked: true) }
+            let reason = q.notBeforeMs > now
+                ? "retry backoff: eligible again in \((q.notBeforeMs - now + 999) / 1000) s"
+                : "waiting for a free worker slot or GPU"
+            return WaitingRow(job: q.job, sweep: q.sweep, reason: reason, blocked: false)
+        }
+    }
+
     // MARK: Housekeeping
 
     /// Expires unrenewed leases, tells their workers (if connected) to stop, and offers the

@@ -94,6 +94,8 @@ extension CoordinatorServer {
             let n = try await store.retry(sweep: sweep)
             await s.send("count", re: re, Count(count: n))
             await coordinator.dispatch()
+        case "waiting":
+            await s.send("waiting", re: re, Rows(try await coordinator.waiting(sweep: try msg.decode(ResultsQuery.self).sweep)))
         case "list_workers":
             await s.send("workers", re: re, Rows(try store.workers(connected: await coordinator.connectedWorkers)))
         case "unquarantine":
@@ -108,7 +110,7 @@ extension CoordinatorServer {
     private func hello(_ msg: Incoming, _ s: Session) async throws {
         let h = try msg.decode(Hello.self)
         guard h.version == ProtocolVersion.current else {
-            throw ErrorReply(code: "version", message: "protocol version \(h.version) is not supported (this coordinator speaks \(ProtocolVersion.current))")
+            throw ErrorReply(code: "version", message: ProtocolVersion.mismatch(peer: h.version, peerRelease: h.tuna))
         }
         if let expected = config.token, !expected.isEmpty {
             guard let given = h.token, constantTimeEqual(given, expected) else {

@@ -121,6 +121,18 @@ extension Store {
         }
     }
 
+    /// Queued jobs (of one sweep, or all) with what they need of a worker, for `waiting`.
+    public func queuedNeeds(sweep: SweepID?) throws -> [(job: JobID, sweep: SweepID, need: WaitReason.Need, notBeforeMs: Int64)] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, sweep_id, trainer, gpus, gpu_memory_gb, not_before_ms FROM jobs
+                WHERE status = 'queued' AND (? IS NULL OR sweep_id = ?) ORDER BY id
+                """, arguments: [sweep, sweep]).map { r in
+                (r[0], r[1], WaitReason.Need(trainer: r[2], gpus: r[3], gpuMemoryGB: r[4]), r[5])
+            }
+        }
+    }
+
     /// Counts by status, for tests and the benchmark.
     public func statusCounts() throws -> [JobStatus: Int] {
         try read { db in

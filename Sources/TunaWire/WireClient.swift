@@ -21,6 +21,11 @@ public final class WireClient: Sendable {
 
     /// Connects and says hello; throws `ErrorReply` if the coordinator refuses (bad token, version).
     public static func connect(_ addr: HostPort, token: String?, role: String) async throws -> WireClient {
+        try await connect(addr, hello: Hello(token: token, role: role))
+    }
+
+    /// Connects and says `hello` as given (tests speak other versions with it).
+    public static func connect(_ addr: HostPort, hello: Hello) async throws -> WireClient {
         let conn: Channels.Conn
         // Replies can be large (the results of a 100,000-job sweep are ~25 MiB of JSON); the
         // size cap protects the coordinator from peers, and a client trusts its coordinator.
@@ -29,7 +34,7 @@ public final class WireClient: Sendable {
         }
         let client = await WireClient(conn)
         do {
-            _ = try await client.request("hello", Hello(token: token, role: role), as: Welcome.self)
+            _ = try await client.request("hello", hello, as: Welcome.self)
         } catch {
             client.close()
             throw error

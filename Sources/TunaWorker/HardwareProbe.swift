@@ -13,7 +13,12 @@ public enum HardwareProbe {
         guard let exe = which("nvidia-smi") else { return [] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"]
+        p.arguments = ["--query-gpu=index,uuid,name,memory.total,driver_version", "--format=csv,noheader,nounits"]
+        // nvidia-smi numbers GPUs in PCI bus order; CUDA does so too only when told (the
+        // worker tells every trainer: JobRunner sets CUDA_DEVICE_ORDER=PCI_BUS_ID).
+        var env = ProcessInfo.processInfo.environment
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        p.environment = env
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -24,12 +29,12 @@ public enum HardwareProbe {
         return parseNvidiaSMI(String(decoding: data, as: UTF8.self))
     }
 
-    /// Parses `index, name, memory.total [MiB]` lines.
+    /// Parses `index, uuid, name, memory.total [MiB], driver_version` lines.
     public static func parseNvidiaSMI(_ text: String) -> [GPUInfo] {
         text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard f.count >= 3, let i = Int(f[0]), let mib = Double(f[2]) else { return nil }
-            return GPUInfo(index: i, name: f[1], memory_gb: (mib / 1024 * 10).rounded() / 10)
+            guard f.count == 5, let i = Int(f[0]), let mib = Double(f[3]) else { return nil }
+            return GPUInfo(index: i, name: f[2], memory_gb: (mib / 1024 * 10).rounded() / 10, uuid: f[1], driver: f[4])
         }
     }
 

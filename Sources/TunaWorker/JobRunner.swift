@@ -15,15 +15,17 @@ actor JobRunner {
     let lease: Lease
     let ref: AttemptRef
     let trainer: Trainer
-    let gpus: [Int]
+    let gpus: [GPUInfo]
     let dir: URL
     let daemon: WorkerDaemon
     let graceSeconds: Double
     let checkpointSyncSeconds: Double
     private var child: ChildProcess?
+    /// How long a trainer's unasked non-zero exit waits for the worker's own SIGTERM (above).
+    static let unaskedExitGraceNs: UInt64 = 1_000_000_000
     private var stop: Stop?
 
-    init(lease: Lease, trainer: Trainer, gpus: [Int], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
+    init(lease: Lease, trainer: Trainer, gpus: [GPUInfo], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
         self.lease = lease
         self.checkpointSyncSeconds = checkpointSyncSeconds
         self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
@@ -62,10 +64,13 @@ actor JobRunner {
         env["TUNA_JOB_ID"] = String(lease.job)
         env["TUNA_ATTEMPT"] = String(lease.attempt)
         if !lease.resume.isEmpty { env["TUNA_RESUME_DIR"] = resume.path } else { env["TUNA_RESUME_DIR"] = nil }
-        env["CUDA_VISIBLE_DEVICES"] = gpus.map(String.init).joined(separator: ",")
+        // The attempt's own GPUs only, by UUID; indices (if a trainer prints them) in
+        // nvidia-smi's order.
+        env["CUDA_VISIBLE_DEVICES"] = GPUSelection.cudaVisibleDevices(gpus)
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         let child = try ChildProcess(argv: argv, env: env, cwd: dir.path)
         self.child = child
-        await daemon.event(ref, ["event": "started", "argv": .array(argv.map(JSONValue.string)), "gpus": .array(gpus.map { .int($0) })])
+        await daemon.event(ref, ["event": "started", "argv": .array(argv.map(JSONValue.string)), "gpus": .array(gpus.map { .int($0.index) })])
 
         // While the trainer runs, new checkpoints go to the coordinator, so that a worker lost
         // without warning (kill -9, a dead box) still leaves the next attempt something to resume.
@@ -93,6 +98,13 @@ actor JobRunner {
             }
         }
         let code = await child.wait()
+        // The same SIGTERM may reach the trainer before the worker (Slurm's scancel signals every
+        // process of the job): a trainer that stops unasked gets a moment for the worker's own
+        // SIGTERM to land, and if it does, the job is handed back, not failed.
+        if stop == nil, code != 0 {
+            try? await Task.sleep(nanoseconds: JobRunner.unaskedExitGraceNs)
+            if stop == nil, daemon.terminationRequested.withLockedValue({ $0 }) { stop = .handBack }
+        }
         sync.cancel()
         _ = await sync.value
         if case .cancelled(let why)? = stop { return (false, why) }

@@ -17,6 +17,8 @@ public struct WorkerConfig: Sendable {
     public var backoffMax = 5.0
     /// Overrides the probed GPUs (tests, or a box whose nvidia-smi lies).
     public var gpus: [GPUInfo]?
+    /// Exit once no job has run for this many seconds (`--exit-when-idle`); nil: never.
+    public var exitWhenIdleSeconds: Double?
 
     public init(coordinator: HostPort, workDir: URL, token: String?) {
         self.coordinator = coordinator; self.workDir = workDir; self.token = token

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import TunaCore
 import TunaWire
 
@@ -16,7 +17,13 @@ public actor WorkerDaemon {
     private var client: WireClient?
     private var connectWaiters: [CheckedContinuation<Void, Never>] = []
     private var runners: [AttemptRef: (runner: JobRunner, gpus: [Int], task: Task<Void, Never>)] = [:]
+    /// When the worker last had nothing to run (for --exit-when-idle); nil while it runs jobs.
+    private var idleSince: Date? = Date()
     private var shuttingDown = false
+    /// Set by the signal handler at once, before `shutdown()` gets onto this actor: under Slurm
+    /// (and systemd's KillMode=control-group) the trainers get the same SIGTERM as the worker
+    /// and may exit first; their exit then is a hand-back, not a failure.
+    nonisolated let terminationRequested = NIOLockedValueBox(false)
     private var quarantined = false
 
     public init(config: WorkerConfig, log: Logger = Logger(label: "tuna.worker")) throws {
@@ -45,6 +52,7 @@ public actor WorkerDaemon {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.pumpEvents() }
             group.addTask { await self.connectLoop() }
+            if let idle = config.exitWhenIdleSeconds { group.addTask { await self.exitWhenIdle(after: idle) } }
             await group.next()
             group.cancelAll()
         }
@@ -118,6 +126,13 @@ public actor WorkerDaemon {
             let busy = Set(runners.values.flatMap(\.gpus))
             let free = capabilities.gpus.filter { !busy.contains($0.index) }
             let lease = try await c.request("job_request", JobRequest(free_gpus: free, trainers: capabilities.trainers), as: Lease.self)
+            // A lease that arrives after SIGTERM (or the idle timeout) goes straight back:
+            // starting it would only delay the exit the allocation is waiting for.
+            if shuttingDown {
+                _ = try? await c.request("job_failed", JobFailed(job: lease.job, attempt: lease.attempt, reason: "worker shutting down",
+                                                                   returned: true), as: Empty.self)
+                break
+            }
             start(lease)
         }
         try await Task.sleep(nanoseconds: UInt64.max / 2)
@@ -129,19 +144,26 @@ public actor WorkerDaemon {
         let needed = lease.spec["resources"]?["gpus"]?.intValue ?? 0
         let minMem = lease.spec["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0
         let busy = Set(runners.values.flatMap(\.gpus))
-        let gpus = capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= minMem }.prefix(needed).map(\.index)
+        let gpus = Array(capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= minMem }.prefix(needed))
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
-        let runner = JobRunner(lease: lease, trainer: trainer, gpus: Array(gpus), workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
+        let runner = JobRunner(lease: lease, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
                                checkpointSyncSeconds: config.checkpointSyncSeconds)
-        log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus))")
+        log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus.map(\.index)))")
         let task = Task { await runner.run() }
-        runners[ref] = (runner, Array(gpus), task)
+        runners[ref] = (runner, gpus.map(\.index), task)
+        idleSince = nil
     }
 
     private func cancel(_ ref: AttemptRef, reason: String) async {
         guard let r = runners[ref] else { return }
         log.info("job \(ref.job) attempt \(ref.attempt): stopping (\(reason))")
         await r.runner.stop(.cancelled(reason))
+    }
+
+    /// What the SIGTERM/SIGINT handler calls: marks the termination synchronously, then shuts down.
+    public nonisolated func terminate() {
+        terminationRequested.withLockedValue { $0 = true }
+        Task { await shutdown() }
     }
 
     /// SIGTERM: stop taking jobs, ask every trainer to checkpoint and exit, hand the jobs back.
@@ -153,10 +175,26 @@ public actor WorkerDaemon {
         if runners.isEmpty { client?.close() }
     }
 
+    /// --exit-when-idle: ends the worker (as SIGTERM would, with nothing to hand back) once it
+    /// has had no job for `seconds`: a Slurm allocation or a cloud box is given back when the
+    /// queue has run dry.
+    private func exitWhenIdle(after seconds: Double) async {
+        while !Task.isCancelled && !shuttingDown {
+            try? await Task.sleep(nanoseconds: 500_000_000)
+            if let since = idleSince, runners.isEmpty, Date().timeIntervalSince(since) >= seconds {
+                log.info("no job for \(Int(seconds)) s (--exit-when-idle): exiting")
+                await shutdown()
+            }
+        }
+        // keep the task group's other tasks running until the connection loop ends
+        try? await Task.sleep(nanoseconds: UInt64.max / 2)
+    }
+
     // MARK: Services for runners
 
     func forget(_ ref: AttemptRef) async {
         runners[ref] = nil
+        if runners.isEmpty { idleSince = Date() }
         await sink.drop(ref)
         if shuttingDown && runners.isEmpty { client?.close() }
     }

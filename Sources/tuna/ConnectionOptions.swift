@@ -8,7 +8,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "Coordinator address HOST:PORT (default: $TUNA_COORDINATOR or 127.0.0.1:7070).")
     var coordinator: String?
 
-    @Option(name: .long, help: "File holding the shared token (default: $TUNA_TOKEN).")
+    @Option(name: .long, help: "File holding the shared token (default: $TUNA_TOKEN_FILE, else the token in $TUNA_TOKEN).")
     var tokenFile: String?
 
     var address: HostPort {
@@ -27,15 +27,16 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
-/// The token from a file (trimmed) or $TUNA_TOKEN.
+/// The token from a file (trimmed: --token-file, else $TUNA_TOKEN_FILE) or $TUNA_TOKEN.
 func readToken(file: String?) throws -> String? {
-    if let file {
+    let env = ProcessInfo.processInfo.environment
+    if let file = file ?? env["TUNA_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
         guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read the token file \(file)") }
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
         return t
     }
-    return ProcessInfo.processInfo.environment["TUNA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    return env["TUNA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
 }
 
 /// Prints a Codable value as JSON (for `--json`).

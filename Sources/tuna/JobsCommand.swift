@@ -22,6 +22,7 @@ struct JobsCommand: AsyncParsableCommand {
             print("job \(j.id) of sweep \(j.sweep) (#\(j.index)): \(j.status.rawValue), \(j.attempts) attempt(s)")
             print("params: " + j.params.keys.sorted().map { "\($0)=\(j.params[$0]!.canonicalJSON)" }.joined(separator: " "))
             if let e = j.error { print("error: \(e)") }
+            if j.status == .queued, let w = try await waitingReasons(c, sweep: j.sweep)[j.id] { print("waiting: \(w.reason)") }
             var t = Table(["attempt", "worker", "state", "started", "seconds", "error"])
             for a in d.attempts {
                 let secs = a.ended_ms.map { String(format: "%.1f", Double($0 - a.started_ms) / 1000) } ?? "-"
@@ -36,11 +37,32 @@ struct JobsCommand: AsyncParsableCommand {
             return
         }
         let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep)).resultRows()
-        if json { return printJSON(rows) }
-        var t = Table(["job", "sweep", "status", "attempts", "worker", "error"])
-        for r in rows { t.add(["\(r.id)", "\(r.sweep)", r.status.rawValue, "\(r.attempts)", r.worker ?? "-", r.error ?? ""]) }
+        let waiting = try await waitingReasons(c, sweep: sweep)
+        if json { return printJSON(rows.map { JobListRow(row: $0, waiting: waiting[$0.id]?.reason) }) }
+        var t = Table(["job", "sweep", "status", "attempts", "worker", "error / why it waits"])
+        for r in rows {
+            t.add(["\(r.id)", "\(r.sweep)", r.status.rawValue, "\(r.attempts)", r.worker ?? "-", r.error ?? waiting[r.id]?.reason ?? ""])
+        }
         print(t.render())
     }
+}
+
+/// A row of `tuna jobs --json`: the results row plus, for a queued job, why it waits.
+struct JobListRow: Encodable {
+    var row: ResultRow
+    var waiting: String?
+    func encode(to encoder: Encoder) throws {
+        try row.encode(to: encoder)
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(waiting, forKey: .waiting)
+    }
+    enum Key: String, CodingKey { case waiting }
+}
+
+/// Why each queued job (of one sweep, or all) waits, by job id.
+func waitingReasons(_ c: WireClient, sweep: SweepID?) async throws -> [JobID: WaitingRow] {
+    let rows = try await c.request("waiting", ResultsQuery(sweep: sweep), as: Rows<WaitingRow>.self).rows
+    return Dictionary(rows.map { ($0.job, $0) }, uniquingKeysWith: { a, _ in a })
 }
 
 func isoTime(_ ms: Int64) -> String {

@@ -34,6 +34,13 @@ struct SubmitCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         let r = try await c.request("submit", Submit(spec: text), as: Submitted.self)
-        if json { print("{\"sweep\": \(r.sweep), \"jobs\": \(r.jobs)}") } else { print("sweep \(r.sweep): \(r.jobs) jobs queued") }
+        if json { print("{\"sweep\": \(r.sweep), \"jobs\": \(r.jobs)}"); return }
+        print("sweep \(r.sweep): \(r.jobs) jobs queued")
+        // Say at once when no connected worker can take some of them, instead of letting them
+        // wait in silence (a torch job with no torch worker, more GPU memory than any box has).
+        let blocked = try await waitingReasons(c, sweep: r.sweep).values.filter(\.blocked)
+        for (reason, jobs) in Dictionary(grouping: blocked, by: \.reason).sorted(by: { $0.key < $1.key }) {
+            print("note: \(jobs.count) job(s) cannot start yet: \(reason)")
+        }
     }
 }

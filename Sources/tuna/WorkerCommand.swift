@@ -14,7 +14,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Directory for job files, outputs and checkpoints.")
     var workDir = "tuna-work"
 
-    @Option(help: "File holding the shared token (default: $TUNA_TOKEN).")
+    @Option(help: "File holding the shared token (default: $TUNA_TOKEN_FILE, else the token in $TUNA_TOKEN).")
     var tokenFile: String?
 
     @Option(help: "How many jobs to run at once.")
@@ -38,10 +38,31 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Offer the torch trainer: the path of its launcher (worker/tuna-torch in the repository).")
     var torchTrainer: String?
 
+    @Option(help: ArgumentHelp("Use only these GPUs (nvidia-smi indices, e.g. 0,2); default: every GPU visible to the worker (an inherited CUDA_VISIBLE_DEVICES narrows them).", valueName: "indices"))
+    var gpus: String?
+
+    @Option(help: ArgumentHelp("Exit once no job has run for this many seconds (a Slurm allocation or cloud box given back when the queue is empty).", valueName: "seconds"))
+    var exitWhenIdle: Double?
+
+    /// --gpus parsed.
+    var gpuIndices: [Int]? {
+        get throws {
+            guard let gpus else { return nil }
+            let parts = gpus.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let indices = parts.compactMap { Int($0) }
+            guard indices.count == parts.count, indices.allSatisfy({ $0 >= 0 }), Set(indices).count == indices.count else {
+                throw ValidationError("--gpus \(gpus): give distinct nvidia-smi indices separated by commas, e.g. 0,2")
+            }
+            return indices
+        }
+    }
+
     func validate() throws {
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
         guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
         guard checkpointSync > 0 else { throw ValidationError("--checkpoint-sync must be > 0") }
+        if let exitWhenIdle { guard exitWhenIdle > 0 else { throw ValidationError("--exit-when-idle must be > 0") } }
+        _ = try gpuIndices
     }
 
     func run() async throws {
@@ -52,6 +73,14 @@ struct WorkerCommand: AsyncParsableCommand {
         config.name = name
         config.graceSeconds = grace
         config.checkpointSyncSeconds = checkpointSync
+        config.exitWhenIdleSeconds = exitWhenIdle
+        // The GPUs this worker may use: nvidia-smi's, narrowed by an inherited
+        // CUDA_VISIBLE_DEVICES (Slurm sets it) and by --gpus.
+        do {
+            config.gpus = try GPUSelection.select(probed: HardwareProbe.gpus(),
+                                                  inheritedVisible: ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"],
+                                                  requested: try gpuIndices)
+        } catch let p as GPUSelection.Problem { throw ValidationError(p.description) }
         // `native` jobs run `tuna train` (this very executable) in a child process.
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let root = URL(fileURLWithPath: dataRoot ?? FileManager.default.currentDirectoryPath).standardizedFileURL.path
@@ -71,7 +100,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { Task { await daemon.shutdown() } }
+            s.setEventHandler { daemon.terminate() }
             s.resume()
             return s
         }

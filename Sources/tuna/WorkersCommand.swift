@@ -20,11 +20,12 @@ struct WorkersCommand: AsyncParsableCommand {
         }
         let rows = try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows
         if json { return printJSON(rows) }
-        var t = Table(["worker", "name", "state", "trainers", "gpus", "cpus", "ram_gb", "running", "last_seen"])
+        var t = Table(["worker", "name", "state", "trainers", "gpus", "driver", "cpus", "ram_gb", "running", "last_seen"])
         for r in rows {
             let state = r.quarantined ? "QUARANTINED" : (r.connected ? "connected" : "gone")
-            let gpus = r.capabilities.gpus.isEmpty ? "-" : r.capabilities.gpus.map { "\($0.name) \(Int($0.memory_gb))G" }.joined(separator: ",")
-            t.add([String(r.id.prefix(8)), r.name, state, r.capabilities.trainers.joined(separator: ","), gpus,
+            let gpus = r.capabilities.gpus.isEmpty ? "-" : r.capabilities.gpus.map { "\($0.index):\($0.name) \(fmt($0.memory_gb, 1))G" }.joined(separator: ", ")
+            let drivers = Set(r.capabilities.gpus.compactMap(\.driver)).sorted().joined(separator: ",")
+            t.add([String(r.id.prefix(8)), r.name, state, r.capabilities.trainers.joined(separator: ","), gpus, drivers.isEmpty ? "-" : drivers,
                    "\(r.capabilities.cpu_cores)", fmt(r.capabilities.ram_gb, 0), "\(r.running)", isoTime(r.last_seen_ms)])
         }
         print(t.render())

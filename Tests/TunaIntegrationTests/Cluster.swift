@@ -34,10 +34,11 @@ final class Cluster: @unchecked Sendable {
     var address: String { "127.0.0.1:\(port)" }
     var toyTrainer: String { bin.appendingPathComponent("ToyTrainer").path }
 
-    func spawn(_ args: [String], log: String) throws -> Process {
+    func spawn(_ args: [String], log: String, env: [String: String] = [:]) throws -> Process {
         let p = Process()
         p.executableURL = bin.appendingPathComponent("tuna")
         p.arguments = args
+        if !env.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
         let logURL = dir.appendingPathComponent(log)
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let h = try FileHandle(forWritingTo: logURL)
@@ -65,10 +66,10 @@ final class Cluster: @unchecked Sendable {
         throw TunaError.io("coordinator did not start; log:\n\(log("coordinator.log"))")
     }
 
-    func startWorker(_ name: String, maxJobs: Int = 1, grace: Double = 5, extra: [String] = []) throws {
+    func startWorker(_ name: String, maxJobs: Int = 1, grace: Double = 5, extra: [String] = [], env: [String: String] = [:]) throws {
         workers[name] = try spawn(["worker", "--coordinator", address, "--work-dir", dir.appendingPathComponent("work-\(name)").path,
                                    "--name", name, "--max-jobs", "\(maxJobs)", "--grace", "\(grace)", "--checkpoint-sync", "0.3"] + extra,
-                             log: "worker-\(name).log")
+                             log: "worker-\(name).log", env: env)
     }
 
     func kill9Coordinator() {
@@ -142,6 +143,19 @@ final class Cluster: @unchecked Sendable {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Runs a system tool and returns its stdout.
+    func runTool(_ path: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The repository root (for committed fixtures and data).

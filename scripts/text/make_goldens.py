@@ -12,7 +12,7 @@ Writes, into Tests/TunaTextTests/Fixtures/:
                           of the documented algorithm (SplitMix64 + Fisher-Yates)
 
 Requirements (pinned versions the goldens were made with; openai-harmony pulls in pydantic):
-  pip install -r scripts/text/requirements.txt      # tiktoken==0.14.0 openai-harmony==0.0.8
+  scripts/test.sh makes .venv with scripts/requirements.txt (tiktoken, openai-harmony, ...)
 
 Runs fully offline, using the committed Fixtures/o200k_base.tiktoken:
   * tiktoken caches downloads in $TIKTOKEN_CACHE_DIR under the name sha1(<download URL>);

@@ -21,4 +21,11 @@ public enum Frame: Sendable, Equatable {
 public enum ProtocolVersion {
     /// Bumped on any incompatible change; the hello carries it and a mismatch is refused.
     public static let current = 1
+
+    /// The coordinator's refusal of a peer that speaks another version, naming both sides.
+    public static func mismatch(peer: Int, peerRelease: String?) -> String {
+        "this coordinator (tuna \(TunaVersion.current)) speaks protocol version \(current), but this "
+            + "\(peerRelease.map { "tuna \($0)" } ?? "peer (tuna 0.4 or older)") speaks version \(peer): "
+            + "run the same release of tuna on the coordinator, the workers and the CLI"
+    }
 }

@@ -22,15 +22,22 @@ public struct Hello: Codable, Sendable {
     public var token: String?
     /// "worker" or "client" (the CLI).
     public var role: String
-    public init(version: Int = ProtocolVersion.current, token: String?, role: String) {
-        self.version = version; self.token = token; self.role = role
+    /// The sender's release (`TunaVersion.current`), so that a refusal names both releases.
+    /// Optional: a peer of release 0.4 sends none.
+    public var tuna: String?
+    public init(version: Int = ProtocolVersion.current, token: String?, role: String, tuna: String? = TunaVersion.current) {
+        self.version = version; self.token = token; self.role = role; self.tuna = tuna
     }
 }
 
 public struct Welcome: Codable, Sendable {
     public var version: Int
     public var server: String
-    public init(version: Int, server: String) { self.version = version; self.server = server }
+    /// The coordinator's release.
+    public var tuna: String?
+    public init(version: Int, server: String, tuna: String? = TunaVersion.current) {
+        self.version = version; self.server = server; self.tuna = tuna
+    }
 }
 
 public struct ErrorReply: Codable, Sendable, Error {
@@ -45,10 +52,18 @@ public struct ErrorReply: Codable, Sendable, Error {
 // MARK: Workers
 
 public struct GPUInfo: Codable, Sendable, Hashable {
+    /// nvidia-smi's index (the worker sets CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA's agrees).
     public var index: Int
     public var name: String
     public var memory_gb: Double
-    public init(index: Int, name: String, memory_gb: Double) { self.index = index; self.name = name; self.memory_gb = memory_gb }
+    /// `GPU-...`: what the worker puts in a trainer's CUDA_VISIBLE_DEVICES, unambiguous under
+    /// any device ordering. Optional (older workers, tests).
+    public var uuid: String?
+    /// The NVIDIA driver version.
+    public var driver: String?
+    public init(index: Int, name: String, memory_gb: Double, uuid: String? = nil, driver: String? = nil) {
+        self.index = index; self.name = name; self.memory_gb = memory_gb; self.uuid = uuid; self.driver = driver
+    }
 }
 
 public struct Capabilities: Codable, Sendable, Hashable {
@@ -289,4 +304,10 @@ public struct LogsQuery: Codable, Sendable {
 public struct Rows<T: Codable & Sendable>: Codable, Sendable {
     public var rows: [T]
     public init(_ rows: [T]) { self.rows = rows }
+}
+
+extension ErrorReply: CustomStringConvertible, LocalizedError {
+    /// What a person reads (the CLI prints errors through this): the coordinator's message.
+    public var description: String { message }
+    public var errorDescription: String? { message }
 }
