@@ -7,9 +7,14 @@ results.json), and the adapters `tuna fetch` brought back; checks and prints:
   * every job succeeded in one attempt; `tuna workers` showed the GPU with its driver;
   * throughput as the worker saw it: the step events' arrival times at the worker (at_ms)
     from step 6 on (the first steps compile kernels) give tokens/s (real tokens) and
-    positions/s (4 x 2048 per step, padding included, which is what the benchmark counts);
-    the worker's overhead is 1 - positions/s / the benchmark's tokens/s for that recipe, and
-    also against the trainer's own per-step timing (the same steps); goal: under 3%;
+    positions/s (4 x 2048 per step, padding included, which is what the benchmark counts).
+    The worker's overhead is the wall time between those events against the trainer's own
+    per-step timing of the same steps (goal: under 3%). The job's positions/s against the
+    benchmark's tokens/s for the recipe is printed as a ratio, not checked: the benchmark
+    trains full random rows, the job packed chats (a block-diagonal mask built every step,
+    fewer scored positions), so the two differ by the trainer's data path, not by the worker
+    (the first run checked it against 3%, and a run of the trainer without any worker,
+    fleet/direct_run.sh, was no faster than the run through the worker: docs/performance.md);
   * each fetched adapter loads strictly with PeftModel.from_pretrained on transformers'
     dequantized model (bf16, GPU) and gives the validation loss the trainer reported last.
 
@@ -29,7 +34,7 @@ sys.path.insert(0, os.path.join(REPO, "scripts", "torch"))
 from agreement_check import Checks  # noqa: E402  (puts worker/ on sys.path, HF offline)
 from gpu_check import BF16_TOLERANCE, peft_check  # noqa: E402
 
-WARM_STEPS = 5  # steps whose time includes torch.compile's first compiles
+WARM_STEPS = int(os.environ.get("FLEET_WARM_STEPS", 5))  # steps whose time includes the first compiles (a CPU dry run sets fewer)
 ROW_POSITIONS = 4 * 2048
 
 
@@ -96,8 +101,8 @@ def main():
                         "results_tokens_per_s": r["tokens_per_s"], "final_train_loss": r["final_train_loss"],
                         "final_val_loss": r["final_val_loss"], "baseline_loss": (r.get("metrics") or {}).get("baseline_loss")})
         c.true(f"job {r['id']} ({recipe}): at least 100 optimizer steps", t["steps"] >= 100, f"{t['steps']}")
-        c.true(f"job {r['id']} ({recipe}): worker overhead against the benchmark's {bench_tps[recipe]:.0f} tokens/s under 3%",
-               overhead_bench < 0.03, f"{t['positions_per_s_worker']:.0f} positions/s at the worker: {overhead_bench:+.2%}")
+        print(f"  job {r['id']} ({recipe}): {t['positions_per_s_worker']:.0f} positions/s at the worker = "
+              f"{1 - overhead_bench:.3f}x the benchmark's {bench_tps[recipe]:.0f} tokens/s (random full rows; not a check)")
         c.true(f"job {r['id']} ({recipe}): worker overhead against the trainer's own step timing under 3%",
                overhead_trainer < 0.03, f"{t['tokens_per_s_worker']:.0f} vs {t['tokens_per_s_trainer']:.0f} tokens/s: {overhead_trainer:+.2%}")
         # The adapter as a user loads it, on the prepared validation split of this very job.
