@@ -2,6 +2,7 @@
 // Tuna: LoRA fine-tuning sweeps of Mixture-of-Experts models across a fleet of GPU boxes.
 //
 // Modules import in one direction:
+//   TunaRandom (the one seeded generator) <- TunaCore, TunaText, TunaEngine
 //   TunaCore  <- TunaStore <- TunaCoordinator
 //   TunaCore  <- TunaWire  <- TunaCoordinator, TunaWorker
 //   TunaText, TunaEngine <- TunaTrain (the native trainer loop)
@@ -24,7 +25,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
+        // SplitMix64: the one seeded generator (sweeps, data splits, LoRA init, tiny models).
+        .target(name: "TunaRandom", dependencies: []),
         .target(name: "TunaCore", dependencies: [
+            "TunaRandom",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -58,13 +62,13 @@ let package = Package(
         // OpenBLAS's cblas, the only BLAS the native engine speaks.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
         // Tokenizer (o200k_harmony BPE), chat templates (harmony, im_start) and data set loaders.
-        .target(name: "TunaText", dependencies: []),
+        .target(name: "TunaText", dependencies: ["TunaRandom"]),
         // The native gpt-oss engine: safetensors, MXFP4, the forward pass, on OpenBLAS.
         // Optimized even in debug builds: the demo, `swift test` and `tuna train` from a debug
         // build would otherwise run the engine's loops 10x+ slower; nobody single-steps them.
-        .target(name: "TunaEngine", dependencies: ["CBLAS"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .target(name: "TunaEngine", dependencies: ["CBLAS", "TunaRandom"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // The native LoRA trainer: job spec -> data -> engine -> AdamW -> PEFT adapter (`tuna train`).
-        .target(name: "TunaTrain", dependencies: ["TunaCore", "TunaText", "TunaEngine"]),
+        .target(name: "TunaTrain", dependencies: ["TunaCore", "TunaText", "TunaEngine", "TunaRandom"]),
         // A tiny trainer that speaks the trainer contract; the integration tests and the
         // dispatch benchmark run sweeps through it with the `command` trainer.
         .executableTarget(name: "ToyTrainer", dependencies: []),
@@ -79,12 +83,16 @@ let package = Package(
         .executableTarget(name: "EngineBench", dependencies: ["TunaEngine", "CBLAS"], path: "Benchmarks/engine",
                           exclude: ["bench.py", "README.md", "run.sh"]),
         .testTarget(name: "TunaCoreTests", dependencies: ["TunaCore"]),
-        .testTarget(name: "TunaTextTests", dependencies: ["TunaText"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunaTextTests", dependencies: ["TunaText", "TunaRandom"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText", "TunaRandom"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaTrainTests", dependencies: ["TunaTrain", "TunaEngine", "TunaText", "TunaCore"]),
         .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore"]),
+        .testTarget(name: "TunaWireTests", dependencies: [
+            "TunaCore", "TunaWire",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "TunaIntegrationTests", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaEngine",
+            "TunaCore", "TunaRandom", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaEngine",
         ]),
     ]
 )

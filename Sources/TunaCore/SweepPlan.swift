@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import TunaRandom
 
 /// One job of a sweep as expansion produced it: every field resolved and defaulted.
 public struct ExpandedJob: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import TunaRandom
 
 /// Writes small random gpt-oss checkpoints laid out exactly like the real ones, so the whole
 /// pipeline (loading, MXFP4, LoRA training, merging) can run on a laptop without downloads or
@@ -96,10 +97,10 @@ public enum TinyModel {
 
     /// Every tensor, drawn in a fixed order (the file's order is the writer's, by name).
     static func tensors(_ s: Spec, seed: UInt64) throws -> SafeTensorsWriter {
-        var rng = EngineRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var w = SafeTensorsWriter(metadata: ["format": "pt"])  // transformers requires format=pt
         let c = s.hiddenSize, i = s.intermediateSize, e = s.experts
-        func bf16(_ name: String, _ shape: [Int], _ draw: (inout EngineRandom) -> Float) throws {
+        func bf16(_ name: String, _ shape: [Int], _ draw: (inout SplitMix64) -> Float) throws {
             let n = shape.reduce(1, *)
             var bytes = [UInt8](); bytes.reserveCapacity(2 * n)
             for _ in 0..<n {
@@ -108,10 +109,10 @@ public enum TinyModel {
             }
             try w.add(name, dtype: .bf16, shape: shape, bytes: bytes)
         }
-        let norm: (inout EngineRandom) -> Float = { 1 + 0.2 * $0.normal() }
-        let unit: (inout EngineRandom) -> Float = { $0.normal() }
-        let bias: (inout EngineRandom) -> Float = { 0.1 * $0.normal() }
-        func projection(_ inFeatures: Int) -> (inout EngineRandom) -> Float {
+        let norm: (inout SplitMix64) -> Float = { 1 + 0.2 * $0.normal() }
+        let unit: (inout SplitMix64) -> Float = { $0.normal() }
+        let bias: (inout SplitMix64) -> Float = { 0.1 * $0.normal() }
+        func projection(_ inFeatures: Int) -> (inout SplitMix64) -> Float {
             let scale = 1 / Float(inFeatures).squareRoot()
             return { scale * $0.normal() }
         }
@@ -144,7 +145,7 @@ public enum TinyModel {
     }
 }
 
-extension EngineRandom {
+extension SplitMix64 {
     /// Approximately N(0, 1): the sum of 12 U(0, 1) has mean 6 and variance 1. Exact
     /// additions in Double, so identical everywhere; tails end at +-6, harmless for init.
     mutating func normal() -> Float {

@@ -2,6 +2,7 @@ import Foundation
 import TunaCore
 import TunaEngine
 import TunaText
+import TunaRandom
 
 /// Turns rendered examples into the engine's batches: labels are the tokens where the loss
 /// mask is on and -100 elsewhere (the engine shifts them, like transformers).

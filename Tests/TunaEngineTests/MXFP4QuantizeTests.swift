@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import TunaEngine
+import TunaRandom
 
 /// `MXFP4.quantize` against `MXFP4.dequantize` (itself bit-identical to transformers'):
 /// exact on representable values, within half an FP4 step elsewhere, canonical bytes round-trip.
@@ -27,7 +28,7 @@ final class MXFP4QuantizeTests: XCTestCase {
     /// code is small, so the quantizer picks a smaller scale than the one used to build them):
     /// dequantize(quantize(x)) == x bit for bit.
     func testRepresentableValuesAreExact() throws {
-        var rng = EngineRandom(seed: 1)
+        var rng = SplitMix64(seed: 1)
         let (e, rows, cols) = (3, 5, 64)
         var x = [Float](repeating: 0, count: e * rows * cols)
         for b in 0..<(x.count / 32) {
@@ -46,7 +47,7 @@ final class MXFP4QuantizeTests: XCTestCase {
     /// Arbitrary values: every element within half the FP4 step at its magnitude (x 2^s), and
     /// s is the smallest scale that fits the block's max (|x|/2^s <= 6, > 6 at s - 1).
     func testErrorWithinHalfAStep() throws {
-        var rng = EngineRandom(seed: 2)
+        var rng = SplitMix64(seed: 2)
         let (e, rows, cols) = (2, 16, 96)
         var x = (0..<(e * rows * cols)).map { _ in rng.normal() * 0.05 }
         for k in stride(from: 0, to: x.count, by: 97) { x[k] *= 50 }       // outliers in some blocks
@@ -73,7 +74,7 @@ final class MXFP4QuantizeTests: XCTestCase {
     /// (bytes 0 ... 252, beyond which dequantize overflows fp32) — survive
     /// quantize(dequantize(bytes)) unchanged; so do all-zero blocks with scale byte 0.
     func testCanonicalBytesRoundTrip() throws {
-        var rng = EngineRandom(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let (e, rows, groups) = (2, 8, 4)
         var blocks = [UInt8](repeating: 0, count: e * rows * groups * 16)
         var scales = [UInt8](repeating: 0, count: e * rows * groups)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import TunaEngine
+import TunaRandom
 
 /// Expert pruning on small random gpt-oss checkpoints (MXFP4 experts, made by TinyModel).
 final class PruningTests: XCTestCase {
@@ -16,7 +17,7 @@ final class PruningTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
     func batch(seed: UInt64 = 1) throws -> Batch {
-        var rng = EngineRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let rows = (0..<3).map { _ in (0..<12).map { _ in Int32(rng.next() % 256) } }
         return try Batch(tokens: rows, attentionMask: [Array(repeating: 1, count: 12), Array(repeating: 1, count: 9) + [0, 0, 0],
                                                          Array(repeating: 1, count: 12)], labels: rows)

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import TunaEngine
 import TunaText
+import TunaRandom
 
 /// `TinyModel.write`: a real-layout gpt-oss checkpoint that GptOssModel loads, deterministic
 /// from its seed, with unsaturated weights. scripts/engine/tiny_model_check.py runs
@@ -18,7 +19,7 @@ final class TinyModelTests: XCTestCase {
 
     /// Rows of random tokens with every position labelled (labels = tokens, as a packed LM batch).
     static func randomBatch(rows: Int, length: Int, vocab: Int, seed: UInt64) throws -> Batch {
-        var rng = EngineRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let tokens = (0..<rows).map { _ in (0..<length).map { _ in Int32(rng.next() % UInt64(vocab)) } }
         return try Batch(tokens: tokens, labels: tokens)
     }

@@ -7,6 +7,7 @@ import TunaWire
 import TunaWorker
 #if canImport(Glibc)
 import Glibc
+import TunaRandom
 #endif
 
 /// Bad input of every kind against an in-process coordinator, while a real worker daemon

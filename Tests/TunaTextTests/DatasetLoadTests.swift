@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import TunaText
+import TunaRandom
 
 /// Splitting, truncation and the end-to-end `loadDataset`.
 final class DatasetLoadTests: XCTestCase {

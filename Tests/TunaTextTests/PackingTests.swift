@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import TunaText
+import TunaRandom
 
 final class PackingTests: XCTestCase {
     func example(_ length: Int, base: Int32) -> RenderedExample {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import TunaText
+import TunaRandom
 
 /// The Swift tokenizer against tiktoken itself (goldens from scripts/text/make_goldens.py).
 final class TokenizerGoldenTests: XCTestCase {

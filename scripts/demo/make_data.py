@@ -11,7 +11,7 @@ demo tokenizer (o200k's first 1024 ranks, where numbers split into single digits
 is 19-46 tokens (mean 31) of problem + solution; the im_start template adds 37 more (its
 markers are plain text there), so rendered rows are 56-83 tokens (mean 68).
 
-Deterministic: SplitMix64 (the generator TunaCore/TunaText use) instead of Python's
+Deterministic: SplitMix64 (Sources/TunaRandom, the generator every Tuna module uses) instead of Python's
 `random`, so the file is byte-identical on every Python.
 
     python3 scripts/demo/make_data.py           # (re)write the CSV

@@ -254,7 +254,7 @@ MASK64 = (1 << 64) - 1
 
 
 def splitmix64(seed):
-    """SplitMix64 as in Sources/TunaText/DatasetSplit.swift (a generator of uint64)."""
+    """SplitMix64 as in Sources/TunaRandom/SplitMix64.swift (a generator of uint64)."""
     state = seed & MASK64
     while True:
         state = (state + 0x9E3779B97F4A7C15) & MASK64

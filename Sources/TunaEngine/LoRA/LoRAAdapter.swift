@@ -1,4 +1,5 @@
 import Foundation
+import TunaRandom
 
 /// LoRA weights in PEFT's own naming and shapes, so the tensors dictionary *is* the
 /// `adapter_model.safetensors` PEFT writes and reads (keys without the adapter name):
@@ -71,7 +72,7 @@ public struct LoRAAdapter: Sendable {
     /// model. The draws come from `seed` (not torch's generator: same distribution, other numbers).
     public static func initialized(settings: LoRASettings, config: GptOssConfig, seed: UInt64) throws -> LoRAAdapter {
         let (layout, shapes) = try layout(settings, config)
-        var rng = EngineRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var tensors: [String: [Float]] = [:]
         for name in shapes.keys.sorted() {
             let shape = shapes[name]!
@@ -121,18 +122,3 @@ public struct LoRAAdapter: Sendable {
     func layerIsTargeted(_ l: Int) -> Bool { !layout.attention[l].isEmpty || !layout.experts[l].isEmpty }
 }
 
-/// SplitMix64 -> uniform floats. TunaEngine has no dependencies besides OpenBLAS, so it carries
-/// its own few lines rather than importing TunaCore's generator for one init routine.
-struct EngineRandom: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 24 random bits.
-    mutating func nextUnitFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
-}

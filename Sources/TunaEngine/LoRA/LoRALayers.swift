@@ -1,4 +1,5 @@
 import Foundation
+import TunaRandom
 
 /// One targeted nn.Linear: y += scaling · (x A^T) B^T with A [r, in], B [out, r].
 /// x may be the dropped-out input; the caller owns dropout (see `LayerLoRA.mask`).
@@ -149,7 +150,7 @@ struct LayerLoRA: Sendable {
     func mask(module: String, count: Int) -> [Float]? {
         guard let seed = maskSeed, dropout > 0 else { return nil }
         let index = UInt64(LoRASettings.attentionModules.firstIndex(of: module) ?? 0)
-        var rng = EngineRandom(seed: seed ^ (UInt64(layer) &* 0x1000_0000_01B3) ^ (index &* 0x9E37_79B9))
+        var rng = SplitMix64(seed: seed ^ (UInt64(layer) &* 0x1000_0000_01B3) ^ (index &* 0x9E37_79B9))
         let keep = 1 / (1 - dropout)
         return (0..<count).map { _ in rng.nextUnitFloat() < dropout ? 0 : keep }
     }
