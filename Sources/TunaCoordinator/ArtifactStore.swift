@@ -28,7 +28,7 @@ public struct ArtifactStore: Sendable {
         let url = partPath(upload: upload)
         if !FileManager.default.fileExists(atPath: url.path) {
             guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
-                throw ErrorReply(code: "io", message: "cannot create \(url.path)")
+                throw ErrorReply(code: .io, message: "cannot create \(url.path)")
             }
         }
         let h = try FileHandle(forWritingTo: url)
@@ -51,7 +51,7 @@ public struct ArtifactStore: Sendable {
         } catch {
             // A full disk: drop the partial chunk so the acknowledged prefix stays valid.
             try? h.truncate(atOffset: UInt64(offset))
-            throw ErrorReply(code: "io", message: "cannot store the chunk: \(error.localizedDescription)")
+            throw ErrorReply(code: .io, message: "cannot store the chunk: \(error.localizedDescription)")
         }
     }
 
@@ -61,7 +61,7 @@ public struct ArtifactStore: Sendable {
         let digest = try Self.sha256(of: part)
         guard digest == expected.sha256 else {
             try? FileManager.default.removeItem(at: part)
-            throw ErrorReply(code: "bad_artifact", message: "\(expected.name): SHA-256 is \(digest), expected \(expected.sha256); upload discarded")
+            throw ErrorReply(code: .badArtifact, message: "\(expected.name): SHA-256 is \(digest), expected \(expected.sha256); upload discarded")
         }
         let dest = path(sha256: digest)
         try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -74,10 +74,10 @@ public struct ArtifactStore: Sendable {
 
     func read(sha256: String, offset: Int64, length: Int) throws -> (Data, Int64) {
         let url = path(sha256: sha256)
-        guard let h = try? FileHandle(forReadingFrom: url) else { throw ErrorReply.init(code: "not_found", message: "artifact \(sha256) is not stored") }
+        guard let h = try? FileHandle(forReadingFrom: url) else { throw ErrorReply(code: .notFound, message: "artifact \(sha256) is not stored") }
         defer { try? h.close() }
         let size = Int64(try h.seekToEnd())
-        guard offset >= 0, offset <= size else { throw ErrorReply(code: "bad_request", message: "offset \(offset) outside 0...\(size)") }
+        guard offset >= 0, offset <= size else { throw ErrorReply(code: .badRequest, message: "offset \(offset) outside 0...\(size)") }
         try h.seek(toOffset: UInt64(offset))
         let data = try h.read(upToCount: max(0, min(length, Int(size - offset)))) ?? Data()
         return (data, size)

@@ -81,17 +81,17 @@ public final class CoordinatorServer: Sendable {
                         try await self.route(msg, session)
                     } catch let e as ErrorReply {
                         await session.send("error", re: msg.header.id, e)
-                        if Routes.fatalCodes.contains(e.code) { break }
+                        if e.code.closesConnection { break }
                     } catch {
                         // A file-system or other unexpected failure: say so, keep the connection.
                         self.log.error("\(msg.type): \(error)")
-                        await session.send("error", re: msg.header.id, ErrorReply(code: "internal", message: "\(msg.type) failed: \(error)"))
+                        await session.send("error", re: msg.header.id, ErrorReply(code: .internal, message: "\(msg.type) failed: \(error)"))
                     }
                 }
             } catch let e as ErrorReply {
                 await session.send("error", e)
             } catch let e as WireError {
-                await session.send("error", ErrorReply(code: "bad_frame", message: e.description))
+                await session.send("error", ErrorReply(code: .badFrame, message: e.description))
             } catch {
                 // The peer went away (reset, EOF mid-frame): nothing to tell it.
             }

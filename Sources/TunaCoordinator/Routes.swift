@@ -4,10 +4,8 @@ import TunaCore
 import TunaStore
 import TunaWire
 
-/// Error codes after which the connection is closed: the peer is not speaking the protocol
-/// (or not allowed to), so nothing it sends next can be trusted to be framed right.
+/// Messages only a registered worker may send.
 enum Routes {
-    static let fatalCodes: Set<String> = ["bad_frame", "bad_message", "unknown_type", "unauthorized", "version"]
     static let workerOnly: Set<String> = ["register", "job_request", "heartbeat", "events", "upload_begin",
                                           "upload_chunk", "upload_end", "job_done", "job_failed"]
 }
@@ -18,17 +16,17 @@ extension CoordinatorServer {
     func route(_ msg: Incoming, _ s: Session) async throws {
         let re = msg.header.id
         if msg.type == "hello" { return try await hello(msg, s) }
-        guard let role = s.role else { throw ErrorReply(code: "unauthorized", message: "say hello first") }
+        guard let role = s.role else { throw ErrorReply(code: .unauthorized, message: "say hello first") }
         if Routes.workerOnly.contains(msg.type) {
-            guard role == "worker" else { throw ErrorReply(code: "unauthorized", message: "`\(msg.type)` is for workers") }
-            if msg.type != "register" && s.workerID == nil { throw ErrorReply(code: "unauthorized", message: "register first") }
+            guard role == "worker" else { throw ErrorReply(code: .unauthorized, message: "`\(msg.type)` is for workers") }
+            if msg.type != "register" && s.workerID == nil { throw ErrorReply(code: .unauthorized, message: "register first") }
         }
         let now = await coordinator.now
         let worker = s.workerID ?? ""
         switch msg.type {
         case "register":
             let r = try msg.decode(Register.self)
-            guard !r.worker_id.isEmpty, r.max_jobs >= 1 else { throw ErrorReply(code: "bad_request", message: "register needs a worker_id and max_jobs >= 1") }
+            guard !r.worker_id.isEmpty, r.max_jobs >= 1 else { throw ErrorReply(code: .badRequest, message: "register needs a worker_id and max_jobs >= 1") }
             await s.send("registered", re: re, try await coordinator.register(s, r))
         case "job_request":
             await coordinator.request(s, re: re ?? 0, try msg.decode(JobRequest.self))
@@ -60,7 +58,7 @@ extension CoordinatorServer {
             let sub = try msg.decode(Submit.self)
             let plan: SweepPlan
             do { plan = try SweepSpec.plan(yaml: sub.spec) } catch let e as TunaError {
-                throw ErrorReply(code: "invalid_spec", message: e.description)
+                throw ErrorReply(code: .invalidSpec, message: e.description)
             }
             await s.send("submitted", re: re, try await store.insertSweep(plan, specYAML: sub.spec, now: now))
             await coordinator.dispatch()
@@ -73,7 +71,7 @@ extension CoordinatorServer {
             await s.send("results", re: re, Count(count: count), binary: json)
         case "job":
             let t = try msg.decode(Target.self)
-            guard let job = t.job else { throw ErrorReply(code: "bad_request", message: "`job` needs a job id") }
+            guard let job = t.job else { throw ErrorReply(code: .badRequest, message: "`job` needs a job id") }
             await s.send("job", re: re, try store.jobDetail(job))
         case "logs":
             let q = try msg.decode(LogsQuery.self)
@@ -81,7 +79,7 @@ extension CoordinatorServer {
         case "read_artifact":
             let r = try msg.decode(ReadArtifact.self)
             try ArtifactRules.checkDigest(r.sha256)
-            guard try store.hasArtifact(sha256: r.sha256) else { throw ErrorReply.init(code: "not_found", message: "no artifact \(r.sha256)") }
+            guard try store.hasArtifact(sha256: r.sha256) else { throw ErrorReply(code: .notFound, message: "no artifact \(r.sha256)") }
             let (bytes, size) = try artifacts.read(sha256: r.sha256, offset: r.offset, length: min(r.length, Frame.chunkSize))
             await s.send("artifact_chunk", re: re, ArtifactChunk(offset: r.offset, length: bytes.count, sha256: bytes.sha256Hex, size: size), binary: bytes)
         case "cancel":
@@ -90,7 +88,7 @@ extension CoordinatorServer {
             await s.send("count", re: re, Count(count: count))
         case "retry":
             let t = try msg.decode(Target.self)
-            guard let sweep = t.sweep else { throw ErrorReply(code: "bad_request", message: "`retry` needs a sweep id") }
+            guard let sweep = t.sweep else { throw ErrorReply(code: .badRequest, message: "`retry` needs a sweep id") }
             let n = try await store.retry(sweep: sweep)
             await s.send("count", re: re, Count(count: n))
             await coordinator.dispatch()
@@ -103,22 +101,22 @@ extension CoordinatorServer {
             await s.send("ok", re: re, Empty())
             await coordinator.dispatch()
         default:
-            throw ErrorReply(code: "unknown_type", message: "unknown message type `\(msg.type)`")
+            throw ErrorReply(code: .unknownType, message: "unknown message type `\(msg.type)`")
         }
     }
 
     private func hello(_ msg: Incoming, _ s: Session) async throws {
         let h = try msg.decode(Hello.self)
         guard h.version == ProtocolVersion.current else {
-            throw ErrorReply(code: "version", message: ProtocolVersion.mismatch(peer: h.version, peerRelease: h.tuna))
+            throw ErrorReply(code: .version, message: ProtocolVersion.mismatch(peer: h.version, peerRelease: h.tuna))
         }
         if let expected = config.token, !expected.isEmpty {
             guard let given = h.token, constantTimeEqual(given, expected) else {
-                throw ErrorReply(code: "unauthorized", message: "wrong or missing token")
+                throw ErrorReply(code: .unauthorized, message: "wrong or missing token")
             }
         }
         guard h.role == "worker" || h.role == "client" else {
-            throw ErrorReply(code: "bad_message", message: "role must be worker or client")
+            throw ErrorReply(code: .badMessage, message: "role must be worker or client")
         }
         s.role = h.role
         await s.send("welcome", re: msg.header.id, Welcome(version: ProtocolVersion.current, server: "tuna-coordinator"))
@@ -130,9 +128,9 @@ extension CoordinatorServer {
         try ArtifactRules.checkName(b.artifact.name)
         try ArtifactRules.checkDigest(b.artifact.sha256)
         guard ["adapter", "checkpoint", "output"].contains(b.artifact.kind) else {
-            throw ErrorReply(code: "bad_artifact", message: "artifact kind must be adapter, checkpoint or output")
+            throw ErrorReply(code: .badArtifact, message: "artifact kind must be adapter, checkpoint or output")
         }
-        guard b.artifact.size >= 0 else { throw ErrorReply(code: "bad_artifact", message: "negative size") }
+        guard b.artifact.size >= 0 else { throw ErrorReply(code: .badArtifact, message: "negative size") }
         let u = try await store.beginUpload(AttemptRef(job: b.job, attempt: b.attempt), worker: worker, artifact: b.artifact)
         let offset = try artifacts.prepare(upload: u.id, received: u.received)
         if offset != u.received { try await store.setUploadReceived(u.id, offset) }
@@ -141,19 +139,19 @@ extension CoordinatorServer {
 
     private func uploadChunk(_ c: UploadChunk, bytes: Data?, worker: String) async throws -> ChunkAck {
         guard let bytes, bytes.count == c.length else {
-            throw ErrorReply(code: "bad_message", message: "upload_chunk must be followed by a binary frame of `length` bytes")
+            throw ErrorReply(code: .badMessage, message: "upload_chunk must be followed by a binary frame of `length` bytes")
         }
         let u = try store.upload(c.upload)
         // Only the worker holding the attempt's lease may write to its uploads.
         try store.checkLive(try store.uploadAttempt(c.upload), worker: worker)
         guard c.offset == u.received else {
-            throw ErrorReply(code: "bad_offset", message: "upload \(c.upload) expects offset \(u.received), got \(c.offset)")
+            throw ErrorReply(code: .badOffset, message: "upload \(c.upload) expects offset \(u.received), got \(c.offset)")
         }
         guard c.offset + Int64(bytes.count) <= u.artifact.size else {
-            throw ErrorReply(code: "bad_artifact", message: "chunk runs past the declared size \(u.artifact.size)")
+            throw ErrorReply(code: .badArtifact, message: "chunk runs past the declared size \(u.artifact.size)")
         }
         guard bytes.sha256Hex == c.sha256 else {
-            throw ErrorReply(code: "bad_checksum", message: "chunk at \(c.offset): SHA-256 mismatch; resend it")
+            throw ErrorReply(code: .badChecksum, message: "chunk at \(c.offset): SHA-256 mismatch; resend it")
         }
         try artifacts.write(upload: u.id, offset: c.offset, bytes: bytes)
         let received = c.offset + Int64(bytes.count)
@@ -164,7 +162,7 @@ extension CoordinatorServer {
     private func endUpload(_ id: Int64, worker: String, now: Int64) async throws {
         let u = try store.upload(id)
         guard u.received == u.artifact.size else {
-            throw ErrorReply(code: "bad_artifact", message: "upload \(id) has \(u.received) of \(u.artifact.size) bytes")
+            throw ErrorReply(code: .badArtifact, message: "upload \(id) has \(u.received) of \(u.artifact.size) bytes")
         }
         let ref = try store.uploadAttempt(id)
         do { try artifacts.finalize(upload: id, expected: u.artifact) } catch {

@@ -11,13 +11,13 @@ public enum ArtifactRules {
             !p.isEmpty && p != "." && p != ".." && p.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
         }
         guard ok else {
-            throw ErrorReply(code: "bad_artifact", message: "artifact name \(JSONValue.string(name)) is not a relative path of letters, digits, '.', '_', '-' (no '..')")
+            throw ErrorReply(code: .badArtifact, message: "artifact name \(JSONValue.string(name)) is not a relative path of letters, digits, '.', '_', '-' (no '..')")
         }
     }
 
     public static func checkDigest(_ s: String) throws {
         guard s.count == 64, s.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-            throw ErrorReply(code: "bad_artifact", message: "\(JSONValue.string(s)) is not a lowercase hex SHA-256")
+            throw ErrorReply(code: .badArtifact, message: "\(JSONValue.string(s)) is not a lowercase hex SHA-256")
         }
     }
 }

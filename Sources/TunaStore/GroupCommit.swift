@@ -31,7 +31,7 @@ final class GroupCommitter: @unchecked Sendable {
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            var outcome: Result<T, Error> = .failure(ErrorReply(code: "internal", message: "write did not run"))
+            var outcome: Result<T, Error> = .failure(ErrorReply(code: .internal, message: "write did not run"))
             let item = Item(
                 run: { db in
                     do {
@@ -79,7 +79,7 @@ extension Store {
         switch error {
         case let e as ErrorReply: return e
         case let e as TunaError: return e
-        default: return ErrorReply(code: "internal", message: "database write failed: \(error)")
+        default: return ErrorReply(code: .internal, message: "database write failed: \(error)")
         }
     }
 }

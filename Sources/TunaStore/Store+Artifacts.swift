@@ -23,7 +23,7 @@ extension Store {
                 """, arguments: [attemptID, a.kind, a.name, a.sha256, a.size])
             let row = try Row.fetchOne(db, sql: "SELECT id, received FROM uploads WHERE attempt_id = ? AND kind = ? AND name = ? AND sha256 = ?",
                                        arguments: [attemptID, a.kind, a.name, a.sha256])
-            guard let row else { throw ErrorReply(code: "internal", message: "upload row vanished") }
+            guard let row else { throw ErrorReply(code: .internal, message: "upload row vanished") }
             return UploadState(id: row[0], attemptID: attemptID, artifact: a, received: row[1])
         }
     }

@@ -26,7 +26,7 @@ extension Store {
     public func results(sweep: SweepID?, sort: String?) throws -> [ResultRow] {
         let json = try resultsJSON(sweep: sweep, sort: sort).json
         do { return try JSONDecoder().decode([ResultRow].self, from: json) } catch {
-            throw ErrorReply(code: "internal", message: "result rows did not decode: \(error)")
+            throw ErrorReply(code: .internal, message: "result rows did not decode: \(error)")
         }
     }
 
@@ -36,7 +36,7 @@ extension Store {
     public func resultsJSON(sweep: SweepID?, sort: String?) throws -> (count: Int, json: Data) {
         let column = sort ?? "id"
         guard Store.sortableColumns.contains(column) else {
-            throw ErrorReply(code: "bad_request", message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
+            throw ErrorReply(code: .badRequest, message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
         }
         let order = column == "tokens_per_s" ? "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id" : "j.\(column) IS NULL, j.\(column), j.id"
         return try read { db in
@@ -59,7 +59,7 @@ extension Store {
             while true {
                 let rc = sqlite3_step(q)
                 if rc == SQLITE_DONE { break }
-                guard rc == SQLITE_ROW else { throw ErrorReply(code: "internal", message: "results query failed (\(rc))") }
+                guard rc == SQLITE_ROW else { throw ErrorReply(code: .internal, message: "results query failed (\(rc))") }
                 if count > 0 { w.raw(",") }
                 count += 1
                 w.raw("{\"adapter_sha256\":"); w.text(q, 0)

@@ -53,7 +53,7 @@ extension Store {
             let (clause, arg): (String, Int64)
             if let job = target.job { (clause, arg) = ("j.id = ?", job) }
             else if let sweep = target.sweep { (clause, arg) = ("j.sweep_id = ?", sweep) }
-            else { throw ErrorReply(code: "bad_request", message: "cancel needs a sweep or a job") }
+            else { throw ErrorReply(code: .badRequest, message: "cancel needs a sweep or a job") }
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs j WHERE \(clause) LIMIT 1", arguments: [arg]) == true
             if !exists { throw ErrorReply.notFound("no \(target.job != nil ? "job" : "sweep") \(arg)") }
             let running = try Row.fetchAll(db, sql: """

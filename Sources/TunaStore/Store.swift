@@ -49,15 +49,15 @@ public final class Store: @unchecked Sendable {
     func read<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try db.read(body) }
         catch let e as ErrorReply { throw e }
-        catch { throw ErrorReply(code: "internal", message: "database read failed: \(error)") }
+        catch { throw ErrorReply(code: .internal, message: "database read failed: \(error)") }
     }
 }
 
 extension ErrorReply {
     static func stale(_ ref: AttemptRef, _ why: String) -> ErrorReply {
-        ErrorReply(code: "stale_attempt", message: "job \(ref.job) attempt \(ref.attempt): \(why)")
+        ErrorReply(code: .staleAttempt, message: "job \(ref.job) attempt \(ref.attempt): \(why)")
     }
-    static func notFound(_ what: String) -> ErrorReply { ErrorReply(code: "not_found", message: what) }
+    static func notFound(_ what: String) -> ErrorReply { ErrorReply(code: .notFound, message: what) }
 }
 
 func jsonText(_ v: JSONValue) -> String { v.canonicalJSON }

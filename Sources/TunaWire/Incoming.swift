@@ -29,21 +29,21 @@ public struct MessageAssembler {
     public mutating func feed(_ frame: Frame) throws -> Incoming? {
         switch frame {
         case .json(let data):
-            if let w = waiting { throw ErrorReply(code: "bad_frame", message: "`\(w.0.type)` announced \(w.0.bin ?? 0) binary bytes but a JSON frame came") }
+            if let w = waiting { throw ErrorReply(code: .badFrame, message: "`\(w.0.type)` announced \(w.0.bin ?? 0) binary bytes but a JSON frame came") }
             let header = try Envelope.header(data)
             if let n = header.bin {
-                guard n >= 0 else { throw ErrorReply(code: "bad_message", message: "bin must be >= 0") }
+                guard n >= 0 else { throw ErrorReply(code: .badMessage, message: "bin must be >= 0") }
                 waiting = (header, data)
                 return nil
             }
             return Incoming(header: header, json: data, binary: nil)
         case .binary(let bytes):
             guard let (header, data) = waiting else {
-                throw ErrorReply(code: "bad_frame", message: "a binary frame must follow a message that announces it")
+                throw ErrorReply(code: .badFrame, message: "a binary frame must follow a message that announces it")
             }
             waiting = nil
             guard bytes.count == header.bin else {
-                throw ErrorReply(code: "bad_frame", message: "`\(header.type)` announced \(header.bin ?? 0) bytes, got \(bytes.count)")
+                throw ErrorReply(code: .badFrame, message: "`\(header.type)` announced \(header.bin ?? 0) bytes, got \(bytes.count)")
             }
             return Incoming(header: header, json: data, binary: bytes)
         }
@@ -54,9 +54,9 @@ extension Incoming {
     /// The rows of a `results` reply (a JSON array in the binary frame that follows it).
     public func resultRows() throws -> [ResultRow] {
         _ = try decode(Count.self)
-        guard let binary else { throw ErrorReply(code: "bad_message", message: "`results` came without its rows") }
+        guard let binary else { throw ErrorReply(code: .badMessage, message: "`results` came without its rows") }
         do { return try JSONDecoder().decode([ResultRow].self, from: binary) } catch {
-            throw ErrorReply(code: "bad_message", message: "malformed result rows: \(error)")
+            throw ErrorReply(code: .badMessage, message: "malformed result rows: \(error)")
         }
     }
 }

@@ -126,7 +126,7 @@ actor JobRunner {
                     // The latest checkpoint lets the next attempt resume instead of starting over.
                     try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
                 }
-            } catch let e as ErrorReply where e.code != "stale_attempt" {
+            } catch let e as ErrorReply where e.code != .staleAttempt {
                 // A file the coordinator refuses (a bad name, say) fails this attempt clearly.
                 ok = false
                 reason = "upload refused: \(e.message)"

@@ -226,7 +226,7 @@ public actor WorkerDaemon {
                 do {
                     let ack = try await c.request("events", batch, as: EventsAck.self)
                     await sink.acknowledge(ref, through: ack.through_seq)
-                } catch let e as ErrorReply where e.code == "stale_attempt" {
+                } catch let e as ErrorReply where e.code == .staleAttempt {
                     await sink.drop(ref)
                     await cancel(ref, reason: e.message)
                 } catch {}

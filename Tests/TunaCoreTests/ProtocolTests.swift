@@ -12,10 +12,10 @@ final class ProtocolTests: XCTestCase {
 
     func testMalformedPayloadNamesTheField() {
         XCTAssertThrowsError(try Envelope.decode(JobDone.self, from: Data(#"{"type":"job_done","job":1}"#.utf8), message: "job_done")) { e in
-            XCTAssertEqual((e as? ErrorReply)?.code, "bad_message")
+            XCTAssertEqual((e as? ErrorReply)?.code, .badMessage)
             XCTAssert((e as? ErrorReply)?.message.contains("attempt") == true, "\(e)")
         }
-        XCTAssertThrowsError(try Envelope.header(Data("not json".utf8))) { XCTAssertEqual(($0 as? ErrorReply)?.code, "bad_message") }
+        XCTAssertThrowsError(try Envelope.header(Data("not json".utf8))) { XCTAssertEqual(($0 as? ErrorReply)?.code, .badMessage) }
         XCTAssertThrowsError(try Envelope.header(Data("[1,2]".utf8)))
     }
 
@@ -49,5 +49,19 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(v["a"], .int(8)); XCTAssertEqual(v["b"], .number(2e-4)); XCTAssertEqual(v["c"], .string("8"))
         XCTAssertEqual(v["d"], .bool(true)); XCTAssertEqual(v["e"], .null); XCTAssertEqual(v["f"], .number(1)); XCTAssertEqual(v["g"], "q_proj")
         XCTAssertThrowsError(try YAML.parse("a: [1, 2"))
+    }
+
+    /// Error codes are a type in Swift and plain strings on the wire; the type knows which close
+    /// the connection, and a code from a newer peer still decodes.
+    func testErrorCodesTravelAsStringsAndKnowWhichCloseTheConnection() throws {
+        let wire = try JSONEncoder().encode(ErrorReply(code: .staleAttempt, message: "m"))
+        XCTAssertEqual(try JSONValue.parse(wire)["code"], "stale_attempt")
+        XCTAssertEqual(try JSONDecoder().decode(ErrorReply.self, from: wire).code, .staleAttempt)
+        let newer = try JSONDecoder().decode(ErrorReply.self, from: Data(#"{"code":"quota_exceeded","message":"m"}"#.utf8))
+        XCTAssertEqual(newer.code.rawValue, "quota_exceeded")
+        XCTAssertFalse(newer.code.closesConnection)
+        XCTAssertEqual(ErrorCode.all.filter(\.closesConnection).map(\.rawValue).sorted(),
+                       ["bad_frame", "bad_message", "unauthorized", "unknown_type", "version"])
+        XCTAssertEqual(Set(ErrorCode.all.map(\.rawValue)).count, ErrorCode.all.count)
     }
 }

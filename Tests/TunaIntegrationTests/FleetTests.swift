@@ -201,7 +201,7 @@ final class FleetTests: XCTestCase {
             _ = try await WireClient.connect(addr, hello: Hello(version: ProtocolVersion.current + 1, token: nil, role: "worker", tuna: "9.0.0"))
             XCTFail("a peer of another protocol version was let in")
         } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "version")
+            XCTAssertEqual(e.code, .version)
             XCTAssertEqual(e.message, "this coordinator (tuna \(TunaVersion.current)) speaks protocol version \(ProtocolVersion.current), but this tuna 9.0.0 speaks version \(ProtocolVersion.current + 1): run the same release of tuna on the coordinator, the workers and the CLI")
             XCTAssertEqual("\(e)", e.message, "what the CLI prints is the message, not a debug description")
         }

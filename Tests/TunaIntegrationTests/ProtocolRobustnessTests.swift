@@ -47,7 +47,7 @@ final class ProtocolRobustnessTests: XCTestCase {
                 _ = try await WireClient.connect(addr, token: bad, role: "client")
                 XCTFail("connected with token \(bad ?? "nil")")
             } catch let e as ErrorReply {
-                XCTAssertEqual(e.code, "unauthorized")
+                XCTAssertEqual(e.code, .unauthorized)
             }
         }
         let ok = try await client()
@@ -67,13 +67,13 @@ final class ProtocolRobustnessTests: XCTestCase {
         try await a.sendRaw(.json(Data("this is not json".utf8)))
         let ea = await firstPush(a)
         XCTAssertEqual(ea?.type, "error")
-        XCTAssertEqual(try ea.map { try Envelope.decode(ErrorReply.self, from: $0.json, message: "error").code }, "bad_message")
+        XCTAssertEqual(try ea.map { try Envelope.decode(ErrorReply.self, from: $0.json, message: "error").code }, .badMessage)
         try await waitClosed(a)
 
         // Unknown message type: an error reply to that request, then the connection closes.
         let b = try await client()
         do { _ = try await b.request("frobnicate", Empty(), as: Empty.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "unknown_type"); XCTAssert(e.message.contains("frobnicate"))
+            XCTAssertEqual(e.code, .unknownType); XCTAssert(e.message.contains("frobnicate"))
         }
         try await waitClosed(b)
 
@@ -89,7 +89,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         // A client may not act as a worker.
         let c = try await client()
         do { _ = try await c.request("job_done", JobDone(job: 1, attempt: 1), as: Empty.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "unauthorized")
+            XCTAssertEqual(e.code, .unauthorized)
         }
 
         // Meanwhile the bystander's connection is untouched.
@@ -103,17 +103,17 @@ final class ProtocolRobustnessTests: XCTestCase {
         defer { c.close() }
         let yaml = "name: bad\ntrainer: native\nmodel: m\ndataset: {path: d.csv}\nlora: {rank: [8, -4]}\ntrain: {learning_rate: fast}"
         do { _ = try await c.request("submit", Submit(spec: yaml), as: Submitted.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "invalid_spec")
+            XCTAssertEqual(e.code, .invalidSpec)
             XCTAssert(e.message.contains("lora.rank: -4 is not a positive integer"), e.message)
             XCTAssert(e.message.contains("train.learning_rate: \"fast\" is not a number"), e.message)
         }
         let v106 = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows.count
         XCTAssertEqual(v106, 0, "nothing stored")
         do { _ = try await c.request("submit", Submit(spec: "name: [unclosed"), as: Submitted.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "invalid_spec")
+            XCTAssertEqual(e.code, .invalidSpec)
         }
         do { _ = try await c.request("results", ResultsQuery(sweep: 42), as: Rows<ResultRow>.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "not_found")
+            XCTAssertEqual(e.code, .notFound)
         }
     }
 
@@ -144,20 +144,20 @@ final class ProtocolRobustnessTests: XCTestCase {
             do {
                 _ = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: name, sha256: digest, size: 5000)), as: UploadReady.self)
                 XCTFail("accepted \(name)")
-            } catch let e as ErrorReply { XCTAssertEqual(e.code, "bad_artifact", name) }
+            } catch let e as ErrorReply { XCTAssertEqual(e.code, .badArtifact, name) }
         }
         // A chunk whose bytes do not match its digest.
         let ready = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "a.bin", sha256: digest, size: 5000)), as: UploadReady.self)
         do {
             _ = try await w.request("upload_chunk", UploadChunk(upload: ready.upload, offset: 0, length: 5000, sha256: String(repeating: "0", count: 64)), binary: bytes, as: ChunkAck.self)
             XCTFail()
-        } catch let e as ErrorReply { XCTAssertEqual(e.code, "bad_checksum") }
+        } catch let e as ErrorReply { XCTAssertEqual(e.code, .badChecksum) }
         // A whole file whose digest is not the declared one: refused at the end, nothing stored.
         let wrong = String(repeating: "a", count: 64)
         let r2 = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "b.bin", sha256: wrong, size: 5000)), as: UploadReady.self)
         _ = try await w.request("upload_chunk", UploadChunk(upload: r2.upload, offset: 0, length: 5000, sha256: digest), binary: bytes, as: ChunkAck.self)
         do { _ = try await w.request("upload_end", UploadEnd(upload: r2.upload), as: Empty.self); XCTFail() } catch let e as ErrorReply {
-            XCTAssertEqual(e.code, "bad_artifact")
+            XCTAssertEqual(e.code, .badArtifact)
         }
         let admin = try await client(); defer { admin.close() }
         let v158 = try await admin.request("job", Target(job: ref.job), as: JobDetail.self).artifacts

@@ -74,7 +74,7 @@ final class FrameCodecTests: XCTestCase {
         let plain = try XCTUnwrap(try a.feed(.json(Data(#"{"type":"list_sweeps","id":5}"#.utf8))))
         XCTAssertNil(plain.binary)
 
-        func refused(_ frames: [Frame], _ code: String, _ message: String, line: UInt = #line) {
+        func refused(_ frames: [Frame], _ code: ErrorCode, _ message: String, line: UInt = #line) {
             var a = MessageAssembler()
             do {
                 for f in frames { _ = try a.feed(f) }
@@ -84,10 +84,10 @@ final class FrameCodecTests: XCTestCase {
                 XCTAssertEqual(e.message, message, line: line)
             } catch { XCTFail("\(error)", line: line) }
         }
-        refused([.binary(Data([1]))], "bad_frame", "a binary frame must follow a message that announces it")
-        refused([.json(Data(#"{"type":"a","bin":2}"#.utf8)), .json(Data(#"{"type":"b"}"#.utf8))], "bad_frame",
+        refused([.binary(Data([1]))], .badFrame, "a binary frame must follow a message that announces it")
+        refused([.json(Data(#"{"type":"a","bin":2}"#.utf8)), .json(Data(#"{"type":"b"}"#.utf8))], .badFrame,
                 "`a` announced 2 binary bytes but a JSON frame came")
-        refused([.json(Data(#"{"type":"a","bin":2}"#.utf8)), .binary(Data([1, 2, 3]))], "bad_frame", "`a` announced 2 bytes, got 3")
-        refused([.json(Data(#"{"type":"a","bin":-1}"#.utf8))], "bad_message", "bin must be >= 0")
+        refused([.json(Data(#"{"type":"a","bin":2}"#.utf8)), .binary(Data([1, 2, 3]))], .badFrame, "`a` announced 2 bytes, got 3")
+        refused([.json(Data(#"{"type":"a","bin":-1}"#.utf8))], .badMessage, "bin must be >= 0")
     }
 }

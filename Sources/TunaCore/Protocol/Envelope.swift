@@ -34,13 +34,13 @@ public enum Envelope {
 
     public static func header(_ data: Data) throws -> Header {
         do { return try JSONDecoder().decode(Header.self, from: data) } catch {
-            throw ErrorReply(code: "bad_message", message: "a frame must be a JSON object with a string `type`: \(JSONValue.shortReason(error))")
+            throw ErrorReply(code: .badMessage, message: "a frame must be a JSON object with a string `type`: \(JSONValue.shortReason(error))")
         }
     }
 
     public static func decode<P: Decodable>(_ type: P.Type, from data: Data, message: String) throws -> P {
         do { return try JSONDecoder().decode(P.self, from: data) } catch {
-            throw ErrorReply(code: "bad_message", message: "malformed `\(message)`: \(describe(error))")
+            throw ErrorReply(code: .badMessage, message: "malformed `\(message)`: \(describe(error))")
         }
     }
 

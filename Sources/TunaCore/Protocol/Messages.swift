@@ -41,12 +41,11 @@ public struct Welcome: Codable, Sendable {
 }
 
 public struct ErrorReply: Codable, Sendable, Error {
-    /// A stable machine-readable code. Closing the connection: bad_frame, bad_message,
-    /// unknown_type, unauthorized, version. Not closing it: bad_request, invalid_spec,
-    /// not_found, stale_attempt, bad_artifact, bad_checksum, bad_offset, io, internal.
-    public var code: String
+    /// A stable machine-readable code; `code.closesConnection` says whether the coordinator
+    /// closes the connection after it (`ErrorCode`).
+    public var code: ErrorCode
     public var message: String
-    public init(code: String, message: String) { self.code = code; self.message = message }
+    public init(code: ErrorCode, message: String) { self.code = code; self.message = message }
 }
 
 // MARK: Workers
