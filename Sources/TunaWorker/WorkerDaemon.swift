@@ -25,6 +25,8 @@ public actor WorkerDaemon {
     /// and may exit first; their exit then is a hand-back, not a failure.
     nonisolated let terminationRequested = NIOLockedValueBox(false)
     private var quarantined = false
+    /// Whether the current session has registered (resets the reconnect backoff).
+    private var registered = false
 
     public init(config: WorkerConfig, log: Logger = Logger(label: "tuna.worker")) throws {
         self.config = config
@@ -61,10 +63,15 @@ public actor WorkerDaemon {
     private func connectLoop() async {
         var delay = config.backoffMin
         while (!shuttingDown || !runners.isEmpty) && !Task.isCancelled {
+            registered = false
             do {
                 try await session()
-                delay = config.backoffMin
             } catch {
+                // A session that got as far as registering was a success, however it ended (a
+                // session always ends by throwing): the backoff starts over, else a few
+                // coordinator restarts would leave the worker waiting backoffMax to reconnect
+                // while its leases run out.
+                if registered { delay = config.backoffMin }
                 if !shuttingDown { log.warning("coordinator \(config.coordinator): \(error); retrying in \(String(format: "%.1f", delay))s") }
             }
             client = nil
@@ -81,6 +88,7 @@ public actor WorkerDaemon {
         let reg = try await c.request("register", Register(worker_id: workerID, name: name, capabilities: capabilities,
                                                            max_jobs: config.maxJobs, running: Array(runners.keys)), as: Registered.self)
         for ref in reg.dropped { await runners[ref]?.runner.stop(.cancelled("lease lost while disconnected")) }
+        registered = true
         quarantined = reg.quarantined
         if quarantined { log.error("this worker is quarantined; `tuna workers` says why; it will take no jobs") }
         log.info("connected to \(config.coordinator) as \(name) (\(workerID)); \(reg.reattached.count) running jobs re-attached")

@@ -194,6 +194,28 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(handed.job.status, .queued)
     }
 
+    /// A session always ends by throwing, so the worker's reconnect backoff used to grow with
+    /// every coordinator restart and never start over: after a few restarts it waited 5 s to
+    /// reconnect while its leases ran out. A session that registered now resets it.
+    func testReconnectBackoffStartsOverAfterEverySessionThatRegistered() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w")
+        try await cluster.waitUntil("the worker registered") { try await workers().contains { $0.connected } }
+        var latencies: [Double] = []
+        for _ in 0..<5 {
+            cluster.kill9Coordinator()
+            try await Task.sleep(nanoseconds: 500_000_000)   // a few failed reconnects: 0.2 s, 0.4 s
+            try cluster.startCoordinator()
+            let restarted = Date()
+            try await cluster.waitUntil("the worker is back") { try await workers().contains { $0.connected } }
+            latencies.append(Date().timeIntervalSince(restarted))
+        }
+        // Started over at 0.2 s each time, the next try comes within 0.8 s (+20% jitter); grown
+        // without a reset it would be 5 s by the third restart.
+        print("reconnect latencies after each restart: \(latencies.map { String(format: "%.2f s", $0) })")
+        XCTAssertLessThan(latencies.suffix(3).max()!, 2.0, "reconnect latencies after each restart: \(latencies)")
+    }
+
     func testAPeerOfAnotherProtocolVersionIsRefusedNamingBothReleases() async throws {
         try cluster.startCoordinator()
         let addr = HostPort(host: "127.0.0.1", port: cluster.port)
