@@ -45,20 +45,11 @@ wait_done() {
 case $phase in
 start)
     tarball=$(readlink -f "${2:?the release tarball}")
-    rm -rf "$S"; mkdir -p "$S" "$S/data"
-    tar -C "$S" -xzf "$tarball"
-    mv "$S"/tuna-*-linux-x86_64 "$S/tuna"
-    log "unpacked $(basename "$tarball"): $("$tuna" version)"
+    rm -rf "$S"
+    log "unpacking $(basename "$tarball"), writing the random gpt-oss-20b-shaped MXFP4 checkpoint, the chats"
+    Benchmarks/gpu/fleet/inputs.sh "$S" "$tarball"
+    log "$("$tuna" version)"
     nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
-    log "writing the random gpt-oss-20b-shaped MXFP4 checkpoint (bench_lora.write_checkpoint)"
-    python3 -c "
-import json, sys, torch
-sys.path.insert(0, 'Benchmarks/gpu')
-import bench_lora
-n = bench_lora.write_checkpoint('$S/ckpt', json.loads(json.dumps(bench_lora.GPT_OSS_20B)), torch.device('cuda'))
-print(f'{n / 2**30:.2f} GiB')"
-    cp Tests/TunaTextTests/Fixtures/o200k_base.tiktoken "$S/ckpt/"
-    python3 Benchmarks/gpu/fleet/make_chats.py --out "$S/data/chats.jsonl" --count 1200
     setsid nohup "$tuna" coordinator --listen 127.0.0.1:7070 --data-dir "$S/coordinator" >"$S/coordinator.log" 2>&1 </dev/null &
     for _ in $(seq 50); do "$tuna" sweeps >/dev/null 2>&1 && break; sleep 0.2; done
     setsid nohup "$tuna" worker --work-dir "$S/work" --name h200 --torch-trainer "$S/tuna/worker/tuna-torch" --data-root "$S" \

@@ -93,10 +93,11 @@ public actor Coordinator {
         let offers = try store.workers(connected: connectedWorkers).map {
             WaitReason.Offer(name: $0.name, connected: $0.connected, quarantined: $0.quarantined, capabilities: $0.capabilities)
         }
-        var memo: [WaitReason.Need: String?] = [:]
-        return try store.queuedNeeds(sweep: sweep).map { q in
-            let blocked = memo[q.need] ?? { let r = WaitReason.blocked(q.need, offers: offers); memo[q.need] = r; return r }()
-            if let blocked { return WaitingRow(job: q.job, sweep: q.sweep, reason: blocked, blocked: true) }
+        let queued = try store.queuedNeeds(sweep: sweep)
+        // Jobs of a sweep share a few needs: judge each distinct one once.
+        let verdicts = Dictionary(uniqueKeysWithValues: Set(queued.map(\.need)).map { ($0, WaitReason.blocked($0, offers: offers)) })
+        return queued.map { q in
+            if let blocked = verdicts[q.need] ?? nil { return WaitingRow(job: q.job, sweep: q.sweep, reason: blocked, blocked: true) }
             let reason = q.notBeforeMs > now
                 ? "retry backoff: eligible again in \((q.notBeforeMs - now + 999) / 1000) s"
                 : "waiting for a free worker slot or GPU"

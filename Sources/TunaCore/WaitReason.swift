@@ -37,7 +37,7 @@ public enum WaitReason {
         }
         let fitting = withTrainer.filter { fits(need, $0.capabilities.gpus) }
         guard !fitting.isEmpty else {
-            let best = withTrainer.max { largest($0.capabilities.gpus, need.gpus) < largest($1.capabilities.gpus, need.gpus) }!
+            let best = withTrainer.max { closeness(need, $0.capabilities.gpus) < closeness(need, $1.capabilities.gpus) }!
             let gpus = best.capabilities.gpus
             let have = gpus.isEmpty ? "no GPU" : "\(gpus.count) GPU(s), the largest \(format(gpus.map(\.memory_gb).max()!)) GiB"
             let memory = need.gpuMemoryGB > 0 ? " with at least \(format(need.gpuMemoryGB)) GiB each" : ""
@@ -57,10 +57,10 @@ public enum WaitReason {
         return mems.count >= need.gpus && mems[need.gpus - 1] >= need.gpuMemoryGB
     }
 
-    /// The memory of the k-th largest GPU (0 when there are fewer), to pick the closest box.
-    static func largest(_ gpus: [GPUInfo], _ k: Int) -> Double {
-        let mems = gpus.map(\.memory_gb).sorted(by: >)
-        return mems.isEmpty ? -1 : Double(min(k, mems.count)) * 1000 + mems[min(max(k, 1), mems.count) - 1]
+    /// How near a box comes to a need it cannot meet, to name the closest one: first how many
+    /// GPUs it has with enough memory, then its largest GPU.
+    static func closeness(_ need: Need, _ gpus: [GPUInfo]) -> (Int, Double) {
+        (gpus.filter { $0.memory_gb >= need.gpuMemoryGB }.count, gpus.map(\.memory_gb).max() ?? -1)
     }
 
     static func format(_ gb: Double) -> String {

@@ -3,8 +3,9 @@ import TunaCore
 
 /// What this box has: GPUs from nvidia-smi when it is installed, else none; CPU cores and RAM.
 public enum HardwareProbe {
-    public static func probe(trainers: [String]) -> Capabilities {
-        Capabilities(hostname: ProcessInfo.processInfo.hostName, trainers: trainers, gpus: gpus(),
+    /// `gpus`: the GPUs already chosen (the worker's `GPUSelection`, tests); nil asks nvidia-smi.
+    public static func probe(trainers: [String], gpus chosen: [GPUInfo]? = nil) -> Capabilities {
+        Capabilities(hostname: ProcessInfo.processInfo.hostName, trainers: trainers, gpus: chosen ?? gpus(),
                      cpu_cores: ProcessInfo.processInfo.activeProcessorCount,
                      ram_gb: Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824)
     }
@@ -13,12 +14,9 @@ public enum HardwareProbe {
         guard let exe = which("nvidia-smi") else { return [] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = ["--query-gpu=index,uuid,name,memory.total,driver_version", "--format=csv,noheader,nounits"]
         // nvidia-smi numbers GPUs in PCI bus order; CUDA does so too only when told (the
         // worker tells every trainer: JobRunner sets CUDA_DEVICE_ORDER=PCI_BUS_ID).
-        var env = ProcessInfo.processInfo.environment
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        p.environment = env
+        p.arguments = ["--query-gpu=index,uuid,name,memory.total,driver_version", "--format=csv,noheader,nounits"]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice

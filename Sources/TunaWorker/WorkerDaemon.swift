@@ -40,9 +40,7 @@ public actor WorkerDaemon {
             workerID = UUID().uuidString.lowercased()
             try workerID.write(to: idFile, atomically: true, encoding: .utf8)
         }
-        var caps = HardwareProbe.probe(trainers: config.trainers.map(\.name))
-        if let g = config.gpus { caps.gpus = g }
-        capabilities = caps
+        capabilities = HardwareProbe.probe(trainers: config.trainers.map(\.name), gpus: config.gpus)
     }
 
     var name: String { config.name ?? capabilities.hostname }

@@ -49,13 +49,19 @@ def recipe_of(row):
     return "experts" if lora.get("target_parameters") else "qkvo"
 
 
+def trainer_window(steps):
+    """The step events after the warm-up and the trainer's own timing of them: (window, real
+    tokens, seconds). Shared with fleet/direct_run.sh, which reads the trainer's stdout."""
+    window = [e for e in steps if e["step"] > WARM_STEPS]
+    return window, sum(e["tokens"] for e in window), sum(e["tokens"] / e["tokens_per_s"] for e in window)
+
+
 def throughput(events):
     steps = [e for e in events if e["event"].get("event") == "step"]
     window = [e for e in steps if e["event"]["step"] > WARM_STEPS]
     first = next(e for e in steps if e["event"]["step"] == WARM_STEPS)
     wall_s = (window[-1]["at_ms"] - first["at_ms"]) / 1000
-    tokens = sum(e["event"]["tokens"] for e in window)
-    trainer_s = sum(e["event"]["tokens"] / e["event"]["tokens_per_s"] for e in window)
+    _, tokens, trainer_s = trainer_window([e["event"] for e in steps])
     done = next((e["event"] for e in events if e["event"].get("event") == "done"), {})
     return {"steps": len(steps), "window_steps": len(window), "wall_s": round(wall_s, 2),
             "tokens_per_s_worker": tokens / wall_s, "positions_per_s_worker": len(window) * ROW_POSITIONS / wall_s,

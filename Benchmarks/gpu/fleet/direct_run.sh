@@ -10,21 +10,10 @@ cd "$(dirname "$0")/../../.."
 index=${1:-0}
 S=${TUNA_FLEET_STATE:-/tmp/tuna-fleet}
 out=${OUT:-$S/out}
-mkdir -p "$out" "$S/data" "$S/direct"
+mkdir -p "$out" "$S/direct"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-if [ ! -x "$S/tuna/bin/tuna" ]; then       # a fresh machine: unpack, checkpoint and chats again (same seeds)
-    tar -C "$S" -xzf "${2:?a fresh machine needs the TARBALL}"
-    mv "$S"/tuna-*-linux-x86_64 "$S/tuna"
-fi
-if [ ! -s "$S/ckpt/config.json" ]; then
-    python3 -c "
-import json, sys, torch
-sys.path.insert(0, 'Benchmarks/gpu')
-import bench_lora
-bench_lora.write_checkpoint('$S/ckpt', json.loads(json.dumps(bench_lora.GPT_OSS_20B)), torch.device('cuda'))"
-    cp Tests/TunaTextTests/Fixtures/o200k_base.tiktoken "$S/ckpt/"
-fi
-[ -s "$S/data/chats.jsonl" ] || python3 Benchmarks/gpu/fleet/make_chats.py --out "$S/data/chats.jsonl" --count 1200
+# a fresh machine: unpack, checkpoint and chats again (same seeds); a warm one reuses them
+Benchmarks/gpu/fleet/inputs.sh "$S" "${2:-}"
 tuna=$S/tuna/bin/tuna
 sed "s|@CKPT@|$S/ckpt|; s|@DATA@|$S/data|" Benchmarks/gpu/fleet/lora.yaml >"$S/direct/lora.yaml"
 # the job exactly as the coordinator would lease it (the validated spec of that index)
@@ -38,12 +27,12 @@ CUDA_VISIBLE_DEVICES=0 "$S/tuna/worker/tuna-torch" --tuna "$tuna" --root "$S" --
 echo "direct run of index $index: $SECONDS s"
 python3 - "$out/direct-$index.jsonl" <<'PY'
 import json, sys
+sys.path.insert(0, "Benchmarks/gpu/fleet")
+from check import ROW_POSITIONS, trainer_window
 ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 steps = [e for e in ev if e.get("event") == "step"]
-w = [e for e in steps if e["step"] > 5]
-tok = sum(e["tokens"] for e in w)
-sec = sum(e["tokens"] / e["tokens_per_s"] for e in w)
-print(json.dumps({"steps": len(steps), "window_steps": len(w), "tokens_per_s_trainer": tok / sec,
-                  "positions_per_s": len(w) * 8192 / sec,
+window, tokens, seconds = trainer_window(steps)
+print(json.dumps({"steps": len(steps), "window_steps": len(window), "tokens_per_s_trainer": tokens / seconds,
+                  "positions_per_s": len(window) * ROW_POSITIONS / seconds,
                   "final_val_loss": [e for e in ev if e.get("event") == "eval"][-1]["loss"]}))
 PY
