@@ -32,11 +32,13 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The coordinator's two modules live in coordinator/, the worker daemon in worker/
+        // (next to the torch trainer): the top-level folders are the architecture.
         .target(name: "TunaStore", dependencies: [
             "TunaCore",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
-        ]),
+        ], path: "coordinator/TunaStore"),
         .target(name: "TunaWire", dependencies: [
             "TunaCore",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -47,13 +49,13 @@ let package = Package(
             "TunaCore", "TunaStore", "TunaWire",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], path: "coordinator/TunaCoordinator"),
         .target(name: "TunaWorker", dependencies: [
             "TunaCore", "TunaWire",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], path: "worker/TunaWorker"),
         .executableTarget(name: "tuna", dependencies: [
             "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine", "TunaTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -86,7 +88,7 @@ let package = Package(
         .testTarget(name: "TunaTextTests", dependencies: ["TunaText", "TunaRandom"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaEngineTests", dependencies: ["TunaEngine", "TunaText", "TunaRandom"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TunaTrainTests", dependencies: ["TunaTrain", "TunaEngine", "TunaText", "TunaCore"]),
-        .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore"]),
+        .testTarget(name: "TunaStoreTests", dependencies: ["TunaCore", "TunaStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "TunaWireTests", dependencies: [
             "TunaCore", "TunaWire",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -29,7 +29,7 @@ version=$("$here/bin/tuna" version --json | sed -n 's/.*"tuna" *: *"\([^"]*\)".*
 dest=$root/opt/tuna/$version
 echo "== installing tuna $version in $dest"
 mkdir -p "$dest" "$root/usr/local/bin" "$root/etc/systemd/system" "$root/etc/tuna" "$root/srv/tuna"
-cp -r "$here/bin" "$here/lib" "$here/share" "$here/worker" "$here/deploy" "$here/jobs" "$dest/"
+cp -r "$here/bin" "$here/lib" "$here/share" "$here/worker" "$here/contract" "$here/deploy" "$here/jobs" "$dest/"
 ln -sfn "$version" "$root/opt/tuna/current"
 ln -sfn /opt/tuna/current/bin/tuna "$root/usr/local/bin/tuna"
 cp "$here"/deploy/*.service "$root/etc/systemd/system/"

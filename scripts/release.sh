@@ -58,6 +58,8 @@ ldd "$built" | grep -q "not found" && tuna_die "tuna needs a library this machin
 # The torch trainer, as the worker runs it (`--torch-trainer worker/tuna-torch`).
 mkdir -p "$root/worker"
 cp -r worker/tuna_torch worker/tuna-torch worker/requirements.txt worker/README.md "$root/worker/"
+# The job spec the torch trainer reads strictly (worker/tuna_torch/spec.py finds it at ../../contract).
+cp -r contract "$root/contract"
 find "$root/worker" -name __pycache__ -prune -exec rm -rf {} +
 cp deploy/*.service "$root/deploy/"
 cp -r deploy/slurm "$root/deploy/"

@@ -46,6 +46,14 @@ check "install.sh laid out /opt/tuna/current, /usr/local/bin/tuna, the units and
     test -x "$work/root/opt/tuna/current/bin/tuna" -a -L "$work/root/usr/local/bin/tuna" -a -s "$work/root/etc/tuna/token" \
          -a -f "$work/root/etc/systemd/system/tuna-worker.service" -a -x "$work/root/opt/tuna/current/worker/tuna-torch"
 check "the installed tuna runs from /opt/tuna/current" "${clean[@]}" "$work/root/opt/tuna/current/bin/tuna" version
+# The torch trainer reads the published job spec strictly; from an install it must find it
+# (spec.py: worker/tuna_torch/../../contract). Standard-library Python only, no torch needed.
+if command -v python3 >/dev/null; then
+    check "the installed torch trainer reads the release's contract/ (a validated job file)" "${clean[@]}" \
+        env PYTHONPATH="$work/root/opt/tuna/current/worker" python3 -c \
+        'import sys; from tuna_torch import spec; j = spec.load(sys.argv[1]); assert j.attempt == 2 and j.torch.experts == "auto"' \
+        "$work/root/opt/tuna/current/contract/job-file.json"
+fi
 if command -v systemd-analyze >/dev/null; then
     mkdir -p "$work/units"
     for u in "$work"/root/etc/systemd/system/*.service; do

@@ -34,6 +34,8 @@ echo "== tuna merge: merged checkpoints load in transformers without PEFT and co
 python3 scripts/engine/merge_check.py --tuna "$(swift build --show-bin-path)/tuna"
 echo "== expert pruning: pruned checkpoints are the base's kept rows and load in transformers"
 python3 scripts/engine/prune_check.py --tuna "$(swift build --show-bin-path)/tuna"
+echo "== torch trainer unit tests (worker/tests): the published job spec read strictly, no defaults of its own"
+python3 -m pytest -q worker/tests
 echo "== torch trainer fast-path pieces (MXFP4 experts, LoRA layers, cross-entropy) against transformers, PEFT, autograd"
 python3 scripts/torch/mxfp4_check.py
 echo "== torch trainer (worker/tuna_torch) against the native trainer on the same job, DDP, SIGTERM, resume"

@@ -29,6 +29,7 @@ variant, so a run cut short still leaves what it measured.
 """
 import argparse
 import concurrent.futures as cf
+import dataclasses
 import gc
 import json
 import math
@@ -47,7 +48,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "worker"))
-from tuna_torch import model as modeling  # noqa: E402
+from tuna_torch import model as modeling, spec  # noqa: E402
 
 T0 = time.time()
 
@@ -216,10 +217,11 @@ def recipes(args):
     r=8/alpha=16 on all linear layers plus the expert parameters of a few layers (the MXFP4 /
     harmony recipe; OpenAI's gpt-oss-20b fine-tuning cookbook targets layers 7, 15, 23)."""
     layers = [int(x) for x in args.expert_layers.split(",") if x]
+    lora = spec.golden("lora-torch").lora  # the published defaults; each recipe sets what it varies
     return {
-        "qkvo": {"rank": args.rank, "alpha": args.alpha, "target_modules": modeling.ATTENTION_MODULES},
-        "experts": {"rank": 8, "alpha": 16, "target_modules": ["all-linear"],
-                    "target_parameters": [f"{l}.mlp.experts.{p}" for l in layers for p in ("gate_up_proj", "down_proj")]},
+        "qkvo": dataclasses.replace(lora, rank=args.rank, alpha=args.alpha, target_modules=list(modeling.ATTENTION_MODULES)),
+        "experts": dataclasses.replace(lora, rank=8, alpha=16.0, target_modules=["all-linear"],
+                                       target_parameters=[f"{l}.mlp.experts.{p}" for l in layers for p in ("gate_up_proj", "down_proj")]),
     }
 
 
@@ -502,7 +504,7 @@ def main():
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--alpha", type=float, default=128)
     ap.add_argument("--expert-layers", default="7,15,23", help="layers whose experts the `experts` recipe targets")
-    ap.add_argument("--chunk-rows", type=int, default=modeling.TORCH_DEFAULTS["loss_chunk_rows"],
+    ap.add_argument("--chunk-rows", type=int, default=spec.golden("lora-torch").torch.loss_chunk_rows,
                     help="rows per lm_head+CE chunk (the trainer's default)")
     ap.add_argument("--plain", default="a,b,c,a-experts,c-experts",
                     help="which plain-recipe variants to run (a, b, c, a-experts, c-experts)")

@@ -22,6 +22,7 @@ One process does everything:
 Results: a table on stdout (last), results.json under $OUT (or --out), written after every run.
 """
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -37,7 +38,7 @@ import bench_lora  # noqa: E402  (sets HF offline, puts worker/ on sys.path)
 from bench_lora import GPT_OSS_20B, SMALL, write_checkpoint  # noqa: E402
 
 import torch  # noqa: E402
-from tuna_torch import model as modeling, prune  # noqa: E402
+from tuna_torch import model as modeling, prune, spec  # noqa: E402
 from tuna_torch.dist import Distributed  # noqa: E402
 from tuna_torch.expert_pruner import SafeTensorsFile  # noqa: E402
 
@@ -80,18 +81,18 @@ def write_prepared(directory, a, vocab, write_checkpoint):
 
 
 def job_file(path, a, model_dir, experts):
-    """The job as the worker writes it; only `model`, `task` and `torch` are read with --prepared
-    (the prune settings come from plan.json, which the native side derives from this section)."""
-    job = {"attempt": 1, "job_id": 1, "sweep_id": 1, "name": "bench-prune", "trainer": "torch", "task": "prune",
-           "priority": 0, "max_attempts": 3, "model": model_dir,
-           "dataset": {"path": "random", "format": "jsonl", "template": "harmony", "val_fraction": 0.1},
-           "prune": {"keep": a.keep, "also_evaluate": a.also_evaluate, "score": a.score,
-                     "calibration_examples": a.calibration_rows, "max_seq_len": a.seq},
-           "torch": {"attention": a.attention, "experts": experts, "chunked_loss": True, "loss_chunk_rows": 4096},
-           "resources": {"cpu_cores": 0, "gpu_memory_gb": 0, "gpus": 1, "ram_gb": 0}}
+    """The job as the worker writes it: the published validated prune job (contract/) with the
+    fields this benchmark varies; only `model`, `task` and `torch` are read with --prepared (the
+    prune settings come from plan.json, which the native side derives from this section)."""
+    g = spec.golden("prune-torch")
+    job = dataclasses.replace(
+        g, name="bench-prune", model=model_dir, resources=dataclasses.replace(g.resources, gpus=1),
+        prune=dataclasses.replace(g.prune, keep=a.keep, also_evaluate=list(a.also_evaluate), score=a.score,
+                                  calibration_examples=a.calibration_rows, max_seq_len=a.seq),
+        torch=dataclasses.replace(g.torch, attention=a.attention, experts=experts, loss_chunk_rows=4096))
     with open(path, "w") as f:
-        json.dump(job, f)
-    return path
+        json.dump(spec.to_json(job), f)
+    return job
 
 
 class Recorder:
@@ -180,7 +181,9 @@ def main():
         d = os.path.join(a.work, experts)
         prepared = os.path.join(d, "prepared")
         write_prepared(prepared, a, cfg["vocab_size"], write_checkpoint=(i == 0))
-        args = argparse.Namespace(job=job_file(os.path.join(d, "job.json"), a, a.ckpt, experts), out=os.path.join(d, "out"),
+        job_path = os.path.join(d, "job.json")
+        job = job_file(job_path, a, a.ckpt, experts)
+        args = argparse.Namespace(job=job_path, out=os.path.join(d, "out"),
                                   root=None, tuna=None, work_dir=d, prepared=prepared)
         rec, timings = Recorder(), {}
         if cuda:
@@ -189,7 +192,7 @@ def main():
         t = time.time()
         run = {"experts": experts}
         try:
-            prune.run(args, rec, Distributed(), None, timings=timings)
+            prune.run(job, args, rec, Distributed(), None, timings=timings)
             run["ok"] = True
         except Exception as e:  # an OOM or an unsupported path: recorded, the next run goes on
             traceback.print_exc()

@@ -2,7 +2,8 @@
 // o200k_harmony tokenizer and prints one JSON line (run.sh compares it with tiktoken).
 //
 //   TokenizerBench <o200k_base.tiktoken | tokenizer.json> <text file> [repeats]
-//   TokenizerBench --dataset <vocabulary> <dataset spec JSON>   (times loadDataset end to end)
+//   TokenizerBench --dataset <vocabulary> <data.jsonl>   (times loadDataset end to end: prompt/response
+//                                                         columns, harmony, a 10% validation split)
 import Foundation
 import TunaText
 
@@ -22,7 +23,7 @@ if datasetMode { args.removeFirst() }
 guard args.count >= 2 else {
     FileHandle.standardError.write(Data("""
         usage: TokenizerBench <o200k_base.tiktoken | tokenizer.json> <text file> [repeats]
-               TokenizerBench --dataset <vocabulary> <dataset spec JSON>
+               TokenizerBench --dataset <vocabulary> <data.jsonl>
 
         """.utf8))
     exit(2)
@@ -34,7 +35,7 @@ do {
     let loadSeconds = seconds(since: loadStart)
 
     if datasetMode {
-        let spec = try JSONDecoder().decode(DatasetSpec.self, from: Data(contentsOf: URL(fileURLWithPath: args[1])))
+        let spec = DatasetSpec(path: args[1], valFraction: 0.1, seed: 42)
         let start = DispatchTime.now()
         let loaded = try loadDataset(spec, tokenizer: tokenizer)
         let stats = String(decoding: try JSONEncoder().encode(loaded.stats), as: UTF8.self)

@@ -59,6 +59,26 @@ extension JSONValue {
         return out
     }
 
+    /// Sorted keys, one field per line, `indent` spaces a level (the files in contract/,
+    /// which people read in review).
+    public func pretty(indent: Int = 2, level: Int = 0) -> String {
+        let pad = String(repeating: " ", count: indent * (level + 1)), end = String(repeating: " ", count: indent * level)
+        switch self {
+        case .array(let a) where !a.isEmpty && a.contains(where: { $0.arrayValue != nil || $0.objectValue != nil }):
+            return "[\n" + a.map { pad + $0.pretty(indent: indent, level: level + 1) }.joined(separator: ",\n") + "\n\(end)]"
+        case .object(let o) where !o.isEmpty:
+            return "{\n" + o.keys.sorted().map { k in
+                var key = ""
+                JSONValue.writeString(k, to: &key)
+                return pad + key + ": " + o[k]!.pretty(indent: indent, level: level + 1)
+            }.joined(separator: ",\n") + "\n\(end)}"
+        case .array(let a):
+            return "[" + a.map(\.canonicalJSON).joined(separator: ", ") + "]"
+        default:
+            return canonicalJSON
+        }
+    }
+
     public func write(to out: inout String) {
         switch self {
         case .null: out += "null"

@@ -7,6 +7,8 @@ public struct ExpandedJob: Sendable, Equatable {
     /// Position in the sweep (0-based), stable for a given spec.
     public let index: Int
     /// The whole job spec (what the trainer receives), defaults filled in.
+    public let spec: JobSpec
+    /// `spec` as JSON (the validated form).
     public let params: JSONValue
     /// The swept fields and their values for this job, by dotted path.
     public let varying: [String: JSONValue]
@@ -62,16 +64,18 @@ public enum SweepSpec {
             if case .object(var o) = spec { o.removeValue(forKey: "sweep"); spec = .object(o) }
             let checked = JobValidator.validate(spec)
             for p in checked.problems where seenProblems.insert(p).inserted { problems.append(p) }
-            let json = checked.job.canonicalJSON
+            // A job whose values were refused is not compared with others: that would only add
+            // noise to the real message.
+            guard let job = checked.spec else { continue }
+            let params = job.json
+            let json = params.canonicalJSON
             let hash = SHA256.hash(data: Data(json.utf8)).hex
-            // A job whose values were refused holds defaults in their place; comparing it
-            // with others would only add noise to the real message.
-            if checked.problems.isEmpty, let other = seenHashes[hash] {
+            if let other = seenHashes[hash] {
                 let p = "sweep: jobs \(other) and \(i) have identical parameters (\(varying.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ", ")))"
                 if seenProblems.insert(p).inserted { problems.append(p) }
             }
             seenHashes[hash] = i
-            jobs.append(ExpandedJob(index: i, params: checked.job, varying: varying, paramsJSON: json, hash: hash))
+            jobs.append(ExpandedJob(index: i, spec: job, params: params, varying: varying, paramsJSON: json, hash: hash))
         }
         if !problems.isEmpty { throw TunaError.invalidSpec(Array(problems.prefix(50))) }
         let name = root["name"]?.stringValue ?? ""

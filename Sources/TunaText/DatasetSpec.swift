@@ -15,7 +15,7 @@ import Foundation
 /// For `csv` and `jsonl` a row becomes a one-exchange conversation: the prompt and response
 /// come from the columns named in `fields`, or from `promptTemplate` / `responseTemplate`
 /// (`"Give me a quote about {tags}"`, `"{quote} - {author}"`) when those are set.
-public struct DatasetSpec: Sendable, Equatable, Codable {
+public struct DatasetSpec: Sendable, Equatable {
     public enum Format: String, Sendable, Codable, CaseIterable {
         case csv, jsonl, chat
     }
@@ -26,7 +26,7 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
     }
 
     /// Role → column / key names (`fields: {prompt: problem, response: solution}`).
-    public struct Fields: Sendable, Equatable, Codable {
+    public struct Fields: Sendable, Equatable {
         /// Column holding the user prompt (csv, jsonl).
         public var prompt: String
         /// Column holding the assistant response (csv, jsonl).
@@ -49,26 +49,6 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
 
         /// NuminaMath-TIR's columns.
         public static let problemSolution = Fields(prompt: "problem", response: "solution")
-
-        private enum CodingKeys: String, CodingKey, CaseIterable {
-            case prompt, response, system, thinking, messages
-        }
-
-        /// Unknown roles are an error, so a typo cannot silently fall back to a default column.
-        public init(from decoder: any Decoder) throws {
-            let any = try decoder.container(keyedBy: AnyKey.self)
-            let known = CodingKeys.allCases.map(\.rawValue)
-            if let unknown = any.allKeys.first(where: { !known.contains($0.stringValue) }) {
-                throw DecodingError.dataCorruptedError(forKey: unknown, in: any, debugDescription:
-                    "fields: unknown role \(unknown.stringValue.debugDescription) (expected one of \(known.joined(separator: ", ")))")
-            }
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            self.init(prompt: try c.decodeIfPresent(String.self, forKey: .prompt) ?? "prompt",
-                      response: try c.decodeIfPresent(String.self, forKey: .response) ?? "response",
-                      system: try c.decodeIfPresent(String.self, forKey: .system),
-                      thinking: try c.decodeIfPresent(String.self, forKey: .thinking),
-                      messages: try c.decodeIfPresent(String.self, forKey: .messages) ?? "messages")
-        }
     }
 
     public var path: String
@@ -116,35 +96,6 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
         self.maxSeqLen = maxSeqLen
     }
 
-    private enum CodingKeys: String, CodingKey {
-        case path, format, template, fields, system, date, seed
-        case promptTemplate = "prompt_template"
-        case responseTemplate = "response_template"
-        case valPath = "val_path"
-        case reasoningEffort = "reasoning_effort"
-        case valFraction = "val_fraction"
-        case maxSeqLen = "max_seq_len"
-    }
-
-    /// Missing keys take the job spec's defaults (format jsonl, template harmony,
-    /// val_fraction 0.1); `seed` defaults to 42 and `max_seq_len` to none.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(path: try c.decode(String.self, forKey: .path),
-                  format: try c.decodeIfPresent(Format.self, forKey: .format) ?? .jsonl,
-                  template: try c.decodeIfPresent(Template.self, forKey: .template) ?? .harmony,
-                  fields: try c.decodeIfPresent(Fields.self, forKey: .fields) ?? Fields(),
-                  promptTemplate: try c.decodeIfPresent(String.self, forKey: .promptTemplate),
-                  responseTemplate: try c.decodeIfPresent(String.self, forKey: .responseTemplate),
-                  system: try c.decodeIfPresent(String.self, forKey: .system),
-                  valPath: try c.decodeIfPresent(String.self, forKey: .valPath),
-                  reasoningEffort: try c.decodeIfPresent(String.self, forKey: .reasoningEffort),
-                  date: try c.decodeIfPresent(String.self, forKey: .date),
-                  valFraction: try c.decodeIfPresent(Double.self, forKey: .valFraction) ?? 0.1,
-                  seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 42,
-                  maxSeqLen: try c.decodeIfPresent(Int.self, forKey: .maxSeqLen))
-    }
-
     /// The chat template this spec asks for. The date is only ever the spec's `date`.
     public func chatTemplate() throws(TextError) -> ChatTemplate {
         switch template {
@@ -177,12 +128,4 @@ public struct DatasetSpec: Sendable, Equatable, Codable {
             _ = try FieldTemplate(template)
         }
     }
-}
-
-/// A coding key for any string (used to list unknown keys).
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }

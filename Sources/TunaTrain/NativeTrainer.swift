@@ -47,7 +47,7 @@ public final class NativeTrainer {
         let validation = try Batching.validation(data.validation, batchSize: t.batchSize)
 
         var adapter = try LoRAAdapter.initialized(settings: job.lora, config: model.config, seed: UInt64(t.seed))
-        var optimizer = AdamW(beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay)
+        var optimizer = AdamW(beta1: t.adamBeta1, beta2: t.adamBeta2, eps: t.adamEps, weightDecay: t.weightDecay)
         var step = 0
         if let resumeDir, let state = try TrainingCheckpoint.load(from: resumeDir, into: &adapter, optimizer: &optimizer, emit: emit) {
             step = state

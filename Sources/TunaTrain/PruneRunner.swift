@@ -23,32 +23,26 @@ public struct PruneJob: Sendable {
     /// order of the `eval` / `prune_eval` events.
     public var evaluations: [Int] { Array(Set([keep] + alsoEvaluate)).sorted(by: >) }
 
-    public static func isPrune(_ json: JSONValue) -> Bool { json["task"]?.stringValue == "prune" }
-
-    public init(json: JSONValue, root: URL) throws {
+    public init(spec: JobSpec, root: URL) throws {
+        guard spec.task == .prune, let model = spec.model, let ds = spec.dataset, let p = spec.prune else {
+            throw TrainError.badJob("a prune job needs model, dataset and prune (`task: prune`)")
+        }
         // model and dataset read exactly like a LoRA job's (same resolution of relative paths)
-        var lora = json.objectValue ?? [:]
-        let p = json["prune"]?.objectValue ?? [:]
-        lora["train"] = ["max_seq_len": p["max_seq_len"] ?? 1024, "seed": p["seed"] ?? 42]
-        lora["lora"] = nil
-        let base = try TrainJob(json: .object(lora), root: root)
-        modelPath = base.modelPath
-        dataset = base.dataset
-        keep = p["keep"]?.intValue ?? 0
-        alsoEvaluate = p["also_evaluate"]?.arrayValue?.compactMap(\.intValue) ?? []
-        guard let s = ExpertProfile.Score(rawValue: p["score"]?.stringValue ?? "frequency") else {
-            throw TrainError.badJob("prune.score: \(p["score"]!) is not frequency, reap or easy_ep")
+        modelPath = TrainJob.resolve(model, root: root)
+        dataset = try TrainJob.dataset(ds, root: root, seed: p.seed, maxSeqLen: p.maxSeqLen)
+        keep = p.keep
+        alsoEvaluate = p.alsoEvaluate ?? []
+        guard let s = ExpertProfile.Score(rawValue: p.score.rawValue) else {
+            throw TrainError.badJob("prune.score: \(p.score.rawValue) is not one this trainer computes")
         }
         score = s
-        keepSuperExperts = p["keep_super_experts"]?.boolValue ?? true
-        superRatio = p["super_expert_ratio"]?.doubleValue ?? 10
-        calibrationExamples = p["calibration_examples"]?.intValue ?? 256
-        maxSeqLen = base.train.maxSeqLen
-        writeCheckpoint = p["write_checkpoint"]?.boolValue ?? true
-        if let g = p["general"] {
-            var j = lora
-            j["dataset"] = g
-            var spec = try TrainJob(json: .object(j), root: root).dataset
+        keepSuperExperts = p.keepSuperExperts
+        superRatio = p.superExpertRatio
+        calibrationExamples = p.calibrationExamples
+        maxSeqLen = p.maxSeqLen
+        writeCheckpoint = p.writeCheckpoint
+        if let g = p.general {
+            var spec = try TrainJob.dataset(g, root: root, seed: p.seed, maxSeqLen: p.maxSeqLen)
             spec.valFraction = 0  // the whole general set is evaluation data
             general = spec
         }

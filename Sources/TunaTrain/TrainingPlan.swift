@@ -30,7 +30,7 @@ public struct TrainingPlan {
         stepsPerEpoch = (microBatchesPerEpoch + t.gradAccum - 1) / t.gradAccum
         totalSteps = t.maxSteps > 0 ? min(stepsPerEpoch * t.epochs, t.maxSteps) : stepsPerEpoch * t.epochs
         warmupSteps = LearningRateSchedule.warmupSteps(ratio: t.warmupRatio, totalSteps: totalSteps)
-        schedule = try LearningRateSchedule(kind: t.scheduler, peak: t.learningRate, warmupSteps: warmupSteps,
+        schedule = try LearningRateSchedule(kind: t.scheduler.rawValue, peak: t.learningRate, warmupSteps: warmupSteps,
                                             totalSteps: totalSteps, minLRRatio: t.minLRRatio)
     }
 

@@ -20,16 +20,16 @@ struct PrepareCommand: ParsableCommand {
     func run() throws {
         let spec = try JobFile.load(job, index: index)
         let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
-        if PruneJob.isPrune(spec) {
+        if spec.task == .prune {
             do {
-                let plan = try PrunePlan(job: try PruneJob(json: spec, root: rootURL))
+                let plan = try PrunePlan(job: try PruneJob(spec: spec, root: rootURL))
                 try plan.write(to: URL(fileURLWithPath: out))
                 print("{\"calibration_examples\": \(plan.calibration.count), \"validation_examples\": \(plan.heldOut.count), \"general_examples\": \(plan.general.count)}")
             } catch { throw ValidationError("\(error)") }
             return
         }
         do {
-            let parsed = try TrainJob(json: spec, root: rootURL)
+            let parsed = try TrainJob(spec: spec, root: rootURL)
             let plan = try TrainingPlan(job: parsed)
             try plan.write(to: URL(fileURLWithPath: out))
             print("{\"train_examples\": \(plan.data.train.count), \"validation_examples\": \(plan.data.validation.count), \"steps\": \(plan.totalSteps)}")

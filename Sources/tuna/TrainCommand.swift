@@ -25,9 +25,9 @@ struct TrainCommand: ParsableCommand {
         let spec = try JobFile.load(job, index: index)
         let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
         if let threads { BLAS.setThreads(max(1, threads)) }
-        if PruneJob.isPrune(spec) {
+        if spec.task == .prune {
             do {
-                let job = try PruneJob(json: spec, root: rootURL)
+                let job = try PruneJob(spec: spec, root: rootURL)
                 try PruneRunner(job: job, outputDir: URL(fileURLWithPath: out),
                                 cacheDir: env["TUNA_CACHE_DIR"].map { URL(fileURLWithPath: $0) },
                                 emit: { FileHandle.standardOutput.write(Data((JSONValue.object($0).canonicalJSON + "\n").utf8)) }).run()
@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         let parsed: TrainJob
-        do { parsed = try TrainJob(json: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
+        do { parsed = try TrainJob(spec: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
         let stop = StopFlag()
         signal(SIGTERM, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
@@ -67,28 +67,33 @@ struct TrainCommand: ParsableCommand {
 
 }
 
-/// A job for `train` and `prepare`: a job JSON (what the worker writes), or one validated job of
-/// a YAML sweep spec (`--index` picks one when it expands to several).
+/// A job for `train` and `prepare`: a job JSON (what the worker writes, or one written by hand:
+/// either way it is validated, which fills in what a hand-written one leaves out), or one
+/// validated job of a YAML sweep spec (`--index` picks one when it expands to several).
 enum JobFile {
-    static func load(_ path: String, index: Int?) throws -> JSONValue {
+    static func load(_ path: String, index: Int?) throws -> JobSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        let spec: JobSpec
         if path.hasSuffix(".json") {
-            do { return try JSONValue.parse(data) } catch { throw ValidationError("\(path): not JSON: \(error)") }
+            let json: JSONValue
+            do { json = try JSONValue.parse(data) } catch { throw ValidationError("\(path): not JSON: \(error)") }
+            do { spec = try JobValidator.spec(JobSpec.specOfJobFile(json)) } catch { throw ValidationError("\(path): \(error)") }
+        } else {
+            let plan: SweepPlan
+            do { plan = try SweepSpec.plan(yaml: String(decoding: data, as: UTF8.self)) } catch let e as TunaError {
+                throw ValidationError(e.description)
+            }
+            let i = index ?? 0
+            guard plan.jobs.count == 1 || index != nil else {
+                throw ValidationError("\(path) expands to \(plan.jobs.count) jobs; pick one with --index 0..<\(plan.jobs.count)")
+            }
+            guard plan.jobs.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(plan.jobs.count)") }
+            spec = plan.jobs[i].spec
         }
-        let plan: SweepPlan
-        do { plan = try SweepSpec.plan(yaml: String(decoding: data, as: UTF8.self)) } catch let e as TunaError {
-            throw ValidationError(e.description)
+        guard spec.trainer != .command else {
+            throw ValidationError("\(path): a command job; only native and torch jobs train adapters or prune experts")
         }
-        let i = index ?? 0
-        guard plan.jobs.count == 1 || index != nil else {
-            throw ValidationError("\(path) expands to \(plan.jobs.count) jobs; pick one with --index 0..<\(plan.jobs.count)")
-        }
-        guard plan.jobs.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(plan.jobs.count)") }
-        let trainer = plan.jobs[i].params["trainer"]?.stringValue ?? "?"
-        guard trainer == "native" || trainer == "torch" else {
-            throw ValidationError("job \(i) is a \(trainer) job; only native and torch jobs train LoRA adapters")
-        }
-        return plan.jobs[i].params
+        return spec
     }
 }
 

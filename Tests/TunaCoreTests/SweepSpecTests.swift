@@ -149,8 +149,8 @@ final class SweepSpecTests: XCTestCase {
         XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8}\nlora: {rank: 8}").contains { $0.hasPrefix("lora: a prune job takes no lora section") })
         XCTAssert(problems(base + "\nprune: {keep: 8}").contains { $0.hasPrefix("prune: only `task: prune` jobs") })
         XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8, score: magic}").contains { $0.hasPrefix("prune.score:") })
-        // a LoRA job's stored form carries no task field, so its hash does not depend on the option
-        XCTAssertNil(try plan("").jobs[0].params["task"])
+        // the validated form always names the task, so a trainer never infers it from an absence
+        XCTAssertEqual(try plan("").jobs[0].params["task"], "lora")
         // the native trainer takes no torch section, prune job or not
         XCTAssert(problems(base + "\ntask: prune\nprune: {keep: 8}\ntorch: {experts: eager}").contains { $0.hasPrefix("torch: only torch jobs") })
     }

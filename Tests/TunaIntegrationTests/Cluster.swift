@@ -101,9 +101,9 @@ final class Cluster: @unchecked Sendable {
         return try await c.request("job", Target(job: id), as: JobDetail.self)
     }
 
-    func events(_ id: JobID, attempt: Int? = nil) async throws -> [MetricRow] {
+    func events(_ id: JobID, attempt: Int? = nil) async throws -> [EventRow] {
         let c = try await client(); defer { c.close() }
-        return try await c.request("logs", LogsQuery(job: id, attempt: attempt), as: Rows<MetricRow>.self).rows
+        return try await c.request("logs", LogsQuery(job: id, attempt: attempt), as: Rows<EventRow>.self).rows
     }
 
     /// Polls `condition` until it holds or `timeout` passes (then fails with the logs).

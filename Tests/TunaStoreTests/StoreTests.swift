@@ -1,3 +1,4 @@
+import GRDB
 import XCTest
 import TunaCore
 @testable import TunaStore
@@ -187,5 +188,39 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try again.sweeps().first?.jobs, 2)
         let mode = try again.db.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }
         XCTAssertEqual(mode, "wal")
+    }
+
+    /// A database written before the typed job spec (schema up to `v2-metrics`): its queued LoRA
+    /// job gains the `task` the strict readers need, its event lines move to the `events` table,
+    /// and both are read back through the store.
+    func testOlderDatabasesAreMigrated() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("db.sqlite").path
+        let oldParams = #"{"dataset":{"format":"jsonl","path":"d","template":"harmony","val_fraction":0.1},"lora":{"alpha":16.0,"dropout":0.0,"rank":8,"target_modules":["q_proj"],"target_parameters":[],"use_rslora":false},"max_attempts":3,"model":"m","name":"old","priority":0,"resources":{"cpu_cores":0,"gpu_memory_gb":0.0,"gpus":0,"ram_gb":0.0},"train":{"adam_beta1":0.9,"adam_beta2":0.999,"adam_eps":1e-08,"batch_size":1,"checkpoint_every_steps":0,"epochs":1,"eval_every_steps":0,"grad_accum":1,"gradient_checkpointing":false,"learning_rate":0.0002,"max_grad_norm":1.0,"max_seq_len":1024,"max_steps":0,"min_lr_ratio":0.1,"packing":false,"scheduler":"linear","seed":42,"warmup_ratio":0.0,"weight_decay":0.0},"trainer":"native"}"#
+        do {
+            let q = try DatabaseQueue(path: path)
+            try Schema.migrator.migrate(q, upTo: "v2-metrics")
+            try q.write { db in
+                try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
+                try db.execute(sql: """
+                    INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
+                                      max_attempts, status, attempts, failures, created_ms) VALUES (1, 1, 0, 'h', ?, '{}', 'native', 0, 0, 0, 3, 'queued', 1, 1, 0)
+                    """, arguments: [oldParams])
+                try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (1, 1, 1, 'w1', 'failed', 0, 0)")
+                try db.execute(sql: #"INSERT INTO metrics (attempt_id, seq, at_ms, event) VALUES (1, 0, 5, '{"event":"config"}')"#)
+            }
+        }
+        let store = SyncStore(store: try Store(path: path))
+        let events = try store.events(job: 1, attempt: nil)
+        XCTAssertEqual(events.map(\.event), [["event": "config"]])
+        let native = JobRequest(free_gpus: [], trainers: ["native"])
+        _ = try store.upsertWorker(Register(worker_id: "w3", name: "w3", capabilities: Capabilities(hostname: "w3", trainers: ["native"], gpus: [], cpu_cores: 2, ram_gb: 8),
+                                            max_jobs: 1, running: []), now: 0)
+        let lease = try XCTUnwrap(store.leaseNext(worker: "w3", request: native, now: 1, policy: policy))
+        let spec = try JobSpec(json: JobSpec.specOfJobFile(lease.spec))
+        XCTAssertEqual(spec.task, .lora)
+        XCTAssertEqual(spec.lora?.rank, 8)
     }
 }

@@ -38,6 +38,6 @@ struct SyncStore {
     func results(sweep: SweepID?, sort: String?) throws -> [ResultRow] { try store.results(sweep: sweep, sort: sort) }
     func jobDetail(_ j: JobID) throws -> JobDetail { try store.jobDetail(j) }
     func workers(connected: Set<String>) throws -> [WorkerRow] { try store.workers(connected: connected) }
-    func events(job: JobID, attempt: Int?) throws -> [MetricRow] { try store.events(job: job, attempt: attempt) }
+    func events(job: JobID, attempt: Int?) throws -> [EventRow] { try store.events(job: job, attempt: attempt) }
     func sweeps() throws -> [SweepRow] { try store.sweeps() }
 }

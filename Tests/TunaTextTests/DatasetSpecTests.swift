@@ -2,26 +2,13 @@ import Foundation
 import XCTest
 @testable import TunaText
 
-/// `DatasetSpec` as the trainer receives it: the `dataset` section of a validated job.
+/// `DatasetSpec`: the loader's view of a job's `dataset` section.
 final class DatasetSpecTests: XCTestCase {
-    func testDecodesTheTrainerContractsDatasetSection() throws {
-        // The dataset object of the example job in docs/trainer-contract.md.
-        let json = #"{"fields":{"prompt":"problem","response":"solution"},"format":"csv","path":"data/numina_math_tir.csv","system":"You are a helpful math assistant. Reason step by step.","template":"im_start","val_fraction":0.05}"#
-        let spec = try JSONDecoder().decode(DatasetSpec.self, from: Data(json.utf8))
-        XCTAssertEqual(spec, DatasetSpec(path: "data/numina_math_tir.csv", format: .csv, template: .imStart,
-                                         fields: .problemSolution, system: "You are a helpful math assistant. Reason step by step.",
-                                         valFraction: 0.05, seed: 42))
-        XCTAssertEqual(try spec.chatTemplate(), .imStart(system: "You are a helpful math assistant. Reason step by step."))
-    }
+    // How a job's `dataset` section becomes a DatasetSpec (defaults, roles, the contract's
+    // example) is TrainJob's: Tests/TunaTrainTests/TrainJobTests.swift.
 
-    func testDefaultsAndHarmonyOptions() throws {
-        let spec = try JSONDecoder().decode(DatasetSpec.self, from: Data(
-            #"{"path": "d.jsonl", "reasoning_effort": "High", "date": "2025-06-28", "system": "Be brief.", "seed": 7, "max_seq_len": 2048}"#.utf8))
-        XCTAssertEqual(spec.format, .jsonl)
-        XCTAssertEqual(spec.template, .harmony)
-        XCTAssertEqual(spec.valFraction, 0.1)
-        XCTAssertEqual(spec.seed, 7)
-        XCTAssertEqual(spec.maxSeqLen, 2048)
+    func testHarmonyOptionsAndABadReasoningEffort() throws {
+        let spec = DatasetSpec(path: "d.jsonl", system: "Be brief.", reasoningEffort: "High", date: "2025-06-28")
         XCTAssertEqual(try spec.chatTemplate(), .harmony(HarmonyOptions(reasoningEffort: .high, currentDate: "2025-06-28",
                                                                           developerInstructions: "Be brief.")))
         var bad = spec
@@ -30,18 +17,8 @@ final class DatasetSpecTests: XCTestCase {
             XCTAssertEqual(error as? TextError, .invalidSpec(reason: "reasoning_effort must be low, medium or high, got \"extreme\""))
         }
         // No date in the spec: no date in the system message.
-        let plain = try JSONDecoder().decode(DatasetSpec.self, from: Data(#"{"path": "d.jsonl"}"#.utf8))
-        guard case let .harmony(options) = try plain.chatTemplate() else { return XCTFail("expected harmony") }
+        guard case let .harmony(options) = try DatasetSpec(path: "d.jsonl").chatTemplate() else { return XCTFail("expected harmony") }
         XCTAssertNil(options.currentDate)
-    }
-
-    func testUnknownFieldRoleIsAnError() {
-        let json = #"{"path": "d.csv", "fields": {"prompt": "q", "answer": "a"}}"#
-        XCTAssertThrowsError(try JSONDecoder().decode(DatasetSpec.self, from: Data(json.utf8))) { error in
-            XCTAssertTrue("\(error)".contains("unknown role \"answer\""), "\(error)")
-        }
-        XCTAssertThrowsError(try JSONDecoder().decode(DatasetSpec.self, from: Data(#"{"format": "csv"}"#.utf8)), "path is required")
-        XCTAssertThrowsError(try JSONDecoder().decode(DatasetSpec.self, from: Data(#"{"path": "x", "template": "chatml"}"#.utf8)))
     }
 
     func testSeparateValidationFile() throws {

@@ -33,7 +33,7 @@ final class NativeTrainerTests: XCTestCase {
         train: {epochs: 1, learning_rate: 1e-2, batch_size: 8, max_seq_len: 96, seed: \(seed)\(train)}
         """
         let plan = try SweepSpec.plan(yaml: yaml)
-        return try TrainJob(json: plan.jobs[0].params, root: dir)
+        return try TrainJob(spec: plan.jobs[0].spec, root: dir)
     }
 
     /// Runs a job, returning its events; `stopAfter` makes `shouldStop` fire after that many steps.
@@ -46,6 +46,8 @@ final class NativeTrainerTests: XCTestCase {
                                     emit: { events.append($0) },
                                     shouldStop: { stopAfter.map { n in events.filter { $0["event"] == "step" }.count >= n } ?? false })
         do { _ = try trainer.run() } catch TrainError.interrupted {}
+        // Every event is one the contract (contract/trainer-events.json) names, with its fields.
+        for e in events { XCTAssertEqual(TrainerEvent.problems(.object(e)), [], "\(e)") }
         return events
     }
 

@@ -1,5 +1,7 @@
 import XCTest
 @testable import TunaEngine
+import TunaCore
+import TunaText
 
 /// The schedules against values computed by hand from transformers' lambdas.
 final class ScheduleTests: XCTestCase {
@@ -32,5 +34,16 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(LearningRateSchedule.warmupSteps(ratio: 0.03, totalSteps: 100), 3)
         XCTAssertEqual(LearningRateSchedule.warmupSteps(ratio: 0.03, totalSteps: 101), 4)
         XCTAssertEqual(LearningRateSchedule.warmupSteps(ratio: 0, totalSteps: 101), 0)
+    }
+}
+
+/// The job spec's enumerations (TunaCore, the contract) and the engine's own (TunaText,
+/// TunaEngine) are the same sets: a value the validator accepts is one the trainer can run.
+final class SpecEnumsTests: XCTestCase {
+    func testContractEnumsAreTheEnginesEnums() {
+        XCTAssertEqual(JobSpec.Dataset.Format.allCases.map(\.rawValue), DatasetSpec.Format.allCases.map(\.rawValue))
+        XCTAssertEqual(JobSpec.Dataset.Template.allCases.map(\.rawValue), DatasetSpec.Template.allCases.map(\.rawValue))
+        XCTAssertEqual(JobSpec.Train.Scheduler.allCases.map(\.rawValue), LearningRateSchedule.Kind.allCases.map(\.rawValue))
+        XCTAssertEqual(JobSpec.Prune.Score.allCases.map(\.rawValue), ExpertProfile.Score.allCases.map(\.rawValue))
     }
 }

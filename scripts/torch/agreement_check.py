@@ -125,20 +125,33 @@ def rel_err(got, want):
 
 
 def job_spec(name, model_dir, packing, **train):
-    """A complete job as the worker writes it (every section filled in, docs/trainer-contract.md §2)."""
-    t = {"adam_beta1": 0.9, "adam_beta2": 0.999, "adam_eps": 1e-08, "batch_size": 4, "checkpoint_every_steps": 0,
-         "epochs": 1, "eval_every_steps": 0, "grad_accum": 2, "gradient_checkpointing": False, "learning_rate": 5e-3,
-         "max_grad_norm": 1.0, "max_seq_len": 96, "max_steps": 5, "min_lr_ratio": 0.1, "packing": packing,
-         "scheduler": "constant", "seed": 3, "warmup_ratio": 0.0, "weight_decay": 0.01}
+    """The fields of a job this check sets; `write_job` makes the rest what the coordinator
+    would fill in."""
+    t = {"adam_eps": 1e-08, "batch_size": 4, "grad_accum": 2, "learning_rate": 5e-3, "max_seq_len": 96,
+         "max_steps": 5, "packing": packing, "scheduler": "constant", "seed": 3, "weight_decay": 0.01}
     t.update(train)
-    return {"attempt": 1, "job_id": 1, "sweep_id": 1, "name": name, "trainer": "torch", "priority": 0, "max_attempts": 3,
-            "model": model_dir,
+    return {"name": name, "trainer": "torch", "model": model_dir,
             "dataset": {"path": DATA, "format": "csv", "fields": {"prompt": "problem", "response": "solution"},
                         "template": "im_start", "val_fraction": 0.1},
-            "lora": {"rank": 4, "alpha": 8, "dropout": 0, "use_rslora": False,
-                     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+            "lora": {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
                      "target_parameters": ["1.mlp.experts.gate_up_proj", "1.mlp.experts.down_proj"]},
-            "train": t, "resources": {"cpu_cores": 0, "gpu_memory_gb": 0, "gpus": 0, "ram_gb": 0}}
+            "train": t}
+
+
+def write_job(tuna, path, job):
+    """Writes `job` to `path` as the coordinator would lease it: checked, and every default
+    filled in, by `tuna submit --dry-run` (the trainer reads a validated spec strictly, and no
+    check restates a default). Returns `path`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        json.dump(job, f)
+        f.flush()
+        p = subprocess.run([tuna, "submit", "--dry-run", "--json", f.name], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"tuna submit --dry-run refused the check's own job: {p.stderr.strip()}")
+    (planned,) = json.loads(p.stdout)
+    with open(path, "w") as f:
+        json.dump(planned["params"], f)
+    return path
 
 
 def events_of(stdout):
@@ -276,12 +289,10 @@ def variant(c, args, work, model_dir, name, packing, torch_section=None, **train
     print(f"\n== {name}: native vs torch (torch section {json.dumps(torch_section)})", flush=True)
     d = os.path.join(work, name)
     os.makedirs(d)
-    job = os.path.join(d, "job.json")
     spec = job_spec(name, model_dir, packing, **train)
     if torch_section is not None:
         spec["torch"] = torch_section
-    with open(job, "w") as f:
-        json.dump(spec, f)
+    job = write_job(args.tuna, os.path.join(d, "job.json"), spec)
     native = run([args.tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
     torch_events = run(torch_cmd(args, job, os.path.join(d, "torch"), d, "--checkpoint-dir", os.path.join(d, "ckpt")),
                        env=torch_env(), what="python3 -m tuna_torch")
@@ -319,12 +330,17 @@ def check_resolved(c, what, events, attention, experts, chunked_loss):
 
 
 def job_variant(job, path, **changes):
-    """`job` with top-level sections replaced (`changes`) and `train` fields overridden
-    (`changes["train_fields"]`), written to `path`; returns `path`."""
+    """The validated `job` with some fields overridden (`changes`: a value, or for a section the
+    fields to change, e.g. torch={"experts": "eager"}; `train_fields` for train's), written to
+    `path`; returns `path`."""
     with open(job) as f:
         spec = json.load(f)
-    spec["train"].update(changes.pop("train_fields", {}))
-    spec.update(changes)
+    changes["train"] = changes.pop("train_fields", {})
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            spec[key].update(value)
+        else:
+            spec[key] = value
     with open(path, "w") as f:
         json.dump(spec, f)
     return path
@@ -381,14 +397,13 @@ def check_flex_padding(c, model_dir, d, batch_size):
     `d`, with its trained torch adapter."""
     import torch
     from safetensors.torch import load_file
-    from tuna_torch import data, model as modeling
+    from tuna_torch import data, model as modeling, spec as job_file
 
     prep = data.load_prepared(os.path.join(d, "prepared"))
-    with open(os.path.join(d, "job.json")) as f:
-        spec = json.load(f)
+    job = job_file.load(os.path.join(d, "job.json"))
     cpu = torch.device("cpu")
     base, _ = modeling.load_base_model(model_dir, cpu, torch.float32)
-    peft_model, params = modeling.build_lora_model(base, spec["lora"], prep.init_adapter, False)
+    peft_model, params = modeling.build_lora_model(base, job.lora, prep.init_adapter, False)
     trained = load_file(os.path.join(d, "torch", "adapter_model.safetensors"))
     peft_model.eval()
     with torch.no_grad():
@@ -419,9 +434,7 @@ def experts_only(c, args, work, model_dir):
     spec["lora"]["target_modules"] = []
     spec["lora"]["target_parameters"] = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
     spec["torch"] = {"experts": "mxfp4", "loss_chunk_rows": PACKED_CHUNK_ROWS}
-    job = os.path.join(d, "job.json")
-    with open(job, "w") as f:
-        json.dump(spec, f)
+    job = write_job(args.tuna, os.path.join(d, "job.json"), spec)
     native = run([args.tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
     events = run(torch_cmd(args, job, os.path.join(d, "torch"), d), env=torch_env(), what="python3 -m tuna_torch")
     check_resolved(c, "experts only", events, "eager", "mxfp4", True)
@@ -470,7 +483,7 @@ def main():
         model_dir = os.path.join(work, "model")
         subprocess.run([args.tuna, "init-model", "--out", model_dir, "--vocabulary", VOCAB, "--layers", "2"], check=True)
 
-        # No torch section: an older job, or a `tuna train`-style spec; the defaults apply.
+        # No torch section in what the check writes: the validator fills in the defaults.
         d, job, padded_events, native_padded = variant(c, args, work, model_dir, "padded", False, checkpoint_every_steps=2)
         ckpts = by(padded_events, "checkpoint")
         c.equal("padded: checkpoint events (every 2 steps, not at the end)", [e["step"] for e in ckpts], [2, 4])

@@ -52,7 +52,7 @@ RESOLVED = {"fast": ("flex_attention", "mxfp4"), "mxfp4": ("eager", "mxfp4"), "p
 
 
 def make(args):
-    from agreement_check import events_of, job_spec
+    from agreement_check import events_of, job_spec, write_job
 
     d = os.path.abspath(args.dir)
     if os.path.exists(d):
@@ -64,8 +64,7 @@ def make(args):
                     gradient_checkpointing=True)
     spec["dataset"]["path"] = "arithmetic.csv"
     shutil.copy(DATA, os.path.join(d, "arithmetic.csv"))
-    with open(os.path.join(d, "job.json"), "w") as f:
-        json.dump(spec, f, indent=1)
+    write_job(args.tuna, os.path.join(d, "job.json"), spec)
     subprocess.run([args.tuna, "prepare", os.path.join(d, "job.json"), "--out", os.path.join(d, "prepared"),
                     "--root", d], check=True)
     p = subprocess.run([args.tuna, "train", os.path.join(d, "job.json"), "--out", os.path.join(d, "native"),

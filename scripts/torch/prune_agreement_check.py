@@ -48,7 +48,7 @@ VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tik
 DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agreement_check import Checks, by, events_of, run, torch_env, tuna_path  # noqa: E402
+from agreement_check import Checks, by, events_of, run, torch_env, tuna_path, write_job  # noqa: E402
 
 # fp32 forward passes on both sides, float64 sums: losses agree to summation order (observed
 # <= 8e-9 relative).
@@ -68,25 +68,16 @@ COUNT_TOLERANCE = 1e-3
 
 
 def job_spec(model_dir, general, trainer, torch_section=None, **prune):
-    job = {"attempt": 1, "job_id": 1, "sweep_id": 1, "name": "prune-check", "trainer": trainer, "task": "prune",
-           "priority": 0, "max_attempts": 3, "model": model_dir,
+    """The fields of a prune job this check sets (`write_job` fills in the rest)."""
+    job = {"name": "prune-check", "trainer": trainer, "task": "prune", "model": model_dir,
            "dataset": {"path": DATA, "format": "csv", "fields": {"prompt": "problem", "response": "solution"},
                        "template": "im_start", "val_fraction": 0.1},
-           "prune": dict({"calibration_examples": 48, "max_seq_len": 96, "keep_super_experts": True,
-                          "super_expert_ratio": 10.0, "seed": 42, "write_checkpoint": True,
+           "prune": dict({"calibration_examples": 48, "max_seq_len": 96,
                           "general": {"path": general, "format": "jsonl", "template": "im_start", "val_fraction": 0}},
-                         **prune),
-           "resources": {"cpu_cores": 0, "gpu_memory_gb": 0, "gpus": 0, "ram_gb": 0}}
+                         **prune)}
     if trainer == "torch":
-        job["torch"] = dict({"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": 4096},
-                            **(torch_section or {}))
+        job["torch"] = dict({"loss_chunk_rows": 4096}, **(torch_section or {}))
     return job
-
-
-def write_job(path, job):
-    with open(path, "w") as f:
-        json.dump(job, f)
-    return path
 
 
 def torch_cmd(args, job, out, work, module="tuna_torch", *extra):
@@ -243,8 +234,8 @@ def main():
             print(f"\n== {name}: native vs torch", flush=True)
             d = os.path.join(work, name)
             os.makedirs(d)
-            njob = write_job(os.path.join(d, "native.json"), job_spec(model_dir, general, "native", **prune))
-            tjob = write_job(os.path.join(d, "torch.json"), job_spec(model_dir, general, "torch", **prune))
+            njob = write_job(args.tuna, os.path.join(d, "native.json"), job_spec(model_dir, general, "native", **prune))
+            tjob = write_job(args.tuna, os.path.join(d, "torch.json"), job_spec(model_dir, general, "torch", **prune))
             ne = run([args.tuna, "train", njob, "--out", os.path.join(d, "native")], env=env_with_cache(native_cache),
                      what="tuna train")
             te = run(torch_cmd(args, tjob, os.path.join(d, "torch"), os.path.join(d, "work")), env=env_with_cache(torch_cache),
@@ -272,7 +263,7 @@ def main():
             if not modeling.grouped_mm_available(torch.device("cpu")):
                 print(f"  torch {torch.__version__} has no CPU grouped_mm: skipped")
                 continue
-            tjob = write_job(os.path.join(d, f"torch-{experts}.json"),
+            tjob = write_job(args.tuna, os.path.join(d, f"torch-{experts}.json"),
                              job_spec(model_dir, general, "torch", {"experts": experts}, **variants[0][1]))
             out = os.path.join(d, f"torch-{experts}")
             te = run(torch_cmd(args, tjob, out, os.path.join(d, f"work-{experts}")),
@@ -296,12 +287,12 @@ def main():
 
         print("\n== refusals", flush=True)
         spec = job_spec(model_dir, general, "torch", **variants[0][1])
-        bjob = write_job(os.path.join(work, "over-base.json"), spec)
+        bjob = write_job(args.tuna, os.path.join(work, "over-base.json"), spec)
         # --out WORK makes the checkpoint directory WORK/model: the base itself
         refused(c, "output over the base checkpoint", torch_cmd(args, bjob, work, os.path.join(work, "w-over")), torch_env(),
                 "the output directory is the base checkpoint")
         c.equal("the base checkpoint is untouched", dir_digest(model_dir), base_digest)
-        kjob = write_job(os.path.join(work, "keep-1.json"), job_spec(model_dir, general, "torch", score="reap", keep=1))
+        kjob = write_job(args.tuna, os.path.join(work, "keep-1.json"), job_spec(model_dir, general, "torch", score="reap", keep=1))
         refused(c, "keep below the experts per token", torch_cmd(args, kjob, os.path.join(work, "out-keep-1"),
                                                                 os.path.join(work, "w-keep-1")), torch_env(),
                 "prune.keep: 1 must be between the experts per token (2) and the experts per layer (8)")

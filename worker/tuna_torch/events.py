@@ -4,12 +4,16 @@ Only rank 0 prints (under torchrun every rank runs this code). NaN and infinitie
 JSON: they are printed as null, so the line still parses as an event. Every line is flushed,
 since stdout is a pipe to the worker and would otherwise be block-buffered.
 """
+import functools
 import json
 import math
+import os
 import resource
 import sys
 
 import torch
+
+from . import spec
 
 
 def _clean(value):
@@ -22,12 +26,33 @@ def _clean(value):
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def published_events():
+    """{kind: [required fields]}: contract/trainer-events.json, written from the Swift
+    `TrainerEvent` (the coordinator summarises these kinds)."""
+    with open(os.path.join(spec.contract_dir(), "trainer-events.json")) as f:
+        return json.load(f)
+
+
+def check(event, fields):
+    """An event this trainer prints must be one the contract names, with its required fields
+    (a trainer bug, not bad input: it stops the run rather than feed the coordinator a line it
+    cannot summarise)."""
+    required = published_events()
+    if event not in required:
+        raise ValueError(f"event {event!r} is not one of contract/trainer-events.json's: {', '.join(sorted(required))}")
+    missing = [f for f in required[event] if f not in fields]
+    if missing:
+        raise ValueError(f"event {event!r} lacks {', '.join(missing)} (contract/trainer-events.json)")
+
+
 class Emitter:
     def __init__(self, enabled=True, stream=None):
         self.enabled = enabled
         self.stream = stream or sys.stdout
 
     def __call__(self, event, **fields):
+        check(event, fields)
         if not self.enabled:
             return
         line = json.dumps(_clean({"event": event, **fields}), allow_nan=False, sort_keys=True)

@@ -42,14 +42,6 @@ class ModelLoadError(RuntimeError):
 # The job's `torch` section
 # ---------------------------------------------------------------------------------------------
 
-ATTENTION_CHOICES = ("auto", "eager", "flex_attention")
-EXPERTS_CHOICES = ("auto", "eager", "grouped_mm", "mxfp4")
-# loss_chunk_rows: 1024 rows of gpt-oss's 201,088-entry vocabulary are 0.4 GB of bf16 logits,
-# 0.8 GB in fp32 and 0.8 GB of gradient; 4096 rows would hold ~8 GB at once for no speed (the
-# lm_head GEMM is large either way).
-TORCH_DEFAULTS = {"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": 1024}
-
-
 class TorchOptions:
     """The job's `torch` section resolved for one device: `attention` and `experts` are
     implementation names transformers takes (never "auto"); `chunk_rows` is what
@@ -91,29 +83,11 @@ def checkpoint_is_mxfp4(model_dir):
 
 
 def torch_options(section, device, mxfp4_checkpoint=False):
-    """The job's `torch` section (what JobValidator fills in for `trainer: torch` jobs) resolved
-    for `device` and the checkpoint (`mxfp4_checkpoint`: its experts are MXFP4). A job without
-    one (an older job, a `tuna train`-style spec) gets the defaults: auto, auto, chunked loss,
-    1024 rows. An explicit choice this device or checkpoint cannot run is an error, not a
-    silent fallback."""
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ValueError(f"torch: {section!r} is not an object")
-    unknown = sorted(set(section) - set(TORCH_DEFAULTS))
-    if unknown:
-        raise ValueError(f"torch: unknown field(s) {unknown} (expected {sorted(TORCH_DEFAULTS)})")
-    o = dict(TORCH_DEFAULTS, **section)
-    attention, experts = o["attention"], o["experts"]
-    if attention not in ATTENTION_CHOICES:
-        raise ValueError(f"torch.attention: {attention!r} is not one of {list(ATTENTION_CHOICES)}")
-    if experts not in EXPERTS_CHOICES:
-        raise ValueError(f"torch.experts: {experts!r} is not one of {list(EXPERTS_CHOICES)}")
-    if not isinstance(o["chunked_loss"], bool):
-        raise ValueError(f"torch.chunked_loss: {o['chunked_loss']!r} is not true or false")
-    rows = o["loss_chunk_rows"]
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        raise ValueError(f"torch.loss_chunk_rows: {rows!r} is not a positive integer")
+    """The job's `torch` section (a validated `spec.Torch`: values from the published lists,
+    defaults filled in by the coordinator) resolved for `device` and the checkpoint
+    (`mxfp4_checkpoint`: its experts are MXFP4). An explicit choice this device or checkpoint
+    cannot run is an error, not a silent fallback."""
+    attention, experts, rows = section.attention, section.experts, section.loss_chunk_rows
     cuda = device.type == "cuda"
     if attention == "auto":
         attention = "flex_attention" if cuda else "eager"
@@ -131,7 +105,7 @@ def torch_options(section, device, mxfp4_checkpoint=False):
     if experts == "mxfp4" and not mxfp4_checkpoint:
         raise ValueError("torch.experts: mxfp4 keeps a checkpoint's MXFP4 experts quantized, and this checkpoint's "
                          "config.json has no quantization_config with quant_method mxfp4; use grouped_mm (or auto)")
-    return TorchOptions(attention, experts, o["chunked_loss"], rows)
+    return TorchOptions(attention, experts, section.chunked_loss, rows)
 
 
 def resolve(path, root):
@@ -306,11 +280,8 @@ def target_modules(lora):
     (the router is a bare parameter, not an nn.Linear; PEFT skips the output layer) and is
     expanded to those names, as the native trainer does, so the adapter's names and config
     match the native one's. Empty → None (only target_parameters)."""
-    modules = lora.get("target_modules", ATTENTION_MODULES)
-    if isinstance(modules, str):
-        modules = [modules]
     out = []
-    for m in modules:
+    for m in lora.target_modules:
         for name in (ATTENTION_MODULES if m == "all-linear" else [m]):
             if name not in out:
                 out.append(name)
@@ -320,11 +291,10 @@ def target_modules(lora):
 def lora_config(lora):
     from peft import LoraConfig
 
-    r = int(lora.get("rank", 8))
     return LoraConfig(
-        r=r, lora_alpha=float(lora.get("alpha", 2 * r)), lora_dropout=float(lora.get("dropout", 0.0)),
-        use_rslora=bool(lora.get("use_rslora", False)), target_modules=target_modules(lora),
-        target_parameters=list(lora.get("target_parameters") or []) or None, bias="none", task_type="CAUSAL_LM")
+        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_rslora=lora.use_rslora,
+        target_modules=target_modules(lora), target_parameters=list(lora.target_parameters) or None,
+        bias="none", task_type="CAUSAL_LM")
 
 
 def adapter_parameters(peft_model):
@@ -361,7 +331,7 @@ def _check_adapter_config(init_dir, cfg):
 
 
 def build_lora_model(base, lora, init_adapter_dir, gradient_checkpointing):
-    """The LoRA model from the job's lora section, with the initial adapter from `tuna prepare`
+    """The LoRA model from the job's lora section (a `spec.LoRA`), with the initial adapter from `tuna prepare`
     loaded strictly: every tensor of the file into a parameter of the same name and shape,
     every trainable parameter from the file. (PEFT's own loaders leave a missing tensor at its
     init and ignore extra ones; here either is an error.)

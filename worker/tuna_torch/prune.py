@@ -51,15 +51,6 @@ NOTE = ("expert LoRA adapters of the base model are tied to its expert order and
 EVAL_CHUNK_BYTES = 1 << 30
 
 
-def is_prune_job(job_path):
-    """Whether the job file is a `task: prune` job (anything unreadable is left to train.py)."""
-    try:
-        with open(job_path) as f:
-            return json.load(f).get("task") == "prune"
-    except Exception:
-        return False
-
-
 # ---------------------------------------------------------------------------------------------
 # The data: what `tuna prepare` writes for a prune job (Sources/TunaTrain/PrunePlan.swift)
 # ---------------------------------------------------------------------------------------------
@@ -356,8 +347,8 @@ class _Phases:
         self.last = now
 
 
-def run(args, emit, dist, stop, timings=None):
-    """One prune job (train.py hands `task: prune` jobs here). `args`: train.py's options
+def run(job, args, emit, dist, stop, timings=None):
+    """One prune job, `job` (a `spec.Job`; train.py hands `task: prune` jobs here). `args`: train.py's options
     (job, out, root, tuna, work_dir), plus `prepared` (a directory already holding what `tuna
     prepare` writes: then tuna is not run). `timings`: a dict to receive the seconds of each
     phase (prepare, load, profile, evaluate, write). `stop` is not consulted: a prune job has
@@ -373,16 +364,12 @@ def run(args, emit, dist, stop, timings=None):
     root = os.path.abspath(args.root or os.getcwd())
     work = os.path.abspath(args.work_dir or os.getcwd())
     out_dir = os.path.abspath(args.out)
-    with open(job_path) as f:
-        job = json.load(f)
-    if not isinstance(job.get("model"), str):
-        raise ValueError("job: model: required")
-    model_dir = modeling.resolve(job["model"], root)
+    model_dir = modeling.resolve(job.model, root)
     device = modeling.pick_device(dist.local_rank)
     dtype = modeling.compute_dtype(device)
     # How the forward passes compute: the job's `torch` section, resolved as for LoRA jobs
     # (auto on CUDA: flex attention, and MXFP4 experts kept quantized for an MXFP4 checkpoint).
-    topts = modeling.torch_options(job.get("torch"), device, modeling.checkpoint_is_mxfp4(model_dir))
+    topts = modeling.torch_options(job.torch, device, modeling.checkpoint_is_mxfp4(model_dir))
     phases = _Phases(timings, device)
 
     # 1. The data, exactly as the native runner sees it.
@@ -502,7 +489,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     dist = Distributed()
     try:
-        return run(args, Emitter(enabled=dist.is_main), dist, None)
+        from . import spec
+        return run(spec.load(args.job), args, Emitter(enabled=dist.is_main), dist, None)
     except BrokenPipeError:
         return 1
     except Exception as e:

@@ -7,7 +7,6 @@ native trainer (Sources/TunaTrain/NativeTrainer.swift) step for step:
   AdamW → eval every eval_every_steps and at each epoch's end → checkpoints → adapter → done.
 """
 import argparse
-import json
 import math
 import os
 import signal
@@ -16,7 +15,7 @@ import time
 
 import torch
 
-from . import checkpoint, data, model as modeling
+from . import checkpoint, data, model as modeling, spec
 from .dist import Distributed
 from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
 
@@ -91,8 +90,9 @@ class _Null:
 
 def run(args, emit, dist, stop):
     from . import prune  # `task: prune` jobs (expert pruning) are prune.py's, not this loop's
-    if prune.is_prune_job(args.job):
-        return prune.run(args, emit, dist, stop)
+    job = spec.load(args.job)
+    if job.task == "prune":
+        return prune.run(job, args, emit, dist, stop)
     started = time.time()
     job_path = os.path.abspath(args.job)
     root = os.path.abspath(args.root or os.getcwd())
@@ -101,25 +101,18 @@ def run(args, emit, dist, stop):
     ckpt_dir = args.checkpoint_dir or os.environ.get("TUNA_CHECKPOINT_DIR") or None
     resume_dir = args.resume_dir or os.environ.get("TUNA_RESUME_DIR") or None
 
-    with open(job_path) as f:
-        job = json.load(f)
-    t, lora = job.get("train") or {}, job.get("lora") or {}
-    if not isinstance(job.get("model"), str):
-        raise ValueError("job: model: required")
-    seed = int(t.get("seed", 42))
-    batch_size = int(t.get("batch_size", 1))
-    max_grad_norm = float(t.get("max_grad_norm", 1.0))
-    eval_every = int(t.get("eval_every_steps", 0))
-    ckpt_every = int(t.get("checkpoint_every_steps", 0))
+    t, lora = job.train, job.lora
+    seed, batch_size, max_grad_norm = t.seed, t.batch_size, t.max_grad_norm
+    eval_every, ckpt_every = t.eval_every_steps, t.checkpoint_every_steps
 
     device = modeling.pick_device(dist.local_rank)
     dist.init(device)
     dtype = modeling.compute_dtype(device)
     # How it computes (attention / experts implementation, chunked loss): the job's `torch`
-    # section, defaults when there is none. Resolved before anything runs, so an explicit
-    # choice this device cannot run fails at once.
-    model_dir = modeling.resolve(job["model"], root)
-    topts = modeling.torch_options(job.get("torch"), device, modeling.checkpoint_is_mxfp4(model_dir))
+    # section. Resolved before anything runs, so an explicit choice this device cannot run
+    # fails at once.
+    model_dir = modeling.resolve(job.model, root)
+    topts = modeling.torch_options(job.torch, device, modeling.checkpoint_is_mxfp4(model_dir))
     chunk_rows = topts.chunk_rows
 
     # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait),
@@ -139,11 +132,10 @@ def run(args, emit, dist, stop):
                                                 attention=topts.attention, experts=topts.experts)
     if unexpected and dist.is_main:
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
-    model, params = modeling.build_lora_model(base, lora, prep.init_adapter, bool(t.get("gradient_checkpointing", False)))
+    model, params = modeling.build_lora_model(base, lora, prep.init_adapter, t.gradient_checkpointing)
     plist = list(params.values())
-    optimizer = torch.optim.AdamW(plist, lr=float(t.get("learning_rate", 2e-4)),
-                                  betas=(float(t.get("adam_beta1", 0.9)), float(t.get("adam_beta2", 0.999))),
-                                  eps=float(t.get("adam_eps", 1e-8)), weight_decay=float(t.get("weight_decay", 0.0)))
+    optimizer = torch.optim.AdamW(plist, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
+                                  eps=t.adam_eps, weight_decay=t.weight_decay)
 
     step = 0
     if resume_dir:
@@ -161,7 +153,7 @@ def run(args, emit, dist, stop):
          validation_examples=len(prep.validation), micro_batches_per_epoch=prep.micro_batches_per_epoch(),
          steps=total_steps, steps_per_epoch=per_epoch, warmup_steps=prep.plan["warmup_steps"], packing=packing,
          device=str(device.type), dtype=str(dtype).replace("torch.", ""), world_size=dist.world,
-         gradient_checkpointing=bool(t.get("gradient_checkpointing", False)), **topts.event_fields())
+         gradient_checkpointing=t.gradient_checkpointing, **topts.event_fields())
 
     baseline = None
     if step == 0 and validation:

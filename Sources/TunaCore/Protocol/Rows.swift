@@ -68,7 +68,7 @@ public struct JobDetail: Codable, Sendable {
     }
 }
 
-public struct MetricRow: Codable, Sendable {
+public struct EventRow: Codable, Sendable {
     public var attempt: Int
     public var seq: Int64
     public var at_ms: Int64

@@ -8,7 +8,7 @@ public protocol Trainer: Sendable {
     /// The name jobs ask for (`trainer: command`).
     var name: String { get }
     /// The argv that runs the job described by `spec` (also written to `jobFile`).
-    func argv(spec: JSONValue, jobFile: URL, outputDir: URL) throws -> [String]
+    func argv(spec: JobSpec, jobFile: URL, outputDir: URL) throws -> [String]
 }
 
 /// Runs the program the spec names in `command`, as given.
@@ -16,8 +16,8 @@ public struct CommandTrainer: Trainer {
     public init() {}
     public var name: String { "command" }
 
-    public func argv(spec: JSONValue, jobFile: URL, outputDir: URL) throws -> [String] {
-        guard let argv = spec["command"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty else {
+    public func argv(spec: JobSpec, jobFile: URL, outputDir: URL) throws -> [String] {
+        guard let argv = spec.command, !argv.isEmpty else {
             throw TunaError.invalid("the job has no `command` to run")
         }
         return argv
@@ -33,7 +33,7 @@ public struct ExecutableTrainer: Trainer {
 
     public init(name: String, prefix: [String]) { self.name = name; self.prefix = prefix }
 
-    public func argv(spec: JSONValue, jobFile: URL, outputDir: URL) throws -> [String] {
+    public func argv(spec: JobSpec, jobFile: URL, outputDir: URL) throws -> [String] {
         prefix + [jobFile.path, "--out", outputDir.path]
     }
 }

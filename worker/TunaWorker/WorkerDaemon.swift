@@ -146,13 +146,16 @@ public actor WorkerDaemon {
 
     private func start(_ lease: Lease) {
         let ref = AttemptRef(job: lease.job, attempt: lease.attempt)
-        let name = lease.spec["trainer"]?.stringValue ?? "command"
-        let needed = lease.spec["resources"]?["gpus"]?.intValue ?? 0
-        let minMem = lease.spec["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0
+        // A spec that does not decode fails its attempt in the runner, with the field it lacks.
+        let spec = Result { try JobSpec(json: lease.spec) }
+        let job = try? spec.get()
+        let name = job?.trainer.rawValue ?? "command"
         let busy = Set(runners.values.flatMap(\.gpus))
-        let gpus = Array(capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= minMem }.prefix(needed))
+        let gpus = job.map { job in
+            Array(capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= job.resources.gpuMemoryGB }.prefix(job.resources.gpus))
+        } ?? []
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
-        let runner = JobRunner(lease: lease, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
+        let runner = JobRunner(lease: lease, spec: spec, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
                                checkpointSyncSeconds: config.checkpointSyncSeconds)
         log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus.map(\.index)))")
         let task = Task { await runner.run() }

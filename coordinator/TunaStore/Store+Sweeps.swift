@@ -16,14 +16,10 @@ extension Store {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
                 """)
             for job in plan.jobs {
-                let p = job.params
+                let p = job.spec
                 try stmt.execute(arguments: [
                     sweep, job.index, job.hash, job.paramsJSON, jsonText(JSONValue.object(job.varying)),
-                    p["trainer"]?.stringValue ?? "command",
-                    p["resources"]?["gpus"]?.intValue ?? 0,
-                    p["resources"]?["gpu_memory_gb"]?.doubleValue ?? 0,
-                    p["priority"]?.intValue ?? 0,
-                    p["max_attempts"]?.intValue ?? 3,
+                    p.trainer.rawValue, p.resources.gpus, p.resources.gpuMemoryGB, p.priority, p.maxAttempts,
                     now,
                 ])
             }

@@ -101,6 +101,20 @@ enum Schema {
         m.registerMigration("v2-metrics") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN metrics TEXT")
         }
+        // The typed job spec (JobSpec) always names a built-in trainer's task; LoRA jobs stored
+        // before it had none, and a worker refuses a spec without it. Their hashes stay as they
+        // were: a hash is only compared within its own sweep.
+        m.registerMigration("v3-job-task") { db in
+            try db.execute(sql: """
+                UPDATE jobs SET params = json_set(params, '$.task', 'lora')
+                WHERE trainer IN ('native', 'torch') AND json_extract(params, '$.task') IS NULL
+                """)
+        }
+        // The trainers' event lines were kept in a table called `metrics`, a word that also
+        // named the job summary's evaluation numbers (`jobs.metrics`); the table is `events` now.
+        m.registerMigration("v4-events-table") { db in
+            try db.execute(sql: "ALTER TABLE metrics RENAME TO events")
+        }
         return m
     }
 }

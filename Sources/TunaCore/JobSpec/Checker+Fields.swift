@@ -3,7 +3,9 @@ import Foundation
 /// Field readers: each returns a usable value (the default when the field is bad or
 /// missing) and records a problem that names the field, the value and what was expected.
 extension Checker {
-    mutating func section(_ v: JSONValue?, _ path: String, keys: Set<String>) -> [String: JSONValue] {
+    /// A section's fields; `keys` (the section type's coding keys) are the fields it may have.
+    mutating func section<K: CodingKey & CaseIterable>(_ v: JSONValue?, _ path: String, keys: K.Type) -> [String: JSONValue] {
+        let keys = Set(K.allCases.map(\.stringValue))
         guard let v, v != .null else { return [:] }
         guard let o = v.objectValue else {
             problems.append("\(path): \(v) is not a mapping")
@@ -32,15 +34,16 @@ extension Checker {
         return s
     }
 
-    mutating func string(_ key: String, in o: [String: JSONValue], path: String, default d: String,
-                         oneOf allowed: [String]) -> String {
-        string(key, in: o, path: path, oneOf: allowed) ?? d
+    /// One of an enum's raw values; nil (and a problem) when it is not.
+    mutating func enumeration<E: RawRepresentable & CaseIterable>(_ key: String, in o: [String: JSONValue], path: String,
+                                                                    required: Bool = false, as: E.Type) -> E? where E.RawValue == String {
+        string(key, in: o, path: path, required: required, oneOf: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
     }
 
     mutating func int(_ key: String, in o: [String: JSONValue], path: String, default d: Int, min: Int) -> Int {
         guard let v = o[key], v != .null else { return d }
         guard let i = v.intValue, i >= min else {
-            let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer"
+            let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : min == Int.min ? "an integer" : "an integer >= \(min)"
             problems.append("\(path): \(v) is not \(what)")
             return d
         }

@@ -10,7 +10,7 @@ extension Store {
         try await write { db in
             let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
             let attemptID = try self.currentAttemptID(db, ref, worker: worker)
-            let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO metrics (attempt_id, seq, at_ms, event) VALUES (?, ?, ?, ?)")
+            let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, ?, ?)")
             var trainLoss: Double?, valLoss: Double?, bestVal: Double?, tps: Double?
             var metrics: [String: JSONValue] = [:]
             var through: Int64 = -1
@@ -18,14 +18,14 @@ extension Store {
                 try insert.execute(arguments: [attemptID, e.seq, e.at_ms, jsonText(e.event)])
                 through = max(through, e.seq)
                 guard db.changesCount > 0 else { continue }
-                switch e.event["event"]?.stringValue {
-                case "step":
+                switch TrainerEvent.kind(of: e.event) {
+                case .step:
                     if let l = e.event["loss"]?.doubleValue { trainLoss = l }
                     if let t = e.event["tokens_per_s"]?.doubleValue { tps = t }
-                case "eval":
+                case .eval:
                     if let l = e.event["loss"]?.doubleValue { valLoss = l; bestVal = min(bestVal ?? l, l) }
                     metrics.merge(Self.evalMetrics(e.event)) { $1 }
-                case "baseline":
+                case .baseline:
                     for (field, name) in [("loss", "baseline_loss"), ("general_loss", "baseline_general_loss")] {
                         if let v = e.event[field]?.doubleValue, v.isFinite { metrics[name] = .number(v) }
                     }
@@ -63,17 +63,17 @@ extension Store {
     }
 
     /// The event log of a job: its latest attempt's by default, or one attempt's.
-    public func events(job: JobID, attempt: Int?) throws -> [MetricRow] {
+    public func events(job: JobID, attempt: Int?) throws -> [EventRow] {
         try read { db in
             guard let latest = try Int.fetchOne(db, sql: "SELECT attempts FROM jobs WHERE id = ?", arguments: [job]) else {
                 throw ErrorReply.notFound("no job \(job)")
             }
             let number = attempt ?? latest
             return try Row.fetchAll(db, sql: """
-                SELECT a.number, m.seq, m.at_ms, m.event FROM metrics m JOIN attempts a ON a.id = m.attempt_id
+                SELECT a.number, m.seq, m.at_ms, m.event FROM events m JOIN attempts a ON a.id = m.attempt_id
                 WHERE a.job_id = ? AND a.number = ? ORDER BY m.seq
                 """, arguments: [job, number]).map {
-                MetricRow(attempt: $0[0], seq: $0[1], at_ms: $0[2], event: (try? JSONValue.parse(Data(($0[3] as String).utf8))) ?? .null)
+                EventRow(attempt: $0[0], seq: $0[1], at_ms: $0[2], event: (try? JSONValue.parse(Data(($0[3] as String).utf8))) ?? .null)
             }
         }
     }

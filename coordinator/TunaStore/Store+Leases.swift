@@ -90,9 +90,9 @@ extension Store {
                 final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL, metrics = NULL
             WHERE id = ?
             """, arguments: [next.rawValue, number, number, worker, job])
-        var spec = (try? JSONValue.parse(Data((row[2] as String).utf8)))?.objectValue ?? [:]
-        spec["job_id"] = .int(Int(job)); spec["sweep_id"] = .int(Int(sweep)); spec["attempt"] = .int(number)
-        return Lease(job: job, attempt: number, sweep: sweep, spec: .object(spec), lease_ms: policy.leaseMs,
+        let stored = (try? JSONValue.parse(Data((row[2] as String).utf8))) ?? [:]
+        let spec = JobSpec.jobFile(stored, job: Int(job), sweep: Int(sweep), attempt: number)
+        return Lease(job: job, attempt: number, sweep: sweep, spec: spec, lease_ms: policy.leaseMs,
                      resume: try self.latestCheckpoint(db, job: job))
     }
 

@@ -13,6 +13,8 @@ actor JobRunner {
     enum Stop: Equatable { case cancelled(String), handBack }
 
     let lease: Lease
+    /// The lease's job spec, decoded by the daemon (a failure fails the attempt with its message).
+    let spec: Result<JobSpec, Error>
     let ref: AttemptRef
     let trainer: Trainer
     let gpus: [GPUInfo]
@@ -25,8 +27,9 @@ actor JobRunner {
     static let unaskedExitGraceNs: UInt64 = 1_000_000_000
     private var stop: Stop?
 
-    init(lease: Lease, trainer: Trainer, gpus: [GPUInfo], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
+    init(lease: Lease, spec: Result<JobSpec, Error>, trainer: Trainer, gpus: [GPUInfo], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
         self.lease = lease
+        self.spec = spec
         self.checkpointSyncSeconds = checkpointSyncSeconds
         self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
         self.trainer = trainer; self.gpus = gpus; self.daemon = daemon; self.graceSeconds = graceSeconds
@@ -48,6 +51,7 @@ actor JobRunner {
     }
 
     private func execute() async throws -> (ok: Bool, reason: String) {
+        let spec = try self.spec.get()
         let fm = FileManager.default
         for d in [output, checkpoints, resume] { try fm.createDirectory(at: d, withIntermediateDirectories: true) }
         let jobFile = dir.appendingPathComponent("job.json")
@@ -55,7 +59,7 @@ actor JobRunner {
         if !lease.resume.isEmpty { try await daemon.download(lease.resume, into: resume) }
         if stop != nil { return (false, "stopped before start") }
 
-        let argv = try trainer.argv(spec: lease.spec, jobFile: jobFile, outputDir: output)
+        let argv = try trainer.argv(spec: spec, jobFile: jobFile, outputDir: output)
         var env = ProcessInfo.processInfo.environment
         env["TUNA_JOB"] = jobFile.path
         env["TUNA_OUTPUT_DIR"] = output.path

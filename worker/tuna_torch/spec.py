@@ -1,0 +1,245 @@
+"""The validated job spec, read strictly (docs/job-spec.md, contract/job-spec/).
+
+The coordinator's validator (Swift, `JobSpec`) fills in every default before a job is stored,
+so a job file holds every field. This module applies none of its own: a missing field, an
+unknown one, a value of the wrong type, or an enumerated value not in the published list
+(contract/job-spec/enums.json, written from the Swift types by `tuna contract --write`) is a
+`SpecError` naming the field. The dataclasses are this trainer's typed view of the contract;
+the tests load every case of contract/job-spec/ through them and back, field for field.
+
+    job = spec.load("job.json")        # a Job
+    job.train.seed, job.lora.rank, job.torch.experts, job.prune.keep
+"""
+import dataclasses
+import functools
+import json
+import os
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Optional
+
+Enum = Annotated  # Enum[str, "torch.attention"]: a str from enums.json's list for that path
+
+
+class SpecError(ValueError):
+    pass
+
+
+def contract_dir():
+    """contract/ of the repository or the release (worker/tuna_torch/ -> ../../contract), or
+    $TUNA_CONTRACT_DIR."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.environ.get("TUNA_CONTRACT_DIR") or os.path.normpath(os.path.join(here, "..", "..", "contract"))
+
+
+@functools.lru_cache(maxsize=None)
+def enums():
+    path = os.path.join(contract_dir(), "job-spec", "enums.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise SpecError(f"the published job-spec contract is missing ({path}: {e.strerror}); "
+                        "tuna_torch runs from the repository or a release, next to contract/") from None
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int
+    gpu_memory_gb: float
+    cpu_cores: int
+    ram_gb: float
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str
+    format: Enum[str, "dataset.format"]
+    template: Enum[str, "dataset.template"]
+    val_fraction: float
+    fields: Optional[dict] = None  # role -> column name
+    prompt_template: Optional[str] = None
+    response_template: Optional[str] = None
+    system: Optional[str] = None
+    val_path: Optional[str] = None
+    reasoning_effort: Optional[str] = None
+    date: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LoRA:
+    rank: int
+    alpha: float
+    dropout: float
+    use_rslora: bool
+    target_modules: list[Enum[str, "lora.target_modules"]]
+    target_parameters: list[str]
+
+
+@dataclass(frozen=True)
+class Train:
+    epochs: int
+    learning_rate: float
+    scheduler: Enum[str, "train.scheduler"]
+    warmup_ratio: float
+    min_lr_ratio: float
+    batch_size: int
+    grad_accum: int
+    max_seq_len: int
+    weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_eps: float
+    max_grad_norm: float
+    seed: int
+    eval_every_steps: int
+    max_steps: int
+    checkpoint_every_steps: int
+    gradient_checkpointing: bool
+    packing: bool
+
+
+@dataclass(frozen=True)
+class Prune:
+    keep: int
+    score: Enum[str, "prune.score"]
+    keep_super_experts: bool
+    super_expert_ratio: float
+    calibration_examples: int
+    max_seq_len: int
+    seed: int
+    write_checkpoint: bool
+    general: Optional[Dataset] = None
+    also_evaluate: Optional[list[int]] = None
+
+
+@dataclass(frozen=True)
+class Torch:
+    attention: Enum[str, "torch.attention"]
+    experts: Enum[str, "torch.experts"]
+    chunked_loss: bool
+    loss_chunk_rows: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A native or torch job (the command trainer's jobs are not this trainer's)."""
+    name: str
+    trainer: Enum[str, "trainer"]
+    priority: int
+    max_attempts: int
+    resources: Resources
+    task: Enum[str, "task"]
+    model: str
+    dataset: Dataset
+    lora: Optional[LoRA] = None
+    train: Optional[Train] = None
+    prune: Optional[Prune] = None
+    torch: Optional[Torch] = None
+    # The run's identity, which the worker adds at the top level of job.json
+    # (contract/job-file.json); a bare spec has none.
+    job_id: Optional[int] = None
+    sweep_id: Optional[int] = None
+    attempt: Optional[int] = None
+
+
+def load(path):
+    """The job file at `path` as a `Job`; a `SpecError` naming the field if it is not a
+    validated spec."""
+    with open(path) as f:
+        try:
+            obj = json.load(f)
+        except ValueError as e:
+            raise SpecError(f"{path}: not JSON: {e}") from None
+    return parse(obj)
+
+
+def parse(obj):
+    job = _record(Job, obj, "")
+    # Which sections a job has follows from its trainer and task (JobValidator's rule).
+    wanted = {"lora": job.task == "lora", "train": job.task == "lora", "prune": job.task == "prune",
+              "torch": job.trainer == "torch"}
+    for section, needed in wanted.items():
+        present = getattr(job, section) is not None
+        if needed and not present:
+            raise SpecError(f"job: {section}: missing (a {job.trainer} {job.task} job has one)")
+        if present and not needed:
+            raise SpecError(f"job: {section}: a {job.trainer} {job.task} job has none")
+    return job
+
+
+def to_json(job):
+    """The spec as JSON again (unset optional fields left out): `parse(to_json(j)) == j`."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return clean(dataclasses.asdict(job))
+
+
+def golden(case):
+    """The validated spec of contract/job-spec/CASE.json (benchmarks and tests start from it
+    and set the fields they vary, so they never restate a default)."""
+    with open(os.path.join(contract_dir(), "job-spec", f"{case}.json")) as f:
+        return parse(json.load(f)["validated"])
+
+
+def _record(cls, obj, path):
+    if not isinstance(obj, dict):
+        raise SpecError(f"job: {path or 'the job'}: {obj!r} is not an object")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(obj) - set(names))
+    if unknown:
+        raise SpecError(f"job: {_join(path, unknown[0])}: unknown field (expected one of {', '.join(sorted(names))})")
+    values = {}
+    for name in names:
+        where = _join(path, name)
+        kind, optional = _unwrap_optional(hints[name])
+        if name not in obj:
+            if optional:
+                continue
+            raise SpecError(f"job: {where}: missing (a validated job spec has every field; see contract/job-spec/)")
+        values[name] = _value(kind, obj[name], where)
+    return cls(**values)
+
+
+def _value(kind, v, where):
+    origin = typing.get_origin(kind)
+    if origin is Annotated:
+        base, key = typing.get_args(kind)
+        allowed = enums()[key]
+        if not isinstance(v, str) or v not in allowed:
+            raise SpecError(f"job: {where}: {v!r} is not one of {', '.join(allowed)}")
+        return v
+    if dataclasses.is_dataclass(kind):
+        return _record(kind, v, where)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if not isinstance(v, list):
+            raise SpecError(f"job: {where}: {v!r} is not a list")
+        return [_value(item, x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if kind is dict:
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise SpecError(f"job: {where}: {v!r} is not a mapping of strings")
+        return dict(v)
+    ok = {int: lambda x: isinstance(x, int) and not isinstance(x, bool),
+          float: lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+          bool: lambda x: isinstance(x, bool),
+          str: lambda x: isinstance(x, str)}[kind]
+    if not ok(v):
+        raise SpecError(f"job: {where}: {v!r} is not {kind.__name__}")
+    return float(v) if kind is float else v
+
+
+def _unwrap_optional(kind):
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return kind, False
+
+
+def _join(path, name):
+    return f"{path}.{name}" if path else name
