@@ -91,7 +91,7 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
     var workers: [WireClient] = []
     for i in 0..<opts.workers {
         let w = try await WireClient.connect(addr, token: nil, role: "worker")
-        _ = try await w.request("register", Register(worker_id: "sim-\(i)", name: "sim-\(i)", capabilities: caps, max_jobs: 1, running: []), as: Registered.self)
+        _ = try await w.send(Register(worker_id: "sim-\(i)", name: "sim-\(i)", capabilities: caps, max_jobs: 1, running: []))
         workers.append(w)
     }
     let ids = (0..<opts.jobs).map(String.init).joined(separator: ", ")
@@ -104,9 +104,9 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
         try await withThrowingTaskGroup(of: Void.self) { group in
             for w in parked {
                 group.addTask {
-                    let lease = try await w.request("job_request", JobRequest(free_gpus: [], trainers: ["command"]), as: Lease.self)
+                    let lease = try await w.send(JobRequest(free_gpus: [], trainers: ["command"]))
                     arrived.yield(now())
-                    _ = try await w.request("job_done", JobDone(job: lease.job, attempt: lease.attempt), as: Empty.self)
+                    _ = try await w.send(JobDone(job: lease.job, attempt: lease.attempt))
                 }
             }
             try await group.waitForAll()
@@ -119,14 +119,14 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
         // The clock starts when the submit is sent: this counts the submit's own validation and
         // commit too, so it is an upper bound on ready → lease.
         let ready = now()
-        _ = try await admin.request("submit", Submit(spec: "name: one-\(k)\ntrainer: command\ncommand: [x]"), as: Submitted.self)
+        _ = try await admin.send(Submit(spec: "name: one-\(k)\ntrainer: command\ncommand: [x]"))
         guard let got = await arrivals.next() else { break }
         readyLatencies.append(got - ready)
     }
     try await listeners.value
 
     // Phase 1: dispatch. Every worker loops: request → lease → done, until the queue is empty.
-    _ = try await admin.request("submit", Submit(spec: "name: bench\ntrainer: command\ncommand: [x]\ni: [\(ids)]"), as: Submitted.self)
+    _ = try await admin.send(Submit(spec: "name: bench\ntrainer: command\ncommand: [x]\ni: [\(ids)]"))
     let stats = Stats()
     let remaining = ManagedCounter(opts.jobs)
     let t0 = now()
@@ -135,9 +135,9 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
             group.addTask {
                 while remaining.take() {
                     let t = now()
-                    let lease = try await w.request("job_request", JobRequest(free_gpus: [], trainers: ["command"]), as: Lease.self)
+                    let lease = try await w.send(JobRequest(free_gpus: [], trainers: ["command"]))
                     await stats.add(now() - t)
-                    _ = try await w.request("job_done", JobDone(job: lease.job, attempt: lease.attempt), as: Empty.self)
+                    _ = try await w.send(JobDone(job: lease.job, attempt: lease.attempt))
                 }
             }
         }
@@ -146,20 +146,20 @@ func runDispatch() async throws -> (ready: [Double], loaded: [Double], perSecond
     let dispatchSeconds = now() - t0
 
     // Phase 2: metric lines. Each worker holds one lease and streams batches of 50 step lines.
-    _ = try await admin.request("submit", Submit(spec: "name: metrics\ntrainer: command\ncommand: [x]\ni: [\((0..<opts.workers).map(String.init).joined(separator: ","))]"), as: Submitted.self)
+    _ = try await admin.send(Submit(spec: "name: metrics\ntrainer: command\ncommand: [x]\ni: [\((0..<opts.workers).map(String.init).joined(separator: ","))]"))
     let linesPerWorker = 2000, batch = 50
     let t1 = now()
     try await withThrowingTaskGroup(of: Void.self) { group in
         for w in workers {
             group.addTask {
-                let lease = try await w.request("job_request", JobRequest(free_gpus: [], trainers: ["command"]), as: Lease.self)
+                let lease = try await w.send(JobRequest(free_gpus: [], trainers: ["command"]))
                 var seq: Int64 = 0
                 while seq < Int64(linesPerWorker) {
                     let events = (0..<batch).map { k -> EventRecord in
                         let s = seq + Int64(k)
                         return EventRecord(seq: s, at_ms: 0, event: ["event": "step", "step": .int(Int(s)), "loss": .number(2.0 / Double(s + 1)), "lr": 2e-4, "tokens": 4096])
                     }
-                    _ = try await w.request("events", Events(job: lease.job, attempt: lease.attempt, events: events), as: EventsAck.self)
+                    _ = try await w.send(Events(job: lease.job, attempt: lease.attempt, events: events))
                     seq += Int64(batch)
                 }
             }
@@ -186,12 +186,12 @@ func timeResults() async throws -> (submit: Double, query: Double, cli: Double) 
     defer { admin.close() }
     let a = (0..<400).map(String.init).joined(separator: ","), b = (0..<(opts.bigSweep / 400)).map(String.init).joined(separator: ",")
     let t0 = now()
-    let s = try await admin.request("submit", Submit(spec: "name: big\ntrainer: command\ncommand: [x]\na: [\(a)]\nb: [\(b)]"), as: Submitted.self)
+    let s = try await admin.send(Submit(spec: "name: big\ntrainer: command\ncommand: [x]\na: [\(a)]\nb: [\(b)]"))
     let submit = now() - t0
     var best = Double.infinity
     for _ in 0..<3 {
         let t = now()
-        let reply = try await admin.requestRaw("results", ResultsQuery(sweep: s.sweep))
+        let reply = try await admin.sendRaw(ResultsQuery(sweep: s.sweep))
         let n = try reply.decode(Count.self).count
         precondition(n == s.jobs)
         best = min(best, now() - t)

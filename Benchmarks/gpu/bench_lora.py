@@ -48,7 +48,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "worker"))
-from tuna_torch import model as modeling, spec  # noqa: E402
+from tuna_torch import adapters, compute, forward_pass, loading, spec  # noqa: E402
 
 T0 = time.time()
 
@@ -196,7 +196,7 @@ def write_checkpoint(directory, cfg, device, seed=1234):
 
 def full_loss(model, batch, device):
     """The worker's own loss with full [B, T, vocab] logits and one fp32 cross-entropy."""
-    return modeling.token_loss_sum(model, batch, device)
+    return forward_pass.token_loss_sum(model, batch, device)
 
 
 def make_chunked_loss(chunk_rows):
@@ -204,7 +204,7 @@ def make_chunked_loss(chunk_rows):
         """The trainer's chunked loss (`torch.chunked_loss`): summed next-token CE from the final
         hidden states of the scored positions, `chunk_rows` rows at a time, each chunk's lm_head +
         CE recomputed in backward, so at most one chunk's logits exist at any time."""
-        return modeling.token_loss_sum(model, batch, device, chunk_rows)
+        return forward_pass.token_loss_sum(model, batch, device, chunk_rows)
     chunked_loss.__name__ = f"chunked CE ({chunk_rows} rows)"
     return chunked_loss
 
@@ -219,7 +219,7 @@ def recipes(args):
     layers = [int(x) for x in args.expert_layers.split(",") if x]
     lora = spec.golden("lora-torch").lora  # the published defaults; each recipe sets what it varies
     return {
-        "qkvo": dataclasses.replace(lora, rank=args.rank, alpha=args.alpha, target_modules=list(modeling.ATTENTION_MODULES)),
+        "qkvo": dataclasses.replace(lora, rank=args.rank, alpha=args.alpha, target_modules=list(adapters.ATTENTION_MODULES)),
         "experts": dataclasses.replace(lora, rank=8, alpha=16.0, target_modules=["all-linear"],
                                        target_parameters=[f"{l}.mlp.experts.{p}" for l in layers for p in ("gate_up_proj", "down_proj")]),
     }
@@ -242,8 +242,8 @@ def initial_value(name, shape):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.device = modeling.pick_device()
-        self.dtype = modeling.compute_dtype(self.device)
+        self.device = compute.pick_device()
+        self.dtype = compute.compute_dtype(self.device)
         self.cuda = self.device.type == "cuda"
         self.results = {"variants": {}, "loads": {}, "errors": [], "env": {}, "profile": None}
         self.out = args.out or os.environ.get("OUT")
@@ -304,8 +304,8 @@ class Bench:
         t = time.time()
         experts = "mxfp4" if kind == "mxfp4" else "eager"
         attention = "flex_attention" if (kind == "mxfp4" and self.cuda) else "eager"
-        self.base, unexpected = modeling.load_base_model(self.args.ckpt, self.device, self.dtype, attention, experts)
-        modeling.enable_gradient_checkpointing(self.base)
+        self.base, unexpected = loading.load_base_model(self.args.ckpt, self.device, self.dtype, attention, experts)
+        adapters.enable_gradient_checkpointing(self.base)
         self.kind = kind
         rec = {"seconds": round(time.time() - t, 1), "unexpected_keys": unexpected[:8],
                "resident_gib": gib(torch.cuda.memory_allocated()) if self.cuda else None,
@@ -316,9 +316,9 @@ class Bench:
 
     def wrap(self, recipe):
         if self.model is not None:
-            self.base = modeling.detach_lora(self.model)
+            self.base = adapters.detach_lora(self.model)
         lora = recipes(self.args)[recipe]
-        self.model, self.params = modeling.attach_lora(self.base, modeling.lora_config(lora))
+        self.model, self.params = adapters.attach_lora(self.base, adapters.lora_config(lora))
         self.model.train()
         self.plist = list(self.params.values())
         self.init_state = {n: initial_value(n, tuple(p.shape)) for n, p in self.params.items()}
@@ -525,7 +525,7 @@ def main():
     chunked = make_chunked_loss(args.chunk_rows)
     cuda = bench.cuda
     flex = "flex_attention" if cuda else "eager"
-    fast_experts = "mxfp4" if modeling.grouped_mm_available(bench.device) else None
+    fast_experts = "mxfp4" if compute.grouped_mm_available(bench.device) else None
     plain = set(args.plain.split(","))
 
     # Tuna's fast path: experts kept MXFP4 on the device, per-expert low-rank LoRA.
@@ -544,7 +544,7 @@ def main():
         bench.drop()
 
     # The plain recipe and transformers' own faster pieces, on the dequantized model.
-    grouped = "grouped_mm" if modeling.grouped_mm_available(bench.device) else "eager"
+    grouped = "grouped_mm" if compute.grouped_mm_available(bench.device) else "eager"
     bench.load("dequantized")
     bench.wrap("qkvo")
     if "a" in plain:

@@ -38,7 +38,7 @@ import bench_lora  # noqa: E402  (sets HF offline, puts worker/ on sys.path)
 from bench_lora import GPT_OSS_20B, SMALL, write_checkpoint  # noqa: E402
 
 import torch  # noqa: E402
-from tuna_torch import model as modeling, prune, spec  # noqa: E402
+from tuna_torch import compute, prune, spec  # noqa: E402
 from tuna_torch.dist import Distributed  # noqa: E402
 from tuna_torch.expert_pruner import SafeTensorsFile  # noqa: E402
 
@@ -148,7 +148,7 @@ def main():
         a.keep, a.also_evaluate = 3, [4, 2]
         a.seq, a.calibration_rows, a.held_out_rows, a.general_rows = 64, 16, 16, 8
     out = a.out or os.environ.get("OUT")
-    device = modeling.pick_device()
+    device = compute.pick_device()
     cuda = device.type == "cuda"
     import transformers
     results = {"env": {"torch": torch.__version__, "transformers": transformers.__version__,

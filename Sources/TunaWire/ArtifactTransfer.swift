@@ -32,7 +32,7 @@ public enum ArtifactTransfer {
     /// Uploads one file, starting where the coordinator says it has verified bytes up to.
     /// Call again after a dropped connection: it resumes from the last acknowledged chunk.
     public static func upload(_ c: WireClient, ref: AttemptRef, file: URL, info: ArtifactInfo) async throws {
-        let ready = try await c.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info), as: UploadReady.self)
+        let ready = try await c.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info))
         let h = try FileHandle(forReadingFrom: file)
         defer { try? h.close() }
         var offset = ready.offset
@@ -41,11 +41,11 @@ public enum ArtifactTransfer {
             let bytes = try h.read(upToCount: Frame.chunkSize) ?? Data()
             guard !bytes.isEmpty else { throw TunaError.io("\(file.path) shrank while uploading") }
             let digest = SHA256.hash(data: bytes).hex
-            let ack = try await c.request("upload_chunk", UploadChunk(upload: ready.upload, offset: offset, length: bytes.count, sha256: digest),
-                                          binary: bytes, as: ChunkAck.self)
+            let ack = try await c.send(UploadChunk(upload: ready.upload, offset: offset, length: bytes.count, sha256: digest),
+                                          binary: bytes)
             offset = ack.offset
         }
-        _ = try await c.request("upload_end", UploadEnd(upload: ready.upload), as: Empty.self)
+        _ = try await c.send(UploadEnd(upload: ready.upload))
     }
 
     /// Downloads an artifact to `dest` (via a temporary file), verifying its SHA-256.
@@ -58,7 +58,7 @@ public enum ArtifactTransfer {
         var offset: Int64 = 0
         do {
             while offset < a.size {
-                let reply = try await c.requestRaw("read_artifact", ReadArtifact(sha256: a.sha256, offset: offset, length: Frame.chunkSize))
+                let reply = try await c.sendRaw(ReadArtifact(sha256: a.sha256, offset: offset, length: Frame.chunkSize))
                 let chunk = try reply.decode(ArtifactChunk.self)
                 guard let bytes = reply.binary, bytes.count == chunk.length, !bytes.isEmpty else {
                     throw TunaError.io("\(a.name): short read at offset \(offset)")

@@ -16,7 +16,7 @@ struct CancelCommand: AsyncParsableCommand {
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
-        let n = try await c.request("cancel", Target(sweep: sweep, job: job), as: Count.self)
+        let n = try await c.send(CancelRequest(sweep: sweep, job: job))
         print("cancelled \(n.count) job(s)")
     }
 }

@@ -15,7 +15,7 @@ struct FetchCommand: AsyncParsableCommand {
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
-        let detail = try await c.request("job", Target(job: job), as: JobDetail.self)
+        let detail = try await c.send(JobQuery(job: job))
         let kind = checkpoint ? "checkpoint" : "adapter"
         let files = detail.artifacts.filter { $0.kind == kind }
         guard !files.isEmpty else { throw ValidationError("job \(job) has no \(kind) files (status: \(detail.job.status.rawValue))") }

@@ -16,7 +16,7 @@ struct JobsCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         if let job {
-            let d = try await c.request("job", Target(job: job), as: JobDetail.self)
+            let d = try await c.send(JobQuery(job: job))
             if json { return printJSON(d) }
             let j = d.job
             print("job \(j.id) of sweep \(j.sweep) (#\(j.index)): \(j.status.rawValue), \(j.attempts) attempt(s)")
@@ -36,7 +36,7 @@ struct JobsCommand: AsyncParsableCommand {
             }
             return
         }
-        let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep)).resultRows()
+        let rows = try await c.sendRaw(ResultsQuery(sweep: sweep)).resultRows()
         let waiting = try await waitingReasons(c, sweep: sweep)
         if json { return printJSON(rows.map { JobListRow(row: $0, waiting: waiting[$0.id]?.reason) }) }
         var t = Table(["job", "sweep", "status", "attempts", "worker", "error / why it waits"])
@@ -61,7 +61,7 @@ struct JobListRow: Encodable {
 
 /// Why each queued job (of one sweep, or all) waits, by job id.
 func waitingReasons(_ c: WireClient, sweep: SweepID?) async throws -> [JobID: WaitingRow] {
-    let rows = try await c.request("waiting", ResultsQuery(sweep: sweep), as: Rows<WaitingRow>.self).rows
+    let rows = try await c.send(WaitingQuery(sweep: sweep)).rows
     return Dictionary(rows.map { ($0.job, $0) }, uniquingKeysWith: { a, _ in a })
 }
 

@@ -15,7 +15,7 @@ struct LogsCommand: AsyncParsableCommand {
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
-        let rows = try await c.request("logs", LogsQuery(job: job, attempt: attempt), as: Rows<EventRow>.self).rows
+        let rows = try await c.send(LogsQuery(job: job, attempt: attempt)).rows
         if json { return printJSON(rows) }
         var t = Table(["attempt", "event", "step", "epoch", "loss", "lr", "tok/s"])
         var losses: [Double] = []

@@ -18,13 +18,13 @@ struct ResultsCommand: AsyncParsableCommand {
         defer { c.close() }
         if json {
             // Printed as the coordinator wrote it: no decode and re-encode of 100,000 rows.
-            let reply = try await c.requestRaw("results", ResultsQuery(sweep: sweep, sort: sort))
+            let reply = try await c.sendRaw(ResultsQuery(sweep: sweep, sort: sort))
             _ = try reply.decode(Count.self)
             FileHandle.standardOutput.write(reply.binary ?? Data("[]".utf8))
             FileHandle.standardOutput.write(Data("\n".utf8))
             return
         }
-        let rows = try await c.requestRaw("results", ResultsQuery(sweep: sweep, sort: sort)).resultRows()
+        let rows = try await c.sendRaw(ResultsQuery(sweep: sweep, sort: sort)).resultRows()
         let keys = Array(Set(rows.flatMap { $0.params.keys })).sorted()
         // Evaluation numbers beyond the loss, a column each where any job has them (the
         // baseline loss; a prune sweep's KL, top-1 agreement, pruned-hit share, ...).

@@ -11,7 +11,7 @@ struct RetryCommand: AsyncParsableCommand {
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
-        let n = try await c.request("retry", Target(sweep: sweep), as: Count.self)
+        let n = try await c.send(RetryRequest(sweep: sweep))
         print("requeued \(n.count) job(s)")
     }
 }

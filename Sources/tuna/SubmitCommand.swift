@@ -33,7 +33,7 @@ struct SubmitCommand: AsyncParsableCommand {
         }
         let c = try await connection.connect()
         defer { c.close() }
-        let r = try await c.request("submit", Submit(spec: text), as: Submitted.self)
+        let r = try await c.send(Submit(spec: text))
         if json { print("{\"sweep\": \(r.sweep), \"jobs\": \(r.jobs)}"); return }
         print("sweep \(r.sweep): \(r.jobs) jobs queued")
         // Say at once when no connected worker can take some of them, instead of letting them

@@ -10,7 +10,7 @@ struct SweepsCommand: AsyncParsableCommand {
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
-        let rows = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows
+        let rows = try await c.send(ListSweeps()).rows
         if json { return printJSON(rows) }
         var t = Table(["sweep", "name", "jobs", "queued", "running", "succeeded", "failed", "cancelled", "varying"])
         for r in rows {

@@ -16,11 +16,11 @@ struct WatchCommand: AsyncParsableCommand {
         defer { c.close() }
         var last = ""
         while true {
-            let sweeps = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows
+            let sweeps = try await c.send(ListSweeps()).rows
             guard let s = sweep.map({ id in sweeps.first { $0.id == id } }) ?? sweeps.last else {
                 throw ValidationError(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
             }
-            let rows = try await c.requestRaw("results", ResultsQuery(sweep: s.id, sort: "best_val_loss")).resultRows()
+            let rows = try await c.sendRaw(ResultsQuery(sweep: s.id, sort: "best_val_loss")).resultRows()
             let best = rows.first { $0.best_val_loss != nil }
             let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
                 + "\(s.failed) failed, \(s.cancelled) cancelled"

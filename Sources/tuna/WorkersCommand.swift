@@ -14,11 +14,11 @@ struct WorkersCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         if let w = unquarantine {
-            _ = try await c.request("unquarantine", WorkerName(worker: w), as: Empty.self)
+            _ = try await c.send(Unquarantine(worker: w))
             print("worker \(w) may take jobs again")
             return
         }
-        let rows = try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows
+        let rows = try await c.send(ListWorkers()).rows
         if json { return printJSON(rows) }
         var t = Table(["worker", "name", "state", "trainers", "gpus", "driver", "cpus", "ram_gb", "running", "last_seen"])
         for r in rows {

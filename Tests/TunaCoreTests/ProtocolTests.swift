@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import TunaCore
 
@@ -63,5 +64,17 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(ErrorCode.all.filter(\.closesConnection).map(\.rawValue).sorted(),
                        ["bad_frame", "bad_message", "unauthorized", "unknown_type", "version"])
         XCTAssertEqual(Set(ErrorCode.all.map(\.rawValue)).count, ErrorCode.all.count)
+    }
+
+    /// Every message type is documented, and every request names a request type and a reply type.
+    func testEveryMessageTypeIsInTheProtocolDoc() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: repo.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
+        for t in MessageType.allCases { XCTAssert(doc.contains("`\(t.rawValue)`"), "docs/protocol.md does not mention `\(t.rawValue)`") }
+        let requests: [any Request.Type] = [Hello.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
+                                            UploadChunk.self, UploadEnd.self, JobDone.self, JobFailed.self, Submit.self, ListSweeps.self,
+                                            ResultsQuery.self, JobQuery.self, LogsQuery.self, WaitingQuery.self, ReadArtifact.self,
+                                            CancelRequest.self, RetryRequest.self, ListWorkers.self, Unquarantine.self]
+        XCTAssertEqual(Set(requests.map { $0.type }).count, requests.count, "two request types share a message type")
     }
 }

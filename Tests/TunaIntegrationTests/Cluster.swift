@@ -88,22 +88,22 @@ final class Cluster: @unchecked Sendable {
 
     func submit(_ yaml: String) async throws -> Submitted {
         let c = try await client(); defer { c.close() }
-        return try await c.request("submit", Submit(spec: yaml), as: Submitted.self)
+        return try await c.send(Submit(spec: yaml))
     }
 
     func results(_ sweep: SweepID? = nil) async throws -> [ResultRow] {
         let c = try await client(); defer { c.close() }
-        return try await c.requestRaw("results", ResultsQuery(sweep: sweep)).resultRows()
+        return try await c.sendRaw(ResultsQuery(sweep: sweep)).resultRows()
     }
 
     func job(_ id: JobID) async throws -> JobDetail {
         let c = try await client(); defer { c.close() }
-        return try await c.request("job", Target(job: id), as: JobDetail.self)
+        return try await c.send(JobQuery(job: id))
     }
 
     func events(_ id: JobID, attempt: Int? = nil) async throws -> [EventRow] {
         let c = try await client(); defer { c.close() }
-        return try await c.request("logs", LogsQuery(job: id, attempt: attempt), as: Rows<EventRow>.self).rows
+        return try await c.send(LogsQuery(job: id, attempt: attempt)).rows
     }
 
     /// Polls `condition` until it holds or `timeout` passes (then fails with the logs).

@@ -36,7 +36,7 @@ final class FleetTests: XCTestCase {
     func workers() async throws -> [WorkerRow] {
         let c = try await cluster.client()
         defer { c.close() }
-        return try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows
+        return try await c.send(ListWorkers()).rows
     }
 
     func testWorkerUsesOnlyItsGPUsAndTrainersSeeTheirOwnByUUID() async throws {
@@ -113,7 +113,7 @@ final class FleetTests: XCTestCase {
 
         let c = try await cluster.client()
         defer { c.close() }
-        let waiting = try await c.request("waiting", ResultsQuery(), as: Rows<WaitingRow>.self).rows
+        let waiting = try await c.send(WaitingQuery()).rows
         XCTAssertEqual(waiting.count, 1)
         XCTAssertTrue(waiting[0].blocked)
         let jobs = try cluster.cli(["jobs"])
@@ -126,7 +126,7 @@ final class FleetTests: XCTestCase {
         // With no worker connected at all, that is what it says.
         cluster.kill9(worker: "box")
         try await cluster.waitUntil("worker gone") { try await !workers().contains { $0.connected } }
-        let none = try await c.request("waiting", ResultsQuery(), as: Rows<WaitingRow>.self).rows
+        let none = try await c.send(WaitingQuery()).rows
         XCTAssertEqual(none.first?.reason, "no worker is connected")
     }
 

@@ -51,7 +51,7 @@ final class ProtocolRobustnessTests: XCTestCase {
             }
         }
         let ok = try await client()
-        let v52 = try await ok.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows.count
+        let v52 = try await ok.send(ListSweeps()).rows.count
         XCTAssertEqual(v52, 0)
         ok.close()
         XCTAssertThrowsError(try CoordinatorServer(config: CoordinatorConfig(listen: HostPort(host: "0.0.0.0", port: 0), dataDir: dir, token: nil))) {
@@ -64,7 +64,7 @@ final class ProtocolRobustnessTests: XCTestCase {
 
         // Not JSON.
         let a = try await client()
-        try await a.sendRaw(.json(Data("this is not json".utf8)))
+        try await a.sendFrame(.json(Data("this is not json".utf8)))
         let ea = await firstPush(a)
         XCTAssertEqual(ea?.type, "error")
         XCTAssertEqual(try ea.map { try Envelope.decode(ErrorReply.self, from: $0.json, message: "error").code }, .badMessage)
@@ -72,7 +72,7 @@ final class ProtocolRobustnessTests: XCTestCase {
 
         // Unknown message type: an error reply to that request, then the connection closes.
         let b = try await client()
-        do { _ = try await b.request("frobnicate", Empty(), as: Empty.self); XCTFail() } catch let e as ErrorReply {
+        do { _ = try await b.requestRaw("frobnicate", Empty()).decode(Empty.self); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .unknownType); XCTAssert(e.message.contains("frobnicate"))
         }
         try await waitClosed(b)
@@ -88,12 +88,12 @@ final class ProtocolRobustnessTests: XCTestCase {
 
         // A client may not act as a worker.
         let c = try await client()
-        do { _ = try await c.request("job_done", JobDone(job: 1, attempt: 1), as: Empty.self); XCTFail() } catch let e as ErrorReply {
+        do { _ = try await c.send(JobDone(job: 1, attempt: 1)); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .unauthorized)
         }
 
         // Meanwhile the bystander's connection is untouched.
-        let v93 = try await bystander.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows.count
+        let v93 = try await bystander.send(ListSweeps()).rows.count
         XCTAssertEqual(v93, 0)
         bystander.close()
     }
@@ -102,17 +102,17 @@ final class ProtocolRobustnessTests: XCTestCase {
         let c = try await client()
         defer { c.close() }
         let yaml = "name: bad\ntrainer: native\nmodel: m\ndataset: {path: d.csv}\nlora: {rank: [8, -4]}\ntrain: {learning_rate: fast}"
-        do { _ = try await c.request("submit", Submit(spec: yaml), as: Submitted.self); XCTFail() } catch let e as ErrorReply {
+        do { _ = try await c.send(Submit(spec: yaml)); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .invalidSpec)
             XCTAssert(e.message.contains("lora.rank: -4 is not a positive integer"), e.message)
             XCTAssert(e.message.contains("train.learning_rate: \"fast\" is not a number"), e.message)
         }
-        let v106 = try await c.request("list_sweeps", Empty(), as: Rows<SweepRow>.self).rows.count
+        let v106 = try await c.send(ListSweeps()).rows.count
         XCTAssertEqual(v106, 0, "nothing stored")
-        do { _ = try await c.request("submit", Submit(spec: "name: [unclosed"), as: Submitted.self); XCTFail() } catch let e as ErrorReply {
+        do { _ = try await c.send(Submit(spec: "name: [unclosed")); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .invalidSpec)
         }
-        do { _ = try await c.request("results", ResultsQuery(sweep: 42), as: Rows<ResultRow>.self); XCTFail() } catch let e as ErrorReply {
+        do { _ = try await c.send(ResultsQuery(sweep: 42)); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .notFound)
         }
     }
@@ -120,17 +120,17 @@ final class ProtocolRobustnessTests: XCTestCase {
     /// A fake worker that leases one job of a one-job sweep.
     func leaseOne(workerID: String = "fake-worker") async throws -> (WireClient, Lease) {
         let admin = try await client()
-        _ = try await admin.request("submit", Submit(spec: "name: up\ntrainer: command\ncommand: [x]"), as: Submitted.self)
+        _ = try await admin.send(Submit(spec: "name: up\ntrainer: command\ncommand: [x]"))
         admin.close()
         let w = try await register(workerID: workerID, running: [])
-        let lease = try await w.request("job_request", JobRequest(free_gpus: [], trainers: ["command"]), as: Lease.self)
+        let lease = try await w.send(JobRequest(free_gpus: [], trainers: ["command"]))
         return (w, lease)
     }
 
     func register(workerID: String, running: [AttemptRef]) async throws -> WireClient {
         let w = try await client(role: "worker")
         let caps = Capabilities(hostname: "test", trainers: ["command"], gpus: [], cpu_cores: 1, ram_gb: 1)
-        _ = try await w.request("register", Register(worker_id: workerID, name: "fake", capabilities: caps, max_jobs: 1, running: running), as: Registered.self)
+        _ = try await w.send(Register(worker_id: workerID, name: "fake", capabilities: caps, max_jobs: 1, running: running))
         return w
     }
 
@@ -142,25 +142,25 @@ final class ProtocolRobustnessTests: XCTestCase {
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         for name in ["../evil", "a/../../b", "/etc/passwd", "", "x\\y", "a//b"] {
             do {
-                _ = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: name, sha256: digest, size: 5000)), as: UploadReady.self)
+                _ = try await w.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: name, sha256: digest, size: 5000)))
                 XCTFail("accepted \(name)")
             } catch let e as ErrorReply { XCTAssertEqual(e.code, .badArtifact, name) }
         }
         // A chunk whose bytes do not match its digest.
-        let ready = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "a.bin", sha256: digest, size: 5000)), as: UploadReady.self)
+        let ready = try await w.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "a.bin", sha256: digest, size: 5000)))
         do {
-            _ = try await w.request("upload_chunk", UploadChunk(upload: ready.upload, offset: 0, length: 5000, sha256: String(repeating: "0", count: 64)), binary: bytes, as: ChunkAck.self)
+            _ = try await w.send(UploadChunk(upload: ready.upload, offset: 0, length: 5000, sha256: String(repeating: "0", count: 64)), binary: bytes)
             XCTFail()
         } catch let e as ErrorReply { XCTAssertEqual(e.code, .badChecksum) }
         // A whole file whose digest is not the declared one: refused at the end, nothing stored.
         let wrong = String(repeating: "a", count: 64)
-        let r2 = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "b.bin", sha256: wrong, size: 5000)), as: UploadReady.self)
-        _ = try await w.request("upload_chunk", UploadChunk(upload: r2.upload, offset: 0, length: 5000, sha256: digest), binary: bytes, as: ChunkAck.self)
-        do { _ = try await w.request("upload_end", UploadEnd(upload: r2.upload), as: Empty.self); XCTFail() } catch let e as ErrorReply {
+        let r2 = try await w.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: ArtifactInfo(kind: "adapter", name: "b.bin", sha256: wrong, size: 5000)))
+        _ = try await w.send(UploadChunk(upload: r2.upload, offset: 0, length: 5000, sha256: digest), binary: bytes)
+        do { _ = try await w.send(UploadEnd(upload: r2.upload)); XCTFail() } catch let e as ErrorReply {
             XCTAssertEqual(e.code, .badArtifact)
         }
         let admin = try await client(); defer { admin.close() }
-        let v158 = try await admin.request("job", Target(job: ref.job), as: JobDetail.self).artifacts
+        let v158 = try await admin.send(JobQuery(job: ref.job)).artifacts
         XCTAssertEqual(v158, [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data/artifacts/aa/\(wrong)").path))
     }
@@ -176,13 +176,13 @@ final class ProtocolRobustnessTests: XCTestCase {
         let info = try ArtifactTransfer.describe(file, name: "adapter_model.safetensors", kind: "adapter")
 
         // Send two chunks, then the connection drops.
-        let ready = try await w.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info), as: UploadReady.self)
+        let ready = try await w.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info))
         XCTAssertEqual(ready.offset, 0)
         for i in 0..<2 {
             let chunk = bytes.subdata(in: i * Frame.chunkSize..<(i + 1) * Frame.chunkSize)
-            let ack = try await w.request("upload_chunk", UploadChunk(upload: ready.upload, offset: Int64(i * Frame.chunkSize), length: chunk.count,
+            let ack = try await w.send(UploadChunk(upload: ready.upload, offset: Int64(i * Frame.chunkSize), length: chunk.count,
                                                                        sha256: SHA256.hash(data: chunk).map { String(format: "%02x", $0) }.joined()),
-                                          binary: chunk, as: ChunkAck.self)
+                                          binary: chunk)
             XCTAssertEqual(ack.offset, Int64((i + 1) * Frame.chunkSize))
         }
         w.close()
@@ -190,14 +190,14 @@ final class ProtocolRobustnessTests: XCTestCase {
         // The worker reconnects, re-attaches to its lease, and the upload resumes at 2 MiB.
         let w2 = try await register(workerID: "fake-worker", running: [ref])
         defer { w2.close() }
-        let again = try await w2.request("upload_begin", UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info), as: UploadReady.self)
+        let again = try await w2.send(UploadBegin(job: ref.job, attempt: ref.attempt, artifact: info))
         XCTAssertEqual(again.upload, ready.upload)
         XCTAssertEqual(again.offset, Int64(2 * Frame.chunkSize), "resumes from the last verified offset")
         try await ArtifactTransfer.upload(w2, ref: ref, file: file, info: info)
-        _ = try await w2.request("job_done", JobDone(job: ref.job, attempt: ref.attempt), as: Empty.self)
+        _ = try await w2.send(JobDone(job: ref.job, attempt: ref.attempt))
 
         let admin = try await client(); defer { admin.close() }
-        let d = try await admin.request("job", Target(job: ref.job), as: JobDetail.self)
+        let d = try await admin.send(JobQuery(job: ref.job))
         XCTAssertEqual(d.job.status, .succeeded)
         XCTAssertEqual(d.job.adapter_sha256, info.sha256)
         let back = dir.appendingPathComponent("back.bin")
@@ -213,7 +213,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         defer { worker.cancel() }
         let admin = try await client(); defer { admin.close() }
         let toy = Cluster.binDir().appendingPathComponent("ToyTrainer").path
-        let s = try await admin.request("submit", Submit(spec: "name: ok\ntrainer: command\ncommand: [\"\(toy)\"]\ni: [1, 2, 3]\nsteps: 20\nstep_ms: 20"), as: Submitted.self)
+        let s = try await admin.send(Submit(spec: "name: ok\ntrainer: command\ncommand: [\"\(toy)\"]\ni: [1, 2, 3]\nsteps: 20\nstep_ms: 20"))
         // Garbage from other connections while it runs.
         for _ in 0..<20 {
             _ = try? rawExchange(port: port, bytes: [0, 0, 0, 5, 1, 0x5b, 0x5d, 0x7b, 0x7d])
@@ -222,7 +222,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
-            let rows = try await admin.requestRaw("results", ResultsQuery(sweep: s.sweep)).resultRows()
+            let rows = try await admin.sendRaw(ResultsQuery(sweep: s.sweep)).resultRows()
             if rows.allSatisfy({ $0.status == .succeeded }) { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }

@@ -205,7 +205,7 @@ final class SweepEndToEndTests: XCTestCase {
         let bad = try await cluster.submit(cluster.toySpec(name: "bad", "i: [1, 2, 3, 4]\nsteps: 4\nstep_ms: 1\nfail_attempts: 99\nmax_attempts: 1"))
         try await cluster.waitUntil("the worker is quarantined") {
             let c = try await cluster.client(); defer { c.close() }
-            return try await c.request("list_workers", Empty(), as: Rows<WorkerRow>.self).rows.first?.quarantined == true
+            return try await c.send(ListWorkers()).rows.first?.quarantined == true
         }
         try await Task.sleep(nanoseconds: 500_000_000)
         let rows = try await cluster.results(bad.sweep)

@@ -160,12 +160,12 @@ final class StoreTests: XCTestCase {
     func testCancelStopsRunningAndQueuedJobs() throws {
         try submit("i: [1, 2]")
         let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
-        let (n, running) = try store.cancel(Target(sweep: 1), now: 1)
+        let (n, running) = try store.cancel(CancelRequest(sweep: 1), now: 1)
         XCTAssertEqual(n, 2)
         XCTAssertEqual(running.map(\.0), [AttemptRef(job: l.job, attempt: 1)])
         XCTAssertThrowsError(try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 2, policy: policy))
         XCTAssertNil(try store.leaseNext(worker: "w1", request: cpu, now: 3, policy: policy))
-        XCTAssertThrowsError(try store.cancel(Target(sweep: 99), now: 4))
+        XCTAssertThrowsError(try store.cancel(CancelRequest(sweep: 99), now: 4))
     }
 
     func testSweepIsStoredWholeAndJobCountIsExact() throws {

@@ -33,7 +33,7 @@ struct SyncStore {
         try block { try await store.beginUpload(ref, worker: worker, artifact: artifact) }
     }
     func retry(sweep: SweepID) throws -> Int { try block { try await store.retry(sweep: sweep) } }
-    func cancel(_ t: Target, now: Int64) throws -> (count: Int, running: [(AttemptRef, String)]) { try block { try await store.cancel(t, now: now) } }
+    func cancel(_ t: CancelRequest, now: Int64) throws -> (count: Int, running: [(AttemptRef, String)]) { try block { try await store.cancel(t, now: now) } }
     func unquarantine(worker: String) throws { try block { try await store.unquarantine(worker: worker) } }
     func results(sweep: SweepID?, sort: String?) throws -> [ResultRow] { try store.results(sweep: sweep, sort: sort) }
     func jobDetail(_ j: JobID) throws -> JobDetail { try store.jobDetail(j) }

@@ -81,7 +81,7 @@ public actor Coordinator {
         for (w, lease) in zip(ready, leases) {
             guard let lease else { if !w.session.isGone { unserved.append(w) }; continue }
             log.debug("job \(lease.job) attempt \(lease.attempt) -> \(w.session.workerID ?? "?")")
-            await w.session.send("lease", re: w.re, lease)
+            await w.session.send(JobRequest.replyType, re: w.re, lease)
         }
         waiting.insert(contentsOf: unserved.filter { u in !waiting.contains { $0.session === u.session } }, at: 0)
     }
@@ -115,7 +115,7 @@ public actor Coordinator {
             let lost = try await store.expireLeases(now: now, policy: policy)
             for (ref, worker) in lost {
                 log.warning("job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))")
-                await workers[worker]?.send("cancel", CancelAttempt(job: ref.job, attempt: ref.attempt, reason: "lease expired"))
+                await workers[worker]?.send(.cancel, CancelAttempt(job: ref.job, attempt: ref.attempt, reason: "lease expired"))
             }
         } catch { log.error("reaper: \(error)") }
         if !waiting.isEmpty { await dispatch() }
@@ -124,7 +124,7 @@ public actor Coordinator {
     /// Tells the workers running these attempts to stop.
     func notifyCancelled(_ running: [(AttemptRef, String)], reason: String) async {
         for (ref, worker) in running {
-            await workers[worker]?.send("cancel", CancelAttempt(job: ref.job, attempt: ref.attempt, reason: reason))
+            await workers[worker]?.send(.cancel, CancelAttempt(job: ref.job, attempt: ref.attempt, reason: reason))
         }
     }
 }

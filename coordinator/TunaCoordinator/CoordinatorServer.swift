@@ -80,18 +80,18 @@ public final class CoordinatorServer: Sendable {
                     do {
                         try await self.route(msg, session)
                     } catch let e as ErrorReply {
-                        await session.send("error", re: msg.header.id, e)
+                        await session.send(.error, re: msg.header.id, e)
                         if e.code.closesConnection { break }
                     } catch {
                         // A file-system or other unexpected failure: say so, keep the connection.
                         self.log.error("\(msg.type): \(error)")
-                        await session.send("error", re: msg.header.id, ErrorReply(code: .internal, message: "\(msg.type) failed: \(error)"))
+                        await session.send(.error, re: msg.header.id, ErrorReply(code: .internal, message: "\(msg.type) failed: \(error)"))
                     }
                 }
             } catch let e as ErrorReply {
-                await session.send("error", e)
+                await session.send(.error, e)
             } catch let e as WireError {
-                await session.send("error", ErrorReply(code: .badFrame, message: e.description))
+                await session.send(.error, ErrorReply(code: .badFrame, message: e.description))
             } catch {
                 // The peer went away (reset, EOF mid-frame): nothing to tell it.
             }

@@ -39,8 +39,8 @@ public final class Session: Sendable {
 
     /// Sends a message (and its binary frame, if any) in one write; a failed send means the
     /// peer is gone, which the connection loop notices on its own.
-    func send<P: Encodable>(_ type: String, re: Int64? = nil, _ payload: P, binary: Data? = nil) async {
-        let json = Envelope.encode(type, re: re, bin: binary?.count, payload)
+    func send<P: Encodable>(_ type: MessageType, re: Int64? = nil, _ payload: P, binary: Data? = nil) async {
+        let json = Envelope.encode(type.rawValue, re: re, bin: binary?.count, payload)
         try? await outbound.write(contentsOf: binary.map { [Frame.json(json), .binary($0)] } ?? [.json(json)])
     }
 

@@ -44,7 +44,7 @@ extension Store {
 
     /// Cancels queued and running jobs of a sweep or one job. Returns the running attempts,
     /// whose workers must be told to stop; their late results are refused from now on.
-    public func cancel(_ target: Target, now: Int64) async throws -> (count: Int, running: [(AttemptRef, String)]) {
+    public func cancel(_ target: CancelRequest, now: Int64) async throws -> (count: Int, running: [(AttemptRef, String)]) {
         try await write { db in
             let (clause, arg): (String, Int64)
             if let job = target.job { (clause, arg) = ("j.id = ?", job) }

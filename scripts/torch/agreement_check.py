@@ -397,13 +397,13 @@ def check_flex_padding(c, model_dir, d, batch_size):
     `d`, with its trained torch adapter."""
     import torch
     from safetensors.torch import load_file
-    from tuna_torch import data, model as modeling, spec as job_file
+    from tuna_torch import adapters, data, forward_pass, loading, spec as job_file
 
     prep = data.load_prepared(os.path.join(d, "prepared"))
     job = job_file.load(os.path.join(d, "job.json"))
     cpu = torch.device("cpu")
-    base, _ = modeling.load_base_model(model_dir, cpu, torch.float32)
-    peft_model, params = modeling.build_lora_model(base, job.lora, prep.init_adapter, False)
+    base, _ = loading.load_base_model(model_dir, cpu, torch.float32)
+    peft_model, params = adapters.build_lora_model(base, job.lora, prep.init_adapter, False)
     trained = load_file(os.path.join(d, "torch", "adapter_model.safetensors"))
     peft_model.eval()
     with torch.no_grad():
@@ -413,10 +413,10 @@ def check_flex_padding(c, model_dir, d, batch_size):
         batches += data.validation_batches(prep.validation, batch_size)[:2]
         got, want, shapes = [], [], []
         for b in batches:
-            padded = modeling.pad_for_flex(b)
+            padded = forward_pass.pad_for_flex(b)
             shapes.append(f"{b['input_ids'].shape[1]}->{padded['input_ids'].shape[1]}")
-            s1, n1 = modeling.token_loss_sum(peft_model, b, cpu)
-            s2, n2 = modeling.token_loss_sum(peft_model, padded, cpu, PACKED_CHUNK_ROWS)
+            s1, n1 = forward_pass.token_loss_sum(peft_model, b, cpu)
+            s2, n2 = forward_pass.token_loss_sum(peft_model, padded, cpu, PACKED_CHUNK_ROWS)
             c.equal(f"flex padding: scored tokens unchanged ({shapes[-1]} positions)", n2, n1)
             got.append(s2.item())
             want.append(s1.item())
@@ -507,8 +507,8 @@ def main():
 
         print("\n== padded, experts: grouped_mm on the CPU", flush=True)
         import torch
-        from tuna_torch import model as modeling
-        if modeling.grouped_mm_available(torch.device("cpu")):
+        from tuna_torch import compute
+        if compute.grouped_mm_available(torch.device("cpu")):
             ge = torch_section_run(c, args, d, job, "grouped-mm", {"experts": "grouped_mm"}, native_padded)
             check_resolved(c, "grouped_mm", ge, "eager", "grouped_mm", True)
             compare_torch_runs(c, "grouped_mm vs eager experts", ge, padded_events, LOSS_TOLERANCE,
@@ -518,7 +518,7 @@ def main():
             torch_refused(c, args, work, job, "grouped-mm-refused", {"experts": "grouped_mm"}, "grouped_mm is not available")
 
         print("\n== padded, experts: mxfp4 (MXFP4 kept, dequantized per layer, per-expert low-rank LoRA) on the CPU", flush=True)
-        if modeling.grouped_mm_available(torch.device("cpu")):
+        if compute.grouped_mm_available(torch.device("cpu")):
             me = torch_section_run(c, args, d, job, "mxfp4", {"experts": "mxfp4"}, native_padded)
             check_resolved(c, "mxfp4", me, "eager", "mxfp4", True)
             compare_torch_runs(c, "mxfp4 vs eager experts", me, padded_events, LOSS_TOLERANCE, ("mxfp4", "eager"))
@@ -538,7 +538,7 @@ def main():
 
         print("\n== a checkpoint with missing expert weights is refused", flush=True)
         check_missing_weights(c, args, work, model_dir, job)
-        if modeling.grouped_mm_available(torch.device("cpu")):
+        if compute.grouped_mm_available(torch.device("cpu")):
             check_missing_weights(c, args, work, model_dir, job, "mxfp4")
 
         if args.full:
@@ -551,7 +551,7 @@ def main():
                   [e["loss"] for e in by(padded_events, "step")], SAME_TOLERANCE, names=("with", "without"))
             compare_adapters(c, os.path.join(d, "torch-gc"), os.path.join(d, "torch"), 1e-5, what="gradient checkpointing adapter")
 
-            if modeling.grouped_mm_available(torch.device("cpu")):
+            if compute.grouped_mm_available(torch.device("cpu")):
                 print("\n== experts: mxfp4 with gradient checkpointing, packed, vs native", flush=True)
                 mjob = job_variant(pjob, os.path.join(work, "packed", "job-mxfp4-gc.json"),
                                    train_fields={"gradient_checkpointing": True})

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "worker"))
-from tuna_torch import loss as ce_loss, lora_linear, model as modeling, mxfp4  # noqa: E402
+from tuna_torch import adapters, loss as ce_loss, lora_linear, mxfp4  # noqa: E402
 
 
 class Checks:
@@ -203,7 +203,7 @@ def check_linear(c):
                                                                                      use_rslora=rslora))
         ref.base_model.model[0].base_layer.load_state_dict(base[0].state_dict())
         cfg = LoraConfig(r=4, lora_alpha=12, target_modules=["0"], use_rslora=rslora)
-        scaling = modeling._scaling(cfg)  # the trainer's: alpha / r, alpha / sqrt(r) with rsLoRA
+        scaling = adapters._scaling(cfg)  # the trainer's: alpha / r, alpha / sqrt(r) with rsLoRA
         params = lora_linear.add_linear_lora(base, cfg, scaling)
         with torch.no_grad():
             for name, p in ref.named_parameters():

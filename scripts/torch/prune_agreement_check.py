@@ -256,11 +256,11 @@ def main():
         # so the profile is computed, compared against the native (fresh) frequency profile.
         import torch
         sys.path.insert(0, WORKER)
-        from tuna_torch import model as modeling
+        from tuna_torch import compute
         d, _, _, ne, _ = results["frequency"]
         for experts in ("grouped_mm", "mxfp4"):
             print(f"\n== frequency, experts: {experts} (fresh cache) vs native", flush=True)
-            if not modeling.grouped_mm_available(torch.device("cpu")):
+            if not compute.grouped_mm_available(torch.device("cpu")):
                 print(f"  torch {torch.__version__} has no CPU grouped_mm: skipped")
                 continue
             tjob = write_job(args.tuna, os.path.join(d, f"torch-{experts}.json"),

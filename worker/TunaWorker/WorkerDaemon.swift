@@ -83,8 +83,8 @@ public actor WorkerDaemon {
     private func session() async throws {
         let c = try await WireClient.connect(config.coordinator, token: config.token, role: "worker")
         defer { c.close() }
-        let reg = try await c.request("register", Register(worker_id: workerID, name: name, capabilities: capabilities,
-                                                           max_jobs: config.maxJobs, running: Array(runners.keys)), as: Registered.self)
+        let reg = try await c.send(Register(worker_id: workerID, name: name, capabilities: capabilities,
+                                                           max_jobs: config.maxJobs, running: Array(runners.keys)))
         for ref in reg.dropped { await runners[ref]?.runner.stop(.cancelled("lease lost while disconnected")) }
         registered = true
         quarantined = reg.quarantined
@@ -98,7 +98,7 @@ public actor WorkerDaemon {
             group.addTask { try await self.heartbeats(c, everyMs: reg.heartbeat_ms) }
             group.addTask { try await self.requestJobs(c) }
             group.addTask {
-                for await push in c.pushes where push.type == "cancel" {
+                for await push in c.pushes where push.type == MessageType.cancel.rawValue {
                     if let cancel = try? push.decode(CancelAttempt.self) {
                         await self.cancel(AttemptRef(job: cancel.job, attempt: cancel.attempt), reason: cancel.reason)
                     }
@@ -113,7 +113,7 @@ public actor WorkerDaemon {
     private func heartbeats(_ c: WireClient, everyMs: Int64) async throws {
         while true {
             try await Task.sleep(nanoseconds: UInt64(everyMs) * 1_000_000)
-            let ack = try await c.request("heartbeat", Heartbeat(leases: Array(runners.keys)), as: HeartbeatAck.self)
+            let ack = try await c.send(Heartbeat(leases: Array(runners.keys)))
             for ref in ack.lost { await cancel(ref, reason: "lease lost") }
             if let q = ack.quarantined, q != quarantined {
                 quarantined = q
@@ -131,12 +131,12 @@ public actor WorkerDaemon {
             guard runners.count < config.maxJobs else { try await Task.sleep(nanoseconds: 20_000_000); continue }
             let busy = Set(runners.values.flatMap(\.gpus))
             let free = capabilities.gpus.filter { !busy.contains($0.index) }
-            let lease = try await c.request("job_request", JobRequest(free_gpus: free, trainers: capabilities.trainers), as: Lease.self)
+            let lease = try await c.send(JobRequest(free_gpus: free, trainers: capabilities.trainers))
             // A lease that arrives after SIGTERM (or the idle timeout) goes straight back:
             // starting it would only delay the exit the allocation is waiting for.
             if shuttingDown {
-                _ = try? await c.request("job_failed", JobFailed(job: lease.job, attempt: lease.attempt, reason: "worker shutting down",
-                                                                   returned: true), as: Empty.self)
+                _ = try? await c.send(JobFailed(job: lease.job, attempt: lease.attempt, reason: "worker shutting down",
+                                                                   returned: true))
                 break
             }
             start(lease)
@@ -233,7 +233,7 @@ public actor WorkerDaemon {
                 let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
                 guard let c = client, !c.isClosed else { break }
                 do {
-                    let ack = try await c.request("events", batch, as: EventsAck.self)
+                    let ack = try await c.send(batch)
                     await sink.acknowledge(ref, through: ack.through_seq)
                 } catch let e as ErrorReply where e.code == .staleAttempt {
                     await sink.drop(ref)
@@ -250,9 +250,9 @@ public actor WorkerDaemon {
         while !(await sink.isDrained(ref)) { try await Task.sleep(nanoseconds: 20_000_000) }
         try await withClient { c in
             if ok {
-                _ = try await c.request("job_done", JobDone(job: ref.job, attempt: ref.attempt), as: Empty.self)
+                _ = try await c.send(JobDone(job: ref.job, attempt: ref.attempt))
             } else {
-                _ = try await c.request("job_failed", JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: handBack), as: Empty.self)
+                _ = try await c.send(JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: handBack))
             }
         }
         log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? "succeeded" : (handBack ? "handed back" : "failed: \(reason)"))")

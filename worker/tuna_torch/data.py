@@ -140,7 +140,7 @@ def packed_batch(rows):
     """Several sequences per row that must not attend to each other. There is no attention
     mask: the sequences are told apart by position_ids restarting at 0 (the padding tail gets
     its own run of positions, so it is a separate "sequence" that only sees itself, and its
-    labels are -100). model.py turns position_ids into the block-diagonal causal mask."""
+    labels are -100). forward_pass.py turns position_ids into the block-diagonal causal mask."""
     t = max(sum(len(e) for e in row) for row in rows)
     ids = torch.zeros(len(rows), t, dtype=torch.long)
     pos = torch.zeros(len(rows), t, dtype=torch.long)

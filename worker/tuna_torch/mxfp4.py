@@ -32,7 +32,6 @@ strict `load_state_dict` accounts for every byte):
 LoRA (PEFT 0.21 ParamWrapper on gpt-oss's [E, in, out] parameters; the adapter file is PEFT's):
   lora_A [r*E, in] read as (E, r, in); lora_B [out, r*E] read as (out, r, E).
 """
-import os
 import sys
 
 import torch

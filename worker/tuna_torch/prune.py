@@ -37,7 +37,7 @@ import time
 
 import torch
 
-from . import data, expert_pruner, model as modeling
+from . import compute, data, expert_pruner, forward_pass, loading
 from .data import IGNORE
 from .events import log, peak_gpu_mem_gb
 from .expert_profile import SCORES, ExpertProfile
@@ -97,7 +97,7 @@ def load_for_pruning(model_dir, device, dtype, attention="eager", experts="eager
     (output: logits, gate weights [N, k], expert indices [N, k]; a `bias` [E] parameter) and
     `mlp.experts(hidden [M, C], indices [M, k], weights [M, k])` (the weighted sum of the chosen
     experts' outputs); `model.model(...)` → last_hidden_state; `get_output_embeddings()`."""
-    model, unexpected = modeling.load_base_model(model_dir, device, dtype, attention=attention, experts=experts)
+    model, unexpected = loading.load_base_model(model_dir, device, dtype, attention=attention, experts=experts)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -112,7 +112,7 @@ def _prepare_batch(model, batch):
     # flex attention compiles per shape and refuses short sequences: pad like the LoRA path
     # (token 0, attention mask 0, labels -100: no profile or evaluation term changes)
     if model.config._attn_implementation == "flex_attention":
-        batch = modeling.pad_for_flex(batch)
+        batch = forward_pass.pad_for_flex(batch)
     return batch
 
 
@@ -364,12 +364,12 @@ def run(job, args, emit, dist, stop, timings=None):
     root = os.path.abspath(args.root or os.getcwd())
     work = os.path.abspath(args.work_dir or os.getcwd())
     out_dir = os.path.abspath(args.out)
-    model_dir = modeling.resolve(job.model, root)
-    device = modeling.pick_device(dist.local_rank)
-    dtype = modeling.compute_dtype(device)
+    model_dir = loading.resolve(job.model, root)
+    device = compute.pick_device(dist.local_rank)
+    dtype = compute.compute_dtype(device)
     # How the forward passes compute: the job's `torch` section, resolved as for LoRA jobs
     # (auto on CUDA: flex attention, and MXFP4 experts kept quantized for an MXFP4 checkpoint).
-    topts = modeling.torch_options(job.torch, device, modeling.checkpoint_is_mxfp4(model_dir))
+    topts = compute.torch_options(job.torch, device, compute.checkpoint_is_mxfp4(model_dir))
     phases = _Phases(timings, device)
 
     # 1. The data, exactly as the native runner sees it.

@@ -18,7 +18,12 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
-Enum = Annotated  # Enum[str, "torch.attention"]: a str from enums.json's list for that path
+Enum = Annotated  # Enum[str, Choice("torch.attention")]: a str from enums.json's list for that path
+
+
+@dataclass(frozen=True)
+class Choice:
+    path: str  # the dotted path whose allowed values enums.json lists
 
 
 class SpecError(ValueError):
@@ -54,8 +59,8 @@ class Resources:
 @dataclass(frozen=True)
 class Dataset:
     path: str
-    format: Enum[str, "dataset.format"]
-    template: Enum[str, "dataset.template"]
+    format: Enum[str, Choice("dataset.format")]
+    template: Enum[str, Choice("dataset.template")]
     val_fraction: float
     fields: Optional[dict] = None  # role -> column name
     prompt_template: Optional[str] = None
@@ -72,7 +77,7 @@ class LoRA:
     alpha: float
     dropout: float
     use_rslora: bool
-    target_modules: list[Enum[str, "lora.target_modules"]]
+    target_modules: list[Enum[str, Choice("lora.target_modules")]]
     target_parameters: list[str]
 
 
@@ -80,7 +85,7 @@ class LoRA:
 class Train:
     epochs: int
     learning_rate: float
-    scheduler: Enum[str, "train.scheduler"]
+    scheduler: Enum[str, Choice("train.scheduler")]
     warmup_ratio: float
     min_lr_ratio: float
     batch_size: int
@@ -102,7 +107,7 @@ class Train:
 @dataclass(frozen=True)
 class Prune:
     keep: int
-    score: Enum[str, "prune.score"]
+    score: Enum[str, Choice("prune.score")]
     keep_super_experts: bool
     super_expert_ratio: float
     calibration_examples: int
@@ -115,8 +120,8 @@ class Prune:
 
 @dataclass(frozen=True)
 class Torch:
-    attention: Enum[str, "torch.attention"]
-    experts: Enum[str, "torch.experts"]
+    attention: Enum[str, Choice("torch.attention")]
+    experts: Enum[str, Choice("torch.experts")]
     chunked_loss: bool
     loss_chunk_rows: int
 
@@ -125,11 +130,11 @@ class Torch:
 class Job:
     """A native or torch job (the command trainer's jobs are not this trainer's)."""
     name: str
-    trainer: Enum[str, "trainer"]
+    trainer: Enum[str, Choice("trainer")]
     priority: int
     max_attempts: int
     resources: Resources
-    task: Enum[str, "task"]
+    task: Enum[str, Choice("task")]
     model: str
     dataset: Dataset
     lora: Optional[LoRA] = None
@@ -209,8 +214,8 @@ def _record(cls, obj, path):
 def _value(kind, v, where):
     origin = typing.get_origin(kind)
     if origin is Annotated:
-        base, key = typing.get_args(kind)
-        allowed = enums()[key]
+        base, choice = typing.get_args(kind)
+        allowed = enums()[choice.path]
         if not isinstance(v, str) or v not in allowed:
             raise SpecError(f"job: {where}: {v!r} is not one of {', '.join(allowed)}")
         return v

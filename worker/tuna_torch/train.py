@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from . import checkpoint, data, model as modeling, spec
+from . import adapters, checkpoint, compute, data, forward_pass, loading, spec
 from .dist import Distributed
 from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
 
@@ -67,10 +67,10 @@ def evaluate(model, batches, dist, device, chunk_rows, adapter=True):
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        ctx = modeling.adapter_disabled(model) if not adapter else _Null()
+        ctx = adapters.adapter_disabled(model) if not adapter else _Null()
         with ctx:
             for b in batches[dist.rank::dist.world]:
-                s, n = modeling.token_loss_sum(model, b, device, chunk_rows)
+                s, n = forward_pass.token_loss_sum(model, b, device, chunk_rows)
                 if n > 0:
                     total += s.item()
                     count += n
@@ -105,14 +105,14 @@ def run(args, emit, dist, stop):
     seed, batch_size, max_grad_norm = t.seed, t.batch_size, t.max_grad_norm
     eval_every, ckpt_every = t.eval_every_steps, t.checkpoint_every_steps
 
-    device = modeling.pick_device(dist.local_rank)
+    device = compute.pick_device(dist.local_rank)
     dist.init(device)
-    dtype = modeling.compute_dtype(device)
+    dtype = compute.compute_dtype(device)
     # How it computes (attention / experts implementation, chunked loss): the job's `torch`
     # section. Resolved before anything runs, so an explicit choice this device cannot run
     # fails at once.
-    model_dir = modeling.resolve(job.model, root)
-    topts = modeling.torch_options(job.torch, device, modeling.checkpoint_is_mxfp4(model_dir))
+    model_dir = loading.resolve(job.model, root)
+    topts = compute.torch_options(job.torch, device, compute.checkpoint_is_mxfp4(model_dir))
     chunk_rows = topts.chunk_rows
 
     # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait),
@@ -128,11 +128,11 @@ def run(args, emit, dist, stop):
 
     # 2. Model and the initial adapter.
     torch.manual_seed(seed)
-    base, unexpected = modeling.load_base_model(model_dir, device, dtype,
+    base, unexpected = loading.load_base_model(model_dir, device, dtype,
                                                 attention=topts.attention, experts=topts.experts)
     if unexpected and dist.is_main:
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
-    model, params = modeling.build_lora_model(base, lora, prep.init_adapter, t.gradient_checkpointing)
+    model, params = adapters.build_lora_model(base, lora, prep.init_adapter, t.gradient_checkpointing)
     plist = list(params.values())
     optimizer = torch.optim.AdamW(plist, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
                                   eps=t.adam_eps, weight_decay=t.weight_decay)
@@ -195,7 +195,7 @@ def run(args, emit, dist, stop):
                 if data.scored_tokens(b) == 0:
                     continue  # nothing to learn from; its gradient is zero
                 torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
-                s, _ = modeling.token_loss_sum(model, b, device, chunk_rows)
+                s, _ = forward_pass.token_loss_sum(model, b, device, chunk_rows)
                 # Scale by the whole step's scored tokens: gradient accumulation (and the
                 # ranks' sum) is then exactly one big batch's token-weighted mean.
                 (s / scored).backward()
@@ -232,7 +232,7 @@ def run(args, emit, dist, stop):
 
     # 4. The adapter, in PEFT layout (what `PeftModel.from_pretrained` loads).
     if dist.is_main:
-        modeling.save_adapter(model, params, prep.init_adapter, out_dir)
+        adapters.save_adapter(model, params, prep.init_adapter, out_dir)
     dist.barrier()
     done = dict(steps=step, seconds=time.time() - started, final_train_loss=last_train, final_val_loss=last_val,
                 baseline_val_loss=baseline, peak_rss_mb=peak_rss_mb())

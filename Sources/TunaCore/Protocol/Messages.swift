@@ -268,12 +268,28 @@ public struct Submitted: Codable, Sendable {
     }
 }
 
-/// Names a sweep or a job (cancel, retry, jobs, results).
-public struct Target: Codable, Sendable {
+/// `cancel`: a whole sweep's unfinished jobs, or one job.
+public struct CancelRequest: Codable, Sendable {
     public var sweep: SweepID?
     public var job: JobID?
     public init(sweep: SweepID? = nil, job: JobID? = nil) { self.sweep = sweep; self.job = job }
 }
+
+/// `retry`: a sweep's failed and cancelled jobs, queued again.
+public struct RetryRequest: Codable, Sendable {
+    public var sweep: SweepID?
+    public init(sweep: SweepID?) { self.sweep = sweep }
+}
+
+/// `job`: one job's detail.
+public struct JobQuery: Codable, Sendable {
+    public var job: JobID?
+    public init(job: JobID) { self.job = job }
+}
+
+/// `list_sweeps`, `list_workers`: no parameters.
+public struct ListSweeps: Codable, Sendable { public init() {} }
+public struct ListWorkers: Codable, Sendable { public init() {} }
 
 public struct Count: Codable, Sendable {
     public var count: Int
@@ -282,7 +298,7 @@ public struct Count: Codable, Sendable {
 
 public struct Empty: Codable, Sendable { public init() {} }
 
-public struct WorkerName: Codable, Sendable {
+public struct Unquarantine: Codable, Sendable {
     public var worker: String
     public init(worker: String) { self.worker = worker }
 }
@@ -291,6 +307,12 @@ public struct ResultsQuery: Codable, Sendable {
     public var sweep: SweepID?
     public var sort: String?
     public init(sweep: SweepID? = nil, sort: String? = nil) { self.sweep = sweep; self.sort = sort }
+}
+
+/// `waiting`: why a sweep's (or every) queued job waits.
+public struct WaitingQuery: Codable, Sendable {
+    public var sweep: SweepID?
+    public init(sweep: SweepID? = nil) { self.sweep = sweep }
 }
 
 public struct LogsQuery: Codable, Sendable {
