@@ -1,5 +1,7 @@
 /// The job state machine, as one pure function: a job's status changes only here, and the
-/// store persists each change in one transaction. The reason a job failed lives in its own
+/// store persists each change in one transaction (single jobs through `next`, and the bulk
+/// changes, cancelling or retrying a sweep, through `bulk`). An attempt's end decides both the
+/// attempt's final state and its job's event (`end`). The reason a job failed lives in its own
 /// column, not in the state.
 ///
 ///     queued ──lease──▶ running ──done──▶ succeeded
@@ -38,4 +40,46 @@ public enum JobLifecycle {
         let shift = min(failures - 1, 30)
         return min(capMs, baseMs << Int64(shift))
     }
+}
+
+/// An attempt's state: `running` while its lease is held, then how it ended. `returned`: its
+/// worker gave the job back unfailed (shutting down, `scancel`); the job is queued again and the
+/// return does not count as a failure.
+public enum AttemptState: String, Codable, Sendable, CaseIterable {
+    case running, succeeded, failed, lost, returned, cancelled
+}
+
+/// How an attempt ended, as its worker (or the lease reaper: `lost`) reports it.
+public enum AttemptOutcome: Sendable, Equatable {
+    case succeeded
+    case failed(String)
+    case lost(String)
+    case returned(String)
+}
+
+extension JobLifecycle {
+    /// An attempt's end: the attempt's final state, its job's event (`failures` counts the
+    /// job's failures before this attempt) and the reason to store.
+    public static func end(_ outcome: AttemptOutcome, failures: Int, maxAttempts: Int) -> (state: AttemptState, event: JobEvent, reason: String?) {
+        switch outcome {
+        case .succeeded: return (.succeeded, .succeeded, nil)
+        case .failed(let why): return (.failed, .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
+        case .lost(let why): return (.lost, .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
+        case .returned(let why): return (.returned, .returned, why)
+        }
+    }
+
+    /// For a change made to many jobs in one statement (cancel, retry): the statuses `event`
+    /// applies in and the status it takes them to, read off `next`.
+    public static func bulk(_ event: JobEvent) -> (from: [JobStatus], to: JobStatus) {
+        let from = JobStatus.allCases.filter { next($0, event) != nil }
+        let targets = Set(from.compactMap { next($0, event) })
+        precondition(targets.count == 1, "\(event) takes jobs to \(targets): not one bulk change")
+        return (from, targets.first!)
+    }
+}
+
+extension Array where Element == JobStatus {
+    /// `('queued', 'running')`, for an SQL `IN`.
+    public var sqlList: String { "(" + map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")" }
 }

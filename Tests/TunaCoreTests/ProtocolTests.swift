@@ -34,6 +34,16 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(JobLifecycle.backoffMs(failures: 1, baseMs: 1000, capMs: 60_000), 1000)
         XCTAssertEqual(JobLifecycle.backoffMs(failures: 3, baseMs: 1000, capMs: 60_000), 4000)
         XCTAssertEqual(JobLifecycle.backoffMs(failures: 30, baseMs: 1000, capMs: 60_000), 60_000)
+        // The bulk changes the store makes in one statement are the same rules, read off `next`.
+        XCTAssertEqual(JobLifecycle.bulk(.cancelled).from, [.queued, .running])
+        XCTAssertEqual(JobLifecycle.bulk(.cancelled).to, .cancelled)
+        XCTAssertEqual(JobLifecycle.bulk(.retried).from, [.failed, .cancelled])
+        XCTAssertEqual(JobLifecycle.bulk(.retried).to, .queued)
+        XCTAssertEqual([JobStatus.failed, .cancelled].sqlList, "('failed', 'cancelled')")
+        // An attempt's end: its state and its job's event; a lost lease counts as a failure, a return does not.
+        XCTAssert(JobLifecycle.end(.lost("gone"), failures: 1, maxAttempts: 3) == (.lost, .failed(failures: 2, maxAttempts: 3), "gone"))
+        XCTAssert(JobLifecycle.end(.returned("shutdown"), failures: 1, maxAttempts: 3) == (.returned, .returned, "shutdown"))
+        XCTAssert(JobLifecycle.end(.succeeded, failures: 0, maxAttempts: 3) == (.succeeded, .succeeded, nil))
     }
 
     func testHostPort() throws {

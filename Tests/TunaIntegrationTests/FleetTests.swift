@@ -172,7 +172,7 @@ final class FleetTests: XCTestCase {
 
     /// Slurm's scancel (and systemd's default KillMode) signal every process of the job: the
     /// trainer may get SIGTERM, checkpoint and exit before the worker's own SIGTERM lands. That
-    /// exit is a hand-back, not a failure. Here the trainer is signalled first, 100 ms before
+    /// exit is a return, not a failure. Here the trainer is signalled first, 100 ms before
     /// the worker.
     func testTrainerSignalledBeforeItsWorkerIsAHandBackNotAFailure() async throws {
         try cluster.startCoordinator()

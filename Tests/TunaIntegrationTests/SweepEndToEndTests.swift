@@ -141,7 +141,7 @@ final class SweepEndToEndTests: XCTestCase {
         w1.waitUntilExit()
         XCTAssertEqual(w1.terminationStatus, 0, cluster.log("worker-w1.log"))
         let handed = try await cluster.job(jobID)
-        XCTAssertEqual(handed.attempts.map(\.state), ["returned"], "handed back at once, no lease expiry")
+        XCTAssertEqual(handed.attempts.map(\.state), ["returned"], "returned at once, no lease expiry")
         XCTAssertEqual(handed.job.status, .queued)
         XCTAssert(handed.artifacts.contains { $0.kind == "checkpoint" && $0.name == "step.txt" }, "\(handed.artifacts)")
 

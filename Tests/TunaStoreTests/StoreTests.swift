@@ -58,7 +58,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(l2.attempt, 2)
         // The first worker comes back and tries to finish: refused, on every path.
         XCTAssertThrowsError(try store.finish(ref, worker: "w1", outcome: .succeeded, now: 1800, policy: policy)) {
-            XCTAssertEqual(($0 as? ErrorReply)?.code, .staleAttempt)
+            guard case .staleAttempt? = $0 as? StoreError else { return XCTFail("\($0)") }
         }
         XCTAssertThrowsError(try store.appendEvents(Events(job: l.job, attempt: 1, events: []), worker: "w1", now: 1800))
         XCTAssertThrowsError(try store.beginUpload(ref, worker: "w1", artifact: ArtifactInfo(kind: "adapter", name: "a", sha256: String(repeating: "0", count: 64), size: 1)))

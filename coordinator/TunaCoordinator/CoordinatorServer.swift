@@ -82,6 +82,8 @@ public final class CoordinatorServer: Sendable {
                     } catch let e as ErrorReply {
                         await session.send(.error, re: msg.header.id, e)
                         if e.code.closesConnection { break }
+                    } catch let e as StoreError {
+                        await session.send(.error, re: msg.header.id, ErrorReply(e))
                     } catch {
                         // A file-system or other unexpected failure: say so, keep the connection.
                         self.log.error("\(msg.type): \(error)")
@@ -96,6 +98,18 @@ public final class CoordinatorServer: Sendable {
                 // The peer went away (reset, EOF mid-frame): nothing to tell it.
             }
             await self.coordinator.disconnected(session)
+        }
+    }
+}
+
+extension ErrorReply {
+    /// The store's refusals as the wire says them: the one place they are mapped.
+    init(_ e: StoreError) {
+        switch e {
+        case .notFound(let m): self.init(code: .notFound, message: m)
+        case .staleAttempt: self.init(code: .staleAttempt, message: e.description)
+        case .badRequest(let m): self.init(code: .badRequest, message: m)
+        case .database(let m): self.init(code: .internal, message: m)
         }
     }
 }

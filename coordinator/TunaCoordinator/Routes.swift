@@ -46,7 +46,7 @@ extension CoordinatorServer {
             }
         case .jobFailed:
             try await reply(msg, s) { (f: JobFailed) in
-                let outcome: Store.Outcome = f.returned ? .returned(f.reason) : .failed(f.reason)
+                let outcome: AttemptOutcome = f.returned ? .returned(f.reason) : .failed(f.reason)
                 try await store.finish(AttemptRef(job: f.job, attempt: f.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
                 return Empty()
             }

@@ -31,7 +31,7 @@ final class GroupCommitter: @unchecked Sendable {
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
-            var outcome: Result<T, Error> = .failure(ErrorReply(code: .internal, message: "write did not run"))
+            var outcome: Result<T, Error> = .failure(StoreError.database("write did not run"))
             let item = Item(
                 run: { db in
                     do {
@@ -77,9 +77,9 @@ extension Store {
     /// Errors callers can act on pass through; SQLite's own (a full disk) become one clear reply.
     static func clear(_ error: Error) -> Error {
         switch error {
-        case let e as ErrorReply: return e
+        case let e as StoreError: return e
         case let e as TunaError: return e
-        default: return ErrorReply(code: .internal, message: "database write failed: \(error)")
+        default: return StoreError.database("database write failed: \(error)")
         }
     }
 }

@@ -23,7 +23,7 @@ extension Store {
                 """, arguments: [attemptID, a.kind, a.name, a.sha256, a.size])
             let row = try Row.fetchOne(db, sql: "SELECT id, received FROM uploads WHERE attempt_id = ? AND kind = ? AND name = ? AND sha256 = ?",
                                        arguments: [attemptID, a.kind, a.name, a.sha256])
-            guard let row else { throw ErrorReply(code: .internal, message: "upload row vanished") }
+            guard let row else { throw StoreError.database("upload row vanished") }
             return UploadState(id: row[0], attemptID: attemptID, artifact: a, received: row[1])
         }
     }
@@ -31,7 +31,7 @@ extension Store {
     public func upload(_ id: Int64) throws -> UploadState {
         try read { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT id, attempt_id, kind, name, sha256, size, received FROM uploads WHERE id = ?", arguments: [id]) else {
-                throw ErrorReply.notFound("no upload \(id)")
+                throw StoreError.notFound("no upload \(id)")
             }
             return UploadState(id: r[0], attemptID: r[1], artifact: ArtifactInfo(kind: r[2], name: r[3], sha256: r[4], size: r[5]), received: r[6])
         }
@@ -46,10 +46,10 @@ extension Store {
     public func completeUpload(_ id: Int64, ref: AttemptRef, worker: String, now: Int64) async throws {
         try await write { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT attempt_id, kind, name, sha256, size FROM uploads WHERE id = ?", arguments: [id]) else {
-                throw ErrorReply.notFound("no upload \(id)")
+                throw StoreError.notFound("no upload \(id)")
             }
             let attemptID = try self.currentAttemptID(db, ref, worker: worker)
-            guard attemptID == r[0] as Int64 else { throw ErrorReply.stale(ref, "upload \(id) belongs to another attempt") }
+            guard attemptID == r[0] as Int64 else { throw StoreError.staleAttempt(ref, "upload \(id) belongs to another attempt") }
             try db.execute(sql: """
                 INSERT INTO artifacts (attempt_id, kind, name, sha256, size, created_ms) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (attempt_id, kind, name) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size
@@ -67,7 +67,7 @@ extension Store {
     public func uploadAttempt(_ id: Int64) throws -> AttemptRef {
         try read { db in
             guard let r = try Row.fetchOne(db, sql: "SELECT a.job_id, a.number FROM uploads u JOIN attempts a ON a.id = u.attempt_id WHERE u.id = ?", arguments: [id]) else {
-                throw ErrorReply.notFound("no upload \(id)")
+                throw StoreError.notFound("no upload \(id)")
             }
             return AttemptRef(job: r[0], attempt: r[1])
         }

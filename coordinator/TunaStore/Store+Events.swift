@@ -66,7 +66,7 @@ extension Store {
     public func events(job: JobID, attempt: Int?) throws -> [EventRow] {
         try read { db in
             guard let latest = try Int.fetchOne(db, sql: "SELECT attempts FROM jobs WHERE id = ?", arguments: [job]) else {
-                throw ErrorReply.notFound("no job \(job)")
+                throw StoreError.notFound("no job \(job)")
             }
             let number = attempt ?? latest
             return try Row.fetchAll(db, sql: """

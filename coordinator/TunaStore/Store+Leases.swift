@@ -140,17 +140,10 @@ extension Store {
         }
     }
 
-    public enum Outcome: Sendable {
-        case succeeded
-        case failed(String)
-        case lost(String)
-        case returned(String)
-    }
-
     /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
     /// is the job's current one, still running, and held by this worker: the fencing check
     /// that makes at most one attempt the job's result.
-    public func finish(_ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) async throws {
+    public func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) async throws {
         try await write { db in
             _ = try self.currentAttemptID(db, ref, worker: worker)
             try self.endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
@@ -163,31 +156,25 @@ extension Store {
             SELECT a.id, a.state, a.worker_id, j.current_attempt, j.status FROM attempts a JOIN jobs j ON j.id = a.job_id
             WHERE a.job_id = ? AND a.number = ?
             """, arguments: [ref.job, ref.attempt]) else {
-            throw ErrorReply.stale(ref, "no such attempt")
+            throw StoreError.staleAttempt(ref, "no such attempt")
         }
         let state: String = row[1], holder: String = row[2], current: Int? = row[3], status: String = row[4]
-        guard holder == worker else { throw ErrorReply.stale(ref, "held by another worker") }
+        guard holder == worker else { throw StoreError.staleAttempt(ref, "held by another worker") }
         guard state == "running", current == ref.attempt, status == "running" else {
-            throw ErrorReply.stale(ref, "the lease is no longer held (attempt \(state), job \(status))")
+            throw StoreError.staleAttempt(ref, "the lease is no longer held (attempt \(state), job \(status))")
         }
         return row[0]
     }
 
-    func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: Outcome, now: Int64, policy: LeasePolicy) throws {
+    func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws {
         let row = try Row.fetchOne(db, sql: "SELECT status, failures, max_attempts FROM jobs WHERE id = ?", arguments: [ref.job])
         guard let row, let status = JobStatus(rawValue: row[0]) else { return }
         let failures: Int = row[1], maxAttempts: Int = row[2]
-        let (attemptState, event, error): (String, JobEvent, String?)
-        switch outcome {
-        case .succeeded: (attemptState, event, error) = ("succeeded", .succeeded, nil)
-        case .failed(let why): (attemptState, event, error) = ("failed", .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
-        case .lost(let why): (attemptState, event, error) = ("lost", .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
-        case .returned(let why): (attemptState, event, error) = ("returned", .returned, why)
-        }
+        let (attemptState, event, error) = JobLifecycle.end(outcome, failures: failures, maxAttempts: maxAttempts)
         guard let next = JobLifecycle.next(status, event) else { return }
         let stored = error.map { String($0.prefix(2000)) }
         try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
-                       arguments: [attemptState, now, stored, ref.job, ref.attempt])
+                       arguments: [attemptState.rawValue, now, stored, ref.job, ref.attempt])
         switch event {
         case .succeeded:
             let adapter = try String.fetchOne(db, sql: """
@@ -224,7 +211,7 @@ extension Store {
         try await write { db in
             try db.execute(sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, consecutive_failures = 0 WHERE id = ? OR name = ?",
                            arguments: [worker, worker])
-            if db.changesCount == 0 { throw ErrorReply.notFound("no worker \(worker)") }
+            if db.changesCount == 0 { throw StoreError.notFound("no worker \(worker)") }
         }
     }
 }

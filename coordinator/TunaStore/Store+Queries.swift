@@ -26,7 +26,7 @@ extension Store {
     public func results(sweep: SweepID?, sort: String?) throws -> [ResultRow] {
         let json = try resultsJSON(sweep: sweep, sort: sort).json
         do { return try JSONDecoder().decode([ResultRow].self, from: json) } catch {
-            throw ErrorReply(code: .internal, message: "result rows did not decode: \(error)")
+            throw StoreError.database("result rows did not decode: \(error)")
         }
     }
 
@@ -36,12 +36,12 @@ extension Store {
     public func resultsJSON(sweep: SweepID?, sort: String?) throws -> (count: Int, json: Data) {
         let column = sort ?? "id"
         guard Store.sortableColumns.contains(column) else {
-            throw ErrorReply(code: .badRequest, message: "cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
+            throw StoreError.badRequest("cannot sort by \(column); one of \(Store.sortableColumns.joined(separator: ", "))")
         }
         let order = column == "tokens_per_s" ? "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id" : "j.\(column) IS NULL, j.\(column), j.id"
         return try read { db in
             if let sweep, try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) != true {
-                throw ErrorReply.notFound("no sweep \(sweep)")
+                throw StoreError.notFound("no sweep \(sweep)")
             }
             let filter = sweep == nil ? "" : "WHERE j.sweep_id = ?"
             let stmt = try db.makeStatement(sql: """
@@ -59,7 +59,7 @@ extension Store {
             while true {
                 let rc = sqlite3_step(q)
                 if rc == SQLITE_DONE { break }
-                guard rc == SQLITE_ROW else { throw ErrorReply(code: .internal, message: "results query failed (\(rc))") }
+                guard rc == SQLITE_ROW else { throw StoreError.database("results query failed (\(rc))") }
                 if count > 0 { w.raw(",") }
                 count += 1
                 w.raw("{\"adapter_sha256\":"); w.text(q, 0)
@@ -89,7 +89,7 @@ extension Store {
                 SELECT j.id, j.sweep_id, j.idx, j.status, j.attempts, j.varying, j.final_train_loss, j.best_val_loss,
                        j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error, j.metrics
                 FROM jobs j LEFT JOIN workers w ON w.id = j.worker WHERE j.id = ?
-                """, arguments: [job]) else { throw ErrorReply.notFound("no job \(job)") }
+                """, arguments: [job]) else { throw StoreError.notFound("no job \(job)") }
             let row = ResultRow(id: r[0], sweep: r[1], index: r[2], status: JobStatus(rawValue: r[3]) ?? .queued, attempts: r[4],
                                 params: (try? JSONValue.parse(Data((r[5] as String).utf8)))?.objectValue ?? [:],
                                 final_train_loss: r[6], best_val_loss: r[7], final_val_loss: r[8], tokens_per_s: r[9],

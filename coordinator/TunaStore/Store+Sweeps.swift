@@ -32,12 +32,13 @@ extension Store {
     public func retry(sweep: SweepID) async throws -> Int {
         try await write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) == true else {
-                throw ErrorReply.notFound("no sweep \(sweep)")
+                throw StoreError.notFound("no sweep \(sweep)")
             }
+            let retry = JobLifecycle.bulk(.retried)
             try db.execute(sql: """
-                UPDATE jobs SET status = 'queued', failures = 0, not_before_ms = 0, error = NULL, current_attempt = NULL
-                WHERE sweep_id = ? AND status IN ('failed', 'cancelled')
-                """, arguments: [sweep])
+                UPDATE jobs SET status = ?, failures = 0, not_before_ms = 0, error = NULL, current_attempt = NULL
+                WHERE sweep_id = ? AND status IN \(retry.from.sqlList)
+                """, arguments: [retry.to.rawValue, sweep])
             return db.changesCount
         }
     }
@@ -49,19 +50,20 @@ extension Store {
             let (clause, arg): (String, Int64)
             if let job = target.job { (clause, arg) = ("j.id = ?", job) }
             else if let sweep = target.sweep { (clause, arg) = ("j.sweep_id = ?", sweep) }
-            else { throw ErrorReply(code: .badRequest, message: "cancel needs a sweep or a job") }
+            else { throw StoreError.badRequest("cancel needs a sweep or a job") }
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs j WHERE \(clause) LIMIT 1", arguments: [arg]) == true
-            if !exists { throw ErrorReply.notFound("no \(target.job != nil ? "job" : "sweep") \(arg)") }
+            if !exists { throw StoreError.notFound("no \(target.job != nil ? "job" : "sweep") \(arg)") }
             let running = try Row.fetchAll(db, sql: """
                 SELECT j.id, a.number, a.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.current_attempt
                 WHERE \(clause) AND j.status = 'running' AND a.state = 'running'
                 """, arguments: [arg]).map { (AttemptRef(job: $0[0], attempt: $0[1]), $0[2] as String) }
             for (ref, _) in running {
-                try db.execute(sql: "UPDATE attempts SET state = 'cancelled', ended_ms = ?, error = 'cancelled' WHERE job_id = ? AND number = ?",
-                               arguments: [now, ref.job, ref.attempt])
+                try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = 'cancelled' WHERE job_id = ? AND number = ?",
+                               arguments: [AttemptState.cancelled.rawValue, now, ref.job, ref.attempt])
             }
-            try db.execute(sql: "UPDATE jobs SET status = 'cancelled', error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN ('queued', 'running')",
-                           arguments: [arg])
+            let cancel = JobLifecycle.bulk(.cancelled)
+            try db.execute(sql: "UPDATE jobs SET status = ?, error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN \(cancel.from.sqlList)",
+                           arguments: [cancel.to.rawValue, arg])
             return (db.changesCount, running)
         }
     }

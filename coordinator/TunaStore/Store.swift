@@ -48,17 +48,11 @@ public final class Store: @unchecked Sendable {
 
     func read<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try db.read(body) }
-        catch let e as ErrorReply { throw e }
-        catch { throw ErrorReply(code: .internal, message: "database read failed: \(error)") }
+        catch let e as StoreError { throw e }
+        catch { throw StoreError.database("database read failed: \(error)") }
     }
 }
 
-extension ErrorReply {
-    static func stale(_ ref: AttemptRef, _ why: String) -> ErrorReply {
-        ErrorReply(code: .staleAttempt, message: "job \(ref.job) attempt \(ref.attempt): \(why)")
-    }
-    static func notFound(_ what: String) -> ErrorReply { ErrorReply(code: .notFound, message: what) }
-}
 
 func jsonText(_ v: JSONValue) -> String { v.canonicalJSON }
 func jsonText<T: Encodable>(_ v: T) -> String {

@@ -186,13 +186,13 @@ if wait_for $((KILL_WAIT + 20)) "Slurm job $A to end" bash -c "! squeue -h -o %i
 else
     bad "worker A's Slurm job $A still in squeue $((KILL_WAIT + 20))s after scancel"
 fi
-grep -q "handed back" "$WORK/worker-$A.out"; expect $? "worker A's log says it handed job $X back"
+grep -q "returned to the queue" "$WORK/worker-$A.out"; expect $? "worker A's log says it returned job $X to the queue"
 
 attempt_state() {  # JOB ATTEMPT -> state of that attempt
     tuna jobs "$1" --json | json "[a['state'] for a in d['attempts'] if a['attempt'] == $2][:1]"
 }
 st=$(attempt_state "$X" 1)
-[[ $st == returned ]]; expect $? "job $X attempt 1 (worker A) ended as 'returned' (a hand-back), got '${st:-none}'"
+[[ $st == returned ]]; expect $? "job $X attempt 1 (worker A) ended as 'returned' (a return), got '${st:-none}'"
 
 # ---- a replacement worker; everything finishes ---------------------------------------------
 C=$(submit_worker) || fatal "sbatch of worker C failed"

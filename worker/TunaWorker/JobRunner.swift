@@ -10,7 +10,9 @@ import Glibc
 /// from, starts the trainer, streams its lines as events, uploads what it left, and reports
 /// the outcome. Talks to the coordinator only through the daemon (which survives reconnects).
 actor JobRunner {
-    enum Stop: Equatable { case cancelled(String), handBack }
+    /// Why the runner stops its trainer: the job was cancelled, or the worker is shutting down and
+    /// returns the job to the queue (an unfailed `returned` attempt).
+    enum Stop: Equatable { case cancelled(String), returned }
 
     let lease: Lease
     /// The lease's job spec, decoded by the daemon (a failure fails the attempt with its message).
@@ -104,24 +106,24 @@ actor JobRunner {
         let code = await child.wait()
         // The same SIGTERM may reach the trainer before the worker (Slurm's scancel signals every
         // process of the job): a trainer that stops unasked gets a moment for the worker's own
-        // SIGTERM to land, and if it does, the job is handed back, not failed.
+        // SIGTERM to land, and if it does, the job is returned, not failed.
         if stop == nil, code != 0 {
             try? await Task.sleep(nanoseconds: JobRunner.unaskedExitGraceNs)
-            if stop == nil, daemon.terminationRequested.withLockedValue({ $0 }) { stop = .handBack }
+            if stop == nil, daemon.terminationRequested.withLockedValue({ $0 }) { stop = .returned }
         }
         sync.cancel()
         _ = await sync.value
         if case .cancelled(let why)? = stop { return (false, why) }
         // A trainer that finished while being asked to stop has finished: keep its result.
         if code == 0 { return (true, sawDone ? "done" : "exited 0") }
-        if stop == .handBack { return (false, "handed back (worker shutting down)") }
+        if stop == .returned { return (false, "returned (worker shutting down)") }
         return (false, "trainer exited with code \(code)")
     }
 
     private func finish(ok: Bool, reason: String) async {
         if case .cancelled = stop { await daemon.forget(ref); return }
         var ok = ok, reason = reason
-        let handBack = !ok && stop == .handBack
+        let returned = !ok && stop == .returned
         do {
             do {
                 if ok {
@@ -138,7 +140,7 @@ actor JobRunner {
                 ok = false
                 reason = "upload failed: \(e)"
             }
-            try await daemon.report(ref, ok: ok, reason: reason, handBack: handBack)
+            try await daemon.report(ref, ok: ok, reason: reason, returned: returned)
         } catch {
             await daemon.log("job \(ref.job) attempt \(ref.attempt): could not report: \(error)")
         }

@@ -22,7 +22,7 @@ public actor WorkerDaemon {
     private var shuttingDown = false
     /// Set by the signal handler at once, before `shutdown()` gets onto this actor: under Slurm
     /// (and systemd's KillMode=control-group) the trainers get the same SIGTERM as the worker
-    /// and may exit first; their exit then is a hand-back, not a failure.
+    /// and may exit first; their exit then is a return, not a failure.
     nonisolated let terminationRequested = NIOLockedValueBox(false)
     private var quarantined = false
     /// Whether the current session has registered (resets the reconnect backoff).
@@ -179,12 +179,12 @@ public actor WorkerDaemon {
     public func shutdown() async {
         guard !shuttingDown else { return }
         shuttingDown = true
-        log.info("shutting down: handing back \(runners.count) job(s)")
-        for (_, r) in runners { await r.runner.stop(.handBack) }
+        log.info("shutting down: returning \(runners.count) job(s) to the queue")
+        for (_, r) in runners { await r.runner.stop(.returned) }
         if runners.isEmpty { client?.close() }
     }
 
-    /// --exit-when-idle: ends the worker (as SIGTERM would, with nothing to hand back) once it
+    /// --exit-when-idle: ends the worker (as SIGTERM would, with nothing to return) once it
     /// has had no job for `seconds`: a Slurm allocation or a cloud box is given back when the
     /// queue has run dry.
     private func exitWhenIdle(after seconds: Double) async {
@@ -246,15 +246,15 @@ public actor WorkerDaemon {
     }
 
     /// Reports the outcome once every event of the attempt is stored.
-    func report(_ ref: AttemptRef, ok: Bool, reason: String, handBack: Bool) async throws {
+    func report(_ ref: AttemptRef, ok: Bool, reason: String, returned: Bool) async throws {
         while !(await sink.isDrained(ref)) { try await Task.sleep(nanoseconds: 20_000_000) }
         try await withClient { c in
             if ok {
                 _ = try await c.send(JobDone(job: ref.job, attempt: ref.attempt))
             } else {
-                _ = try await c.send(JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: handBack))
+                _ = try await c.send(JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: returned))
             }
         }
-        log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? "succeeded" : (handBack ? "handed back" : "failed: \(reason)"))")
+        log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? "succeeded" : (returned ? "returned to the queue" : "failed: \(reason)"))")
     }
 }

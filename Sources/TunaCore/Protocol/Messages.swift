@@ -179,7 +179,7 @@ public struct JobFailed: Codable, Sendable {
     public var job: JobID
     public var attempt: Int
     public var reason: String
-    /// Hand back without counting as a failure (SIGTERM on the worker, preemption).
+    /// Return to the queue without counting as a failure (SIGTERM on the worker, preemption).
     public var returned: Bool
     public init(job: JobID, attempt: Int, reason: String, returned: Bool) {
         self.job = job; self.attempt = attempt; self.reason = reason; self.returned = returned

@@ -1,0 +1,22 @@
+import TunaCore
+
+/// What the store refuses or fails at, in its own terms. The coordinator turns it into a wire
+/// error in one place (`ErrorReply(_: StoreError)` in TunaCoordinator); the store never speaks
+/// the wire's error type.
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    /// No such sweep, job, worker or upload.
+    case notFound(String)
+    /// The attempt is not the live one held by this worker (fencing): its result is refused.
+    case staleAttempt(AttemptRef, String)
+    /// A request the store cannot act on as asked (cancel with no target, an unknown sort column).
+    case badRequest(String)
+    /// SQLite failed (a full disk, an I/O error) or a row did not read back.
+    case database(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let m), .badRequest(let m), .database(let m): return m
+        case .staleAttempt(let ref, let why): return "job \(ref.job) attempt \(ref.attempt): \(why)"
+        }
+    }
+}
