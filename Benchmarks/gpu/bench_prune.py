@@ -71,7 +71,7 @@ def write_prepared(directory, a, vocab, write_checkpoint):
     write_rows(os.path.join(directory, "calibration.jsonl"), random_rows(rng, a.calibration_rows, seq, vocab, 0))
     write_rows(os.path.join(directory, "validation.jsonl"), random_rows(rng, a.held_out_rows, seq, vocab, seq // 2))
     write_rows(os.path.join(directory, "general.jsonl"), random_rows(rng, a.general_rows, seq, vocab, seq // 2))
-    plan = {"format": prune.PLAN_FORMAT, "task": "prune", "keep": a.keep, "also_evaluate": a.also_evaluate,
+    plan = {"format": spec.plan_format("prune"), "task": "prune", "keep": a.keep, "also_evaluate": a.also_evaluate,
             "evaluations": sorted(set([a.keep] + a.also_evaluate), reverse=True), "score": a.score,
             "keep_super_experts": True, "super_expert_ratio": 10.0, "calibration_examples": a.calibration_rows,
             "max_seq_len": seq, "write_checkpoint": write_checkpoint, "batch_size": 8,

@@ -10,6 +10,9 @@ public enum TrainerEvent {
     public enum Kind: String, CaseIterable, Sendable, Codable {
         case config, resumed, baseline, step, eval, checkpoint, done
         case resumeFailed = "resume_failed", pruneProfile = "prune_profile", pruneEval = "prune_eval"
+
+        /// The `event` field of a line of this kind.
+        public var json: JSONValue { .string(rawValue) }
     }
 
     /// The fields every event of `kind` has (besides `event`).

@@ -56,42 +56,56 @@ enum Attention {
         stackedQ.withUnsafeMutableBufferPointer { sqp in stackedOut.withUnsafeMutableBufferPointer { sop in
             guard let qb = qp.baseAddress, let kb = kp.baseAddress, let vb = vp.baseAddress, let cb = cp.baseAddress,
                   let sb = sp.baseAddress, let sq = sqp.baseAddress, let so = sop.baseAddress else { return }
-            for row in 0..<batch.batchSize {
-                for i0 in stride(from: 0, to: t, by: bq) {
-                    let i1 = min(i0 + bq, t), rows = i1 - i0
-                    // keys any query in [i0, i1) may see: causal end i1, window start i0 - W + 1
-                    let j0 = window.map { max(0, i0 - $0 + 1) } ?? 0
-                    let keys = i1 - j0
-                    for i in 0..<rows {
-                        for j in 0..<keys { allowed[i * keys + j] = batch.allowed(row: row, query: i0 + i, key: j0 + j, window: window) }
-                    }
-                    for kvHead in 0..<kvh {
-                        let firstHead = kvHead * group
-                        // stack: sq[(g*rows + i)*D ..] = q[token i0+i, head firstHead+g]
-                        for g in 0..<group {
-                            for i in 0..<rows {
-                                (sq + (g * rows + i) * d).update(from: qb + ((row * t + i0 + i) * h + firstHead + g) * d, count: d)
-                            }
+            forEachTile(batch: batch, block: bq, window: window, allowed: &allowed) { tile, allowed in
+                let (row, i0, rows, j0, keys) = (tile.row, tile.i0, tile.rows, tile.j0, tile.keys)
+                for kvHead in 0..<kvh {
+                    let firstHead = kvHead * group
+                    // stack: sq[(g*rows + i)*D ..] = q[token i0+i, head firstHead+g]
+                    for g in 0..<group {
+                        for i in 0..<rows {
+                            (sq + (g * rows + i) * d).update(from: qb + ((row * t + i0 + i) * h + firstHead + g) * d, count: d)
                         }
-                        let kView = kb + (row * t + j0) * kvh * d + kvHead * d  // [keys, D], stride KVH*D
-                        let vView = vb + (row * t + j0) * kvh * d + kvHead * d  // [keys, D], stride KVH*D
-                        // scores [G*rows, keys] = scale * Q K^T
-                        BLAS.sgemm(transB: true, m: group * rows, n: keys, k: d, alpha: scale, a: sq, lda: d,
-                                   b: kView, ldb: kvh * d, c: sb, ldc: keys)
-                        softmaxWithSink(sb, allowed: allowed, rowsPerHead: rows, heads: group, keys: keys,
-                                        sinks: Array(sinks[firstHead..<(firstHead + group)]))
-                        // out [G*rows, D] = P [G*rows, keys] @ V [keys, D]
-                        BLAS.sgemm(m: group * rows, n: d, k: keys, a: sb, lda: keys, b: vView, ldb: kvh * d, c: so, ldc: d)
-                        for g in 0..<group {
-                            for i in 0..<rows {
-                                (cb + ((row * t + i0 + i) * h + firstHead + g) * d).update(from: so + (g * rows + i) * d, count: d)
-                            }
+                    }
+                    let kView = kb + (row * t + j0) * kvh * d + kvHead * d  // [keys, D], stride KVH*D
+                    let vView = vb + (row * t + j0) * kvh * d + kvHead * d  // [keys, D], stride KVH*D
+                    // scores [G*rows, keys] = scale * Q K^T
+                    BLAS.sgemm(transB: true, m: group * rows, n: keys, k: d, alpha: scale, a: sq, lda: d,
+                               b: kView, ldb: kvh * d, c: sb, ldc: keys)
+                    softmaxWithSink(sb, allowed: allowed, rowsPerHead: rows, heads: group, keys: keys,
+                                    sinks: Array(sinks[firstHead..<(firstHead + group)]))
+                    // out [G*rows, D] = P [G*rows, keys] @ V [keys, D]
+                    BLAS.sgemm(m: group * rows, n: d, k: keys, a: sb, lda: keys, b: vView, ldb: kvh * d, c: so, ldc: d)
+                    for g in 0..<group {
+                        for i in 0..<rows {
+                            (cb + ((row * t + i0 + i) * h + firstHead + g) * d).update(from: so + (g * rows + i) * d, count: d)
                         }
                     }
                 }
             }
         } } } } } } }
         return context
+    }
+
+    /// One block of queries [i0, i0 + rows) of batch row `row`, and the keys [j0, j0 + keys)
+    /// any of them may see (causal end i0 + rows, window start i0 - W + 1).
+    struct Tile { let row: Int, i0: Int, rows: Int, j0: Int, keys: Int }
+
+    /// Walks the tiles of the forward and the backward pass in the same order, filling
+    /// `allowed` [rows, keys] (which key each query may see; shared by all heads) for each.
+    static func forEachTile(batch: Batch, block bq: Int, window: Int?, allowed: inout [Bool],
+                            _ body: (Tile, [Bool]) -> Void) {
+        let t = batch.length
+        for row in 0..<batch.batchSize {
+            for i0 in stride(from: 0, to: t, by: bq) {
+                let i1 = min(i0 + bq, t), rows = i1 - i0
+                let j0 = window.map { max(0, i0 - $0 + 1) } ?? 0
+                let keys = i1 - j0
+                for i in 0..<rows {
+                    for j in 0..<keys { allowed[i * keys + j] = batch.allowed(row: row, query: i0 + i, key: j0 + j, window: window) }
+                }
+                body(Tile(row: row, i0: i0, rows: rows, j0: j0, keys: keys), allowed)
+            }
+        }
     }
 
     /// In place over s [heads*rowsPerHead, keys] (head-major): p_j = exp(s_j - m) /

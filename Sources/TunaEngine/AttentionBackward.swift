@@ -101,45 +101,38 @@ extension Attention {
             let dqb = dqp.baseAddress!, dkb = dkp.baseAddress!, dvb = dvp.baseAddress!
             let sq = sqp.baseAddress!, sdo = sdop.baseAddress!, sdq = sdqp.baseAddress!
             let pb = pp.baseAddress!, dpb = dpp.baseAddress!
-            for row in 0..<batch.batchSize {
-                for i0 in stride(from: 0, to: t, by: bq) {
-                    let i1 = min(i0 + bq, t), rows = i1 - i0
-                    let j0 = window.map { max(0, i0 - $0 + 1) } ?? 0
-                    let keys = i1 - j0
-                    for i in 0..<rows {
-                        for j in 0..<keys { allowed[i * keys + j] = batch.allowed(row: row, query: i0 + i, key: j0 + j, window: window) }
-                    }
-                    for kvHead in 0..<kvh {
-                        let firstHead = kvHead * group
-                        for g in 0..<group {
-                            for i in 0..<rows {
-                                let src = ((row * t + i0 + i) * h + firstHead + g) * d
-                                (sq + (g * rows + i) * d).update(from: qb + src, count: d)
-                                (sdo + (g * rows + i) * d).update(from: dob + src, count: d)
-                            }
+            forEachTile(batch: batch, block: bq, window: window, allowed: &allowed) { tile, allowed in
+                let (row, i0, rows, j0, keys) = (tile.row, tile.i0, tile.rows, tile.j0, tile.keys)
+                for kvHead in 0..<kvh {
+                    let firstHead = kvHead * group
+                    for g in 0..<group {
+                        for i in 0..<rows {
+                            let src = ((row * t + i0 + i) * h + firstHead + g) * d
+                            (sq + (g * rows + i) * d).update(from: qb + src, count: d)
+                            (sdo + (g * rows + i) * d).update(from: dob + src, count: d)
                         }
-                        let kvOffset = (row * t + j0) * kvh * d + kvHead * d
-                        let m = group * rows, ld = kvh * d
-                        BLAS.sgemm(transB: true, m: m, n: keys, k: d, alpha: scale, a: sq, lda: d,
-                                   b: kb + kvOffset, ldb: ld, c: pb, ldc: keys)
-                        softmaxWithSink(pb, allowed: allowed, rowsPerHead: rows, heads: group, keys: keys,
-                                        sinks: Array(sinks[firstHead..<(firstHead + group)]))
-                        // dV[keys] += P^T dO
-                        BLAS.sgemm(transA: true, m: keys, n: d, k: m, a: pb, lda: keys, b: sdo, ldb: d,
-                                   beta: 1, c: dvb + kvOffset, ldc: ld)
-                        // dP = dO V^T
-                        BLAS.sgemm(transB: true, m: m, n: keys, k: d, a: sdo, lda: d, b: vb + kvOffset, ldb: ld,
-                                   c: dpb, ldc: keys)
-                        softmaxBackward(probs: pb, grads: dpb, rows: m, keys: keys)
-                        // dQ = scale dS K ; dK[keys] += scale dS^T Q
-                        BLAS.sgemm(m: m, n: d, k: keys, alpha: scale, a: dpb, lda: keys, b: kb + kvOffset, ldb: ld,
-                                   c: sdq, ldc: d)
-                        BLAS.sgemm(transA: true, m: keys, n: d, k: m, alpha: scale, a: dpb, lda: keys, b: sq, ldb: d,
-                                   beta: 1, c: dkb + kvOffset, ldc: ld)
-                        for g in 0..<group {
-                            for i in 0..<rows {
-                                (dqb + ((row * t + i0 + i) * h + firstHead + g) * d).update(from: sdq + (g * rows + i) * d, count: d)
-                            }
+                    }
+                    let kvOffset = (row * t + j0) * kvh * d + kvHead * d
+                    let m = group * rows, ld = kvh * d
+                    BLAS.sgemm(transB: true, m: m, n: keys, k: d, alpha: scale, a: sq, lda: d,
+                               b: kb + kvOffset, ldb: ld, c: pb, ldc: keys)
+                    softmaxWithSink(pb, allowed: allowed, rowsPerHead: rows, heads: group, keys: keys,
+                                    sinks: Array(sinks[firstHead..<(firstHead + group)]))
+                    // dV[keys] += P^T dO
+                    BLAS.sgemm(transA: true, m: keys, n: d, k: m, a: pb, lda: keys, b: sdo, ldb: d,
+                               beta: 1, c: dvb + kvOffset, ldc: ld)
+                    // dP = dO V^T
+                    BLAS.sgemm(transB: true, m: m, n: keys, k: d, a: sdo, lda: d, b: vb + kvOffset, ldb: ld,
+                               c: dpb, ldc: keys)
+                    softmaxBackward(probs: pb, grads: dpb, rows: m, keys: keys)
+                    // dQ = scale dS K ; dK[keys] += scale dS^T Q
+                    BLAS.sgemm(m: m, n: d, k: keys, alpha: scale, a: dpb, lda: keys, b: kb + kvOffset, ldb: ld,
+                               c: sdq, ldc: d)
+                    BLAS.sgemm(transA: true, m: keys, n: d, k: m, alpha: scale, a: dpb, lda: keys, b: sq, ldb: d,
+                               beta: 1, c: dkb + kvOffset, ldc: ld)
+                    for g in 0..<group {
+                        for i in 0..<rows {
+                            (dqb + ((row * t + i0 + i) * h + firstHead + g) * d).update(from: sdq + (g * rows + i) * d, count: d)
                         }
                     }
                 }

@@ -51,9 +51,9 @@ public final class NativeTrainer {
         var step = 0
         if let resumeDir, let state = try TrainingCheckpoint.load(from: resumeDir, into: &adapter, optimizer: &optimizer, emit: emit) {
             step = state
-            emit(["event": "resumed", "step": .int(step)])
+            emit(["event": TrainerEvent.Kind.resumed.json, "step": .int(step)])
         }
-        emit(["event": "config", "trainable_parameters": .int(adapter.parameterCount), "train_examples": .int(data.train.count),
+        emit(["event": TrainerEvent.Kind.config.json, "trainable_parameters": .int(adapter.parameterCount), "train_examples": .int(data.train.count),
               "validation_examples": .int(data.validation.count), "micro_batches_per_epoch": .int(perEpoch),
               "steps": .int(totalSteps), "warmup_steps": .int(warmup), "truncated": .int(data.stats.truncated),
               "residency": .string(model.residency == .resident ? "resident" : "streaming"),
@@ -62,7 +62,7 @@ public final class NativeTrainer {
         var baseline: Double?
         if step == 0, !validation.isEmpty {
             baseline = try evaluate(model, adapter: nil, validation).loss
-            emit(["event": "baseline", "loss": Self.number(baseline!), "step": 0])
+            emit(["event": TrainerEvent.Kind.baseline.json, "loss": Self.number(baseline!), "step": 0])
         }
         var lastTrain: Double?, lastVal: Double?
         var epochPlan: (epoch: Int, micro: [[[Int]]])? = nil
@@ -98,7 +98,7 @@ public final class NativeTrainer {
             lastTrain = loss
             let seconds = Date().timeIntervalSince(stepStart)
             let tokens = micro.map(\.realTokens).reduce(0, +)
-            emit(["event": "step", "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+            emit(["event": TrainerEvent.Kind.step.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
                   "loss": Self.number(loss), "lr": .number(lr), "grad_norm": Self.number(norm), "tokens": .int(tokens),
                   "scored_tokens": .int(scored), "tokens_per_s": .number(Double(tokens) / max(seconds, 1e-9)),
                   "peak_rss_mb": .int((Memory.peakRSS() ?? 0) / 1_048_576)])
@@ -107,7 +107,7 @@ public final class NativeTrainer {
             if !validation.isEmpty, endOfEpoch || (t.evalEverySteps > 0 && step % t.evalEverySteps == 0) {
                 let (v, n) = try evaluate(model, adapter: adapter, validation)
                 lastVal = v
-                emit(["event": "eval", "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+                emit(["event": TrainerEvent.Kind.eval.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
                       "loss": Self.number(v), "tokens": .int(n)])
             }
             if t.checkpointEverySteps > 0, step % t.checkpointEverySteps == 0, step < totalSteps {
@@ -116,7 +116,7 @@ public final class NativeTrainer {
         }
         try adapter.save(directory: outputDir, baseModel: job.modelPath)
         let seconds = Date().timeIntervalSince(started)
-        emit(["event": "done", "steps": .int(step), "seconds": .number(seconds),
+        emit(["event": TrainerEvent.Kind.done.json, "steps": .int(step), "seconds": .number(seconds),
               "final_train_loss": lastTrain.map(Self.number) ?? .null, "final_val_loss": lastVal.map(Self.number) ?? .null,
               "baseline_val_loss": baseline.map(Self.number) ?? .null,
               "peak_rss_mb": .int((Memory.peakRSS() ?? 0) / 1_048_576)])
@@ -136,7 +136,7 @@ public final class NativeTrainer {
     func saveCheckpoint(_ adapter: LoRAAdapter, _ optimizer: AdamW, step: Int) throws {
         guard let checkpointDir else { return }
         try TrainingCheckpoint.save(adapter: adapter, optimizer: optimizer, step: step, to: checkpointDir)
-        emit(["event": "checkpoint", "step": .int(step)])
+        emit(["event": TrainerEvent.Kind.checkpoint.json, "step": .int(step)])
     }
 
     /// Resident (every layer converted to fp32 once) unless that would take more than half of

@@ -59,7 +59,7 @@ public struct PrunePlan {
         try TrainingPlan.jsonLines(heldOut).write(to: dir.appendingPathComponent("validation.jsonl"))
         try TrainingPlan.jsonLines(general).write(to: dir.appendingPathComponent("general.jsonl"))
         let doc: JSONValue = [
-            "format": "tuna-prune-plan-1", "task": "prune",
+            "format": .string(PreparedPlan.prune.format), "task": "prune",
             "keep": .int(job.keep), "also_evaluate": .array(job.alsoEvaluate.map { .int($0) }),
             "evaluations": .array(job.evaluations.map { .int($0) }),
             "score": .string(job.score.rawValue), "keep_super_experts": .bool(job.keepSuperExperts),

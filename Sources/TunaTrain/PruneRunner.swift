@@ -83,7 +83,7 @@ public final class PruneRunner {
         let masks: [[[Bool]]?] = [nil] + keeps.map { keep in keep.map { k in (0..<cfg.numLocalExperts).map { k.contains($0) } } }
         let domain = try scores(model, masks: masks, heldOut)
         let generalScores = generalBatches.isEmpty ? nil : try scores(model, masks: masks, generalBatches)
-        emit(["event": "baseline", "loss": NativeTrainer.number(domain[0].loss),
+        emit(["event": TrainerEvent.Kind.baseline.json, "loss": NativeTrainer.number(domain[0].loss),
               "general_loss": generalScores.map { NativeTrainer.number($0[0].loss) } ?? .null])
 
         var kept: [[Int]] = []
@@ -92,7 +92,7 @@ public final class PruneRunner {
             let r = Evaluation(domain: domain[i + 1], general: generalScores?[i + 1])
             let share = profile.massShare(kept: keep)
             var event: [String: JSONValue] = [
-                "event": n == job.keep ? "eval" : "prune_eval", "keep": .int(n),
+                "event": (n == job.keep ? TrainerEvent.Kind.eval : .pruneEval).json, "keep": .int(n),
                 "loss": NativeTrainer.number(r.domain.loss), "tokens": .int(r.domain.tokens),
                 "kl": NativeTrainer.number(r.domain.kl), "top1_agreement": NativeTrainer.number(r.domain.top1),
                 "pruned_hit_share": NativeTrainer.number(r.domain.prunedHits),
@@ -123,7 +123,7 @@ public final class PruneRunner {
         }
         try Data(JSONValue.object(report).canonicalJSON.utf8).write(to: outputDir.appendingPathComponent("prune_report.json"))
         var done = report
-        done["event"] = "done"; done["layers"] = nil; done["seconds"] = .number(Date().timeIntervalSince(started))
+        done["event"] = TrainerEvent.Kind.done.json; done["layers"] = nil; done["seconds"] = .number(Date().timeIntervalSince(started))
         emit(done)
     }
 
@@ -132,7 +132,7 @@ public final class PruneRunner {
         let key = cacheKey(model)
         let cached = cacheDir?.appendingPathComponent("expert-profile-\(key).safetensors")
         if let cached, let p = try? ExpertProfile.load(from: cached) {
-            emit(["event": "prune_profile", "tokens": .int(p.tokens), "cached": true])
+            emit(["event": TrainerEvent.Kind.pruneProfile.json, "tokens": .int(p.tokens), "cached": true])
             return p
         }
         let start = Date()
@@ -142,7 +142,7 @@ public final class PruneRunner {
                 profile.add(layer: l, a, attentionMask: b.attentionMask, hidden: model.config.hiddenSize, topK: model.config.topK)
             }
         }
-        emit(["event": "prune_profile", "tokens": .int(profile.tokens), "cached": false, "seconds": .number(Date().timeIntervalSince(start))])
+        emit(["event": TrainerEvent.Kind.pruneProfile.json, "tokens": .int(profile.tokens), "cached": false, "seconds": .number(Date().timeIntervalSince(start))])
         if let cached, let dir = cacheDir {
             try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let tmp = dir.appendingPathComponent(".\(cached.lastPathComponent).\(getpid())")

@@ -67,7 +67,7 @@ enum TrainingCheckpoint {
             optimizer.restore(step: adamStep, m: m, v: v)
             return step
         } catch {
-            emit(["event": "resume_failed", "reason": .string("\(error)")])
+            emit(["event": TrainerEvent.Kind.resumeFailed.json, "reason": .string("\(error)")])
             return nil
         }
     }

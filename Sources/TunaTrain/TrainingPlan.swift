@@ -72,7 +72,7 @@ public struct TrainingPlan {
             steps.append(.array(micro.map { rows in .array(rows.map { .array($0.map { .int($0) }) }) }))
         }
         let doc: JSONValue = [
-            "format": "tuna-plan-1", "packing": .bool(t.packing), "steps_per_epoch": .int(stepsPerEpoch),
+            "format": .string(PreparedPlan.lora.format), "packing": .bool(t.packing), "steps_per_epoch": .int(stepsPerEpoch),
             "total_steps": .int(totalSteps), "warmup_steps": .int(warmupSteps),
             "learning_rates": .array((0..<totalSteps).map { .number(schedule.rate(atStep: $0)) }),
             "steps": .array(steps),

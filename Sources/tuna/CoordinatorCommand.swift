@@ -54,13 +54,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 /// Runs `body` until SIGINT or SIGTERM cancels it.
 func runUntilSignal(_ body: @escaping @Sendable () async throws -> Void) async throws {
     let task = Task { try await body() }
-    let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
-        signal(sig, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        s.setEventHandler { task.cancel() }
-        s.resume()
-        return s
-    }
-    defer { sources.forEach { $0.cancel() } }
+    let signals = TerminationSignals { task.cancel() }
+    defer { signals.cancel() }
     do { try await task.value } catch is CancellationError {}
 }

@@ -40,11 +40,8 @@ struct TrainCommand: ParsableCommand {
         let parsed: TrainJob
         do { parsed = try TrainJob(spec: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
         let stop = StopFlag()
-        signal(SIGTERM, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
-        source.setEventHandler { stop.set() }
-        source.resume()
-        defer { source.cancel() }
+        let signals = TerminationSignals([SIGTERM]) { stop.set() }
+        defer { signals.cancel() }
 
         let trainer = NativeTrainer(
             job: parsed, outputDir: URL(fileURLWithPath: out),

@@ -96,15 +96,9 @@ struct WorkerCommand: AsyncParsableCommand {
             config.trainers.append(ExecutableTrainer(name: "torch", prefix: [launcher, "--tuna", Self.executablePath(), "--root", root]))
         }
         let daemon = try WorkerDaemon(config: config)
-        // SIGTERM/SIGINT: hand running jobs back (after their trainers checkpoint), then exit.
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { daemon.terminate() }
-            s.resume()
-            return s
-        }
-        defer { sources.forEach { $0.cancel() } }
+        // SIGTERM/SIGINT: return running jobs to the queue (after their trainers checkpoint), then exit.
+        let signals = TerminationSignals { daemon.terminate() }
+        defer { signals.cancel() }
         await daemon.run()
     }
 

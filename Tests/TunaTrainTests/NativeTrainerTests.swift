@@ -131,4 +131,24 @@ final class NativeTrainerTests: XCTestCase {
             XCTAssertLessThan(diff, 1e-5 * max(scale, 1e-6), k)
         }
     }
+
+    /// What `tuna prepare` writes is what contract/prepared-plan.json says the torch trainer reads.
+    func testPreparedPlansHaveThePublishedFields() throws {
+        let lora = dir.appendingPathComponent("prepared")
+        try TrainingPlan(job: try job(", max_steps: 3")).write(to: lora)
+        let plan = try JSONValue.parse(Data(contentsOf: lora.appendingPathComponent("plan.json")))
+        XCTAssertEqual(plan.objectValue.map { Set($0.keys) }, Set(PreparedPlan.lora.fields))
+        XCTAssertEqual(plan["format"]?.stringValue, PreparedPlan.lora.format)
+
+        let spec = try JobValidator.spec([
+            "name": "p", "trainer": "native", "task": "prune", "model": "model",
+            "dataset": ["path": .string(Self.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), "format": "csv",
+                        "fields": ["prompt": "problem", "response": "solution"], "template": "im_start"],
+            "prune": ["keep": 2, "calibration_examples": 8, "max_seq_len": 64]])
+        let prune = dir.appendingPathComponent("prepared-prune")
+        try PrunePlan(job: try PruneJob(spec: spec, root: dir)).write(to: prune)
+        let prunePlan = try JSONValue.parse(Data(contentsOf: prune.appendingPathComponent("plan.json")))
+        XCTAssertEqual(prunePlan.objectValue.map { Set($0.keys) }, Set(PreparedPlan.prune.fields))
+        XCTAssertEqual(prunePlan["format"]?.stringValue, PreparedPlan.prune.format)
+    }
 }

@@ -14,8 +14,8 @@ markers are plain text there), so rendered rows are 56-83 tokens (mean 68).
 Deterministic: SplitMix64 (Sources/TunaRandom, the generator every Tuna module uses) instead of Python's
 `random`, so the file is byte-identical on every Python.
 
-    python3 scripts/demo/make_data.py           # (re)write the CSV
-    python3 scripts/demo/make_data.py --check   # exit 1 if the committed CSV differs
+    python3 -m scripts.demo.make_data           # (re)write the CSV
+    python3 -m scripts.demo.make_data --check   # exit 1 if the committed CSV differs
 """
 import argparse
 import csv

@@ -11,25 +11,21 @@ Token ids and masks come from `tuna tokenize` (whose tokenizer and templates are
 against tiktoken and openai-harmony elsewhere); this script checks the engine's loss and
 eval's aggregation over examples. Last line: `N passed, M failed`; exit 1 on any failure.
 
-    python3 scripts/engine/eval_check.py [--tuna .build/debug/tuna] [--seed N] [--keep]
+    python3 -m scripts.engine.eval_check [--tuna .build/debug/tuna] [--seed N] [--keep]
 """
 import argparse
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.lib.checks import VOCAB, add_seed, add_tuna, seeded, tuna_path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
 TOLERANCE = 1e-4
 TEXT = ("The quick brown fox jumps over the lazy dog. 1234567 + 89 = 1234656.\n"
         "Le renard brun saute par-dessus le chien paresseux. 素早い茶色の狐が怠惰な犬を飛び越える。\n"
@@ -67,13 +63,12 @@ def reference_loss(model, sequences):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tuna", default=os.path.join(REPO, ".build", "debug", "tuna"))
-    ap.add_argument("--seed", type=int, default=None)
+    add_tuna(ap)
+    add_seed(ap)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    seed = args.seed if args.seed is not None else int(time.time())
-    print(f"eval_check seed {seed}", flush=True)
-    rng = random.Random(seed)
+    args.tuna = tuna_path(args.tuna)
+    seed, rng = seeded(args, "engine.eval_check")
     out = tempfile.mkdtemp(prefix="tuna-eval-")
     kwargs = ref.config_kwargs(hidden=32, layers=2, heads=2, kv_heads=1, head_dim=16, experts=4, top_k=2,
                                intermediate=32, vocab=201088, sliding_window=rng.randint(3, 8),

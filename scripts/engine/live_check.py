@@ -8,26 +8,23 @@ config.json, 1-3 shards) and random inputs, seeded by time (the seed is printed;
 runs the Swift test `LiveCheckTests` on it (env TUNA_LIVE_CHECK_DIR), then reads back the
 logits the Swift side wrote with its own SafeTensorsWriter and compares them here too.
 
-    python scripts/engine/live_check.py                 # from the repo root; exit 0 = pass
-    python scripts/engine/live_check.py --seed 123 --keep
-    python scripts/engine/live_check.py --no-swift --out /tmp/live   # only make the dir
+    python3 -m scripts.engine.live_check                 # from the repo root; exit 0 = pass
+    python3 -m scripts.engine.live_check --seed 123 --keep
+    python3 -m scripts.engine.live_check --no-swift --out /tmp/live   # only make the dir
 """
 import argparse
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.lib.checks import REPO, add_seed, seeded
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOLERANCE = 1e-4
 
 
@@ -57,15 +54,13 @@ def split(rng, total, parts):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seed", type=int, default=None)
+    add_seed(ap)
     ap.add_argument("--out", default=None, help="directory to write (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--no-swift", action="store_true", help="only write the checkpoint + reference")
     ap.add_argument("--package-path", default=REPO, help="Swift package whose TunaEngineTests to run")
     args = ap.parse_args()
-    seed = args.seed if args.seed is not None else int(time.time())
-    print(f"live_check seed {seed} (rerun: python scripts/engine/live_check.py --seed {seed})", flush=True)
-    rng = random.Random(seed)
+    seed, rng = seeded(args, "engine.live_check")
     kwargs = draw_config(rng)
     shards, hub = rng.randint(1, 3), rng.random() < 0.5
     print(f"config {kwargs} shards={shards} hub_style={hub}", flush=True)

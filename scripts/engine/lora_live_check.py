@@ -18,9 +18,9 @@ Python side what Swift wrote to DIR/swift/:
   - PEFT's logits with that loaded adapter against logits.safetensors (Swift's own logits
     with it) and against the reference run's final logits.
 
-    python3 scripts/engine/lora_live_check.py                 # from the repo root; exit 0 = pass
-    python3 scripts/engine/lora_live_check.py --seed 123 --keep
-    python3 scripts/engine/lora_live_check.py --no-swift --out /tmp/lora   # only make the dir
+    python3 -m scripts.engine.lora_live_check                 # from the repo root; exit 0 = pass
+    python3 -m scripts.engine.lora_live_check --seed 123 --keep
+    python3 -m scripts.engine.lora_live_check --no-swift --out /tmp/lora   # only make the dir
 
 The Swift test binary must be built (`swift build --build-tests`; scripts/test.sh does); the
 test runs with --skip-build unless --build is given.
@@ -38,12 +38,11 @@ import time
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
-import live_check  # noqa: E402  (draw_config, split)
-import lora_ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.engine import live_check  #  (draw_config, split)
+from scripts.engine import lora_ref
+from scripts.lib.checks import REPO
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 LOSS_TOLERANCE = 1e-5
 TOLERANCE = 1e-4
 
@@ -210,7 +209,7 @@ def main():
     ap.add_argument("--package-path", default=REPO, help="Swift package whose TunaEngineTests to run")
     args = ap.parse_args()
     first = args.seed if args.seed is not None else int(time.time())
-    print(f"lora_live_check seed {first} (rerun: python3 scripts/engine/lora_live_check.py --seed {first})", flush=True)
+    print(f"lora_live_check seed {first} (rerun: python3 -m scripts.engine.lora_live_check --seed {first})", flush=True)
     out = args.out or tempfile.mkdtemp(prefix="tuna-lora-live-")
     for seed in range(first, first + ATTEMPTS):
         if seed != first:

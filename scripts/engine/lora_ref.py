@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import warnings
 
 import torch
@@ -32,8 +31,7 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from transformers import get_scheduler
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # transformers.get_scheduler names. Note HF's "constant" ignores num_warmup_steps; warmup then

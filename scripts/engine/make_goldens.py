@@ -2,7 +2,7 @@
 """Regenerates Tests/TunaEngineTests/Fixtures (committed; CI does not rerun this).
 
     pip install torch==2.13.0+cpu transformers==5.17.0 safetensors
-    python scripts/engine/make_goldens.py
+    python3 -m scripts.engine.make_goldens
 
 Fixtures:
   mxfp4.safetensors   blocks/scales bytes (every scale 0..255) + transformers' dequantization
@@ -15,14 +15,12 @@ Each model dir has reference.safetensors: per case (single, padded, packed) the 
 the fp32 logits [B, T, V] and the scalar loss transformers computed from the files.
 """
 import os
-import sys
 
 import torch
 from safetensors.torch import save_file
 from transformers.integrations.mxfp4 import convert_moe_packed_tensors
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "TunaEngineTests", "Fixtures")
 

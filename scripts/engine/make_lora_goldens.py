@@ -2,8 +2,8 @@
 """Regenerates the LoRA fixtures under Tests/TunaEngineTests/Fixtures (committed).
 
     pip install torch==2.13.0+cpu transformers==5.17.0 safetensors==0.8.0 peft==0.21.2
-    python3 scripts/engine/make_lora_goldens.py           # rewrites lora-attn/ and lora-experts/
-    python3 scripts/engine/make_lora_goldens.py --check   # regenerate into a temp dir, compare, exit 1 if stale
+    python3 -m scripts.engine.make_lora_goldens           # rewrites lora-attn/ and lora-experts/
+    python3 -m scripts.engine.make_lora_goldens --check   # regenerate into a temp dir, compare, exit 1 if stale
 
 Fixtures (each: model/, initial_adapter/, reference.safetensors, lora_reference.json; see
 lora_ref.write_case for the layout):
@@ -33,9 +33,8 @@ import tempfile
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
-import lora_ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.engine import lora_ref
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "TunaEngineTests", "Fixtures")
 NAMES = ["lora-attn", "lora-experts"]

@@ -23,19 +23,17 @@ PEFT and compute base + adapter.
 
 Every measured error is printed. Exit 1 on any failure.
 
-    python3 scripts/engine/merge_check.py [--tuna .build/debug/tuna] [--seed N] [--keep]
+    python3 -m scripts.engine.merge_check [--tuna .build/debug/tuna] [--seed N] [--keep]
 """
 import argparse
 import copy
 import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 
 import torch
@@ -43,12 +41,10 @@ from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import GptOssForCausalLM
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
-import lora_ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.engine import lora_ref
+from scripts.lib.checks import VOCAB, add_seed, add_tuna, seeded, tuna_path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
 F32_TOL, BF16_TOL, EVAL_TOL = 1e-4, 2e-2, 1e-4
 TEXT = ("The quick brown fox jumps over the lazy dog. 1234567 + 89 = 1234656.\n"
         "Le renard brun saute par-dessus le chien paresseux.\n"
@@ -171,13 +167,12 @@ def mxfp4_reference(w):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tuna", default=os.path.join(REPO, ".build", "debug", "tuna"))
-    ap.add_argument("--seed", type=int, default=None)
+    add_tuna(ap)
+    add_seed(ap)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    seed = args.seed if args.seed is not None else int(time.time())
-    print(f"merge_check seed {seed}", flush=True)
-    rng = random.Random(seed)
+    args.tuna = tuna_path(args.tuna)
+    seed, rng = seeded(args, "engine.merge_check")
     work = tempfile.mkdtemp(prefix="tuna-merge-")
     d = lambda *p: os.path.join(work, *p)  # noqa: E731
     tuna = args.tuna

@@ -11,7 +11,7 @@ checkpoint with transformers (fp32, eager, MXFP4 dequantized) and checks:
   * keeping every expert gives transformers logits identical to the base model's.
 Last line: `N passed, M failed`; exit 1 on any failure.
 
-    python3 scripts/engine/prune_check.py [--tuna .build/debug/tuna] [--keep-dir]
+    python3 -m scripts.engine.prune_check [--tuna .build/debug/tuna] [--keep-dir]
 """
 import argparse
 import json
@@ -24,12 +24,9 @@ import tempfile
 import torch
 from safetensors import safe_open
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.lib.checks import DATA, VOCAB, add_tuna, tuna_path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
-DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
 TOLERANCE = 1e-4
 
 
@@ -42,9 +39,10 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tuna", default=os.path.join(REPO, ".build", "debug", "tuna"))
+    add_tuna(ap)
     ap.add_argument("--keep-dir", action="store_true")
     args = ap.parse_args()
+    args.tuna = tuna_path(args.tuna)
     work = tempfile.mkdtemp(prefix="tuna-prune-check-")
     passed = failed = 0
 

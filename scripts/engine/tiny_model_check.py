@@ -10,8 +10,8 @@ its token ids for a list of texts. Then, here:
   - `tokenizers` loads tokenizer.json, and it, tiktoken with o200k's ranks cut at K and the
     Swift tokenizer give the same ids for the demo data set and the tokenizer corpus.
 
-    python3 scripts/engine/tiny_model_check.py            # from the repo root; exit 0 = pass
-    python3 scripts/engine/tiny_model_check.py --keep --out /tmp/tiny
+    python3 -m scripts.engine.tiny_model_check            # from the repo root; exit 0 = pass
+    python3 -m scripts.engine.tiny_model_check --keep --out /tmp/tiny
 """
 import argparse
 import base64
@@ -26,10 +26,9 @@ import tempfile
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gptoss_ref as ref  # noqa: E402
+from scripts.engine import gptoss_ref as ref
+from scripts.lib.checks import REPO
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TIKTOKEN = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
 TOLERANCE = 1e-4
 

@@ -22,8 +22,8 @@ Runs fully offline, using the committed Fixtures/o200k_base.tiktoken:
   * openai_harmony (Rust) reads o200k_base.tiktoken from the folder named by
     $TIKTOKEN_ENCODINGS_BASE instead of downloading it.
 
-Usage:  python3 scripts/text/make_goldens.py           # rewrite the goldens
-        python3 scripts/text/make_goldens.py --check   # CI: regenerate into a temp dir and fail
+Usage:  python3 -m scripts.text.make_goldens           # rewrite the goldens
+        python3 -m scripts.text.make_goldens --check   # CI: regenerate into a temp dir and fail
                                                        # if any committed golden differs
 """
 import hashlib

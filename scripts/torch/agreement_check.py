@@ -36,7 +36,7 @@ torchrun (gloo; same losses as the native trainer), SIGTERM (exit 143 with a che
 step boundary; resuming from it finishes like the uninterrupted run), and a corrupt checkpoint
 in the resume directory (resume_failed, then the whole run, same losses).
 
-    python3 scripts/torch/agreement_check.py --tuna "$(swift build --show-bin-path)/tuna" [--full] [--keep]
+    python3 -m scripts.torch.agreement_check --tuna "$(swift build --show-bin-path)/tuna" [--full] [--keep]
 
 Last line: `N passed, M failed`; exit 1 on any failure.
 """
@@ -51,11 +51,8 @@ import sys
 import tempfile
 import time
 import warnings
+from scripts.lib.checks import DATA, VOCAB, WORKER, Checks, add_tuna, tuna_path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-WORKER = os.path.join(REPO, "worker")
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
-DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
 
 # Same ids, batches, initial adapter and fp32 on both sides: the losses differ only by
 # summation order (observed ~1e-7 relative).
@@ -73,55 +70,6 @@ PACKED_CHUNK_ROWS = 50
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, WORKER)
-
-
-class Checks:
-    def __init__(self):
-        self.passed, self.failed = 0, []
-
-    def rel(self, what, got, want, tol, names=("torch", "native")):
-        err = rel_err(got, want)
-        ok = err is not None and err < tol
-        print(f"  {what}: {names[0]} {fmt(got)}  {names[1]} {fmt(want)}  rel diff {err if err is None else f'{err:.2e}'}"
-              f"  (< {tol:g}){'' if ok else '  FAIL'}", flush=True)
-        self._count(ok, what)
-
-    def equal(self, what, got, want):
-        ok = got == want
-        print(f"  {what}: {got!r}{'' if ok else f' != {want!r}  FAIL'}", flush=True)
-        self._count(ok, what)
-
-    def true(self, what, ok, detail=""):
-        print(f"  {what}: {'ok' if ok else 'FAIL'}{(' ' + detail) if detail else ''}", flush=True)
-        self._count(ok, what)
-
-    def _count(self, ok, what):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed.append(what)
-
-
-def fmt(x):
-    if isinstance(x, float):
-        return f"{x:.9g}"
-    if isinstance(x, list):
-        return "[" + ", ".join(fmt(v) for v in x) + "]"
-    return repr(x)
-
-
-def rel_err(got, want):
-    """max |got - want| / max |want| over numbers or lists (None if either side is missing)."""
-    if isinstance(got, (int, float)) and isinstance(want, (int, float)):
-        got, want = [got], [want]
-    if got is None or want is None or len(got) != len(want) or not got:
-        return None
-    if any(g is None or w is None for g, w in zip(got, want)):
-        return None
-    scale = max(abs(w) for w in want)
-    diff = max(abs(g - w) for g, w in zip(got, want))
-    return diff / scale if scale > 0 else diff
 
 
 def job_spec(name, model_dir, packing, **train):
@@ -236,7 +184,7 @@ def compare_adapters(c, got_dir, want_dir, tol, what="adapter"):
     ok = worst < tol
     print(f"  {what}: worst tensor {worst_name and short(worst_name)}: max rel diff {worst:.2e} (< {tol:g})"
           f"{'' if ok else '  FAIL'}")
-    c._count(ok, f"{what} max rel diff")
+    c.count(ok, f"{what} max rel diff")
     gc, wc = (json.load(open(os.path.join(d, "adapter_config.json"))) for d in (got_dir, want_dir))
     for k in ("r", "lora_alpha", "lora_dropout"):
         c.equal(f"{what}: adapter_config {k}", float(gc[k]), float(wc[k]))
@@ -255,7 +203,6 @@ def peft_load_check(c, model_dir, adapter_dir, prepared_dir, batch_size, trained
     from safetensors.torch import load_file
     from transformers import GptOssForCausalLM, Mxfp4Config
 
-    sys.path.insert(0, WORKER)
     from tuna_torch import data
 
     base = GptOssForCausalLM.from_pretrained(model_dir, quantization_config=Mxfp4Config(dequantize=True),
@@ -460,17 +407,9 @@ def check_missing_weights(c, args, work, model_dir, job, experts="eager"):
             ["model.layers.1.mlp.experts.down_proj", "missing"], model=broken, torch={"experts": experts})
 
 
-def tuna_path(given):
-    """The tuna CLI: `given` (--tuna or $TUNA_BIN), else the debug build's, as an absolute path."""
-    if not given:
-        bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        given = os.path.join(bin_path, "tuna")
-    return os.path.abspath(given)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"), help="the tuna CLI (default: $TUNA_BIN)")
+    add_tuna(ap)
     ap.add_argument("--full", action="store_true",
                     help="also gradient checkpointing, DDP (2 CPU processes), SIGTERM, a corrupt checkpoint")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -608,10 +547,7 @@ def main():
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    for f in c.failed:
-        print(f"FAILED: {f}")
-    print(f"{c.passed} passed, {len(c.failed)} failed")
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":

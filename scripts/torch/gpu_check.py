@@ -4,11 +4,11 @@ events, checkpoints-free run, the adapter files) with each way of computing, on 
 
 The GPU machine has no Swift toolchain, so the work is split:
 
-  here (CPU, with tuna):   python3 scripts/torch/gpu_check.py make DIR [--tuna BIN]
+  here (CPU, with tuna):   PYTHONPATH=worker python3 -m scripts.torch.gpu_check make DIR [--tuna BIN]
       a tiny random gpt-oss (`tuna init-model`, MXFP4 experts), a LoRA job on q,k,v,o plus both
       expert parameters of layer 1 (gradient checkpointing, packing, evals), `tuna prepare` of it,
       and the native trainer's events for the same job (CPU, fp32) as the reference;
-  there (CUDA):            python3 scripts/torch/gpu_check.py run DIR
+  there (CUDA):            PYTHONPATH=worker python3 -m scripts.torch.gpu_check run DIR
       the torch trainer on DIR/prepared (`--prepared`: tuna is not needed) three times, with the
       job's `torch` section set to
         fast   auto                         (flex attention, mxfp4 experts, chunked loss),
@@ -30,13 +30,8 @@ import shutil
 import subprocess
 import sys
 import warnings
+from scripts.lib.checks import DATA, VOCAB, WORKER, add_tuna, tuna_path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-WORKER = os.path.join(REPO, "worker")
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
-DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
-sys.path.insert(0, WORKER)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 # bf16 (GPU) against fp32 (the native reference), and bf16 implementations against each other:
@@ -52,7 +47,7 @@ RESOLVED = {"fast": ("flex_attention", "mxfp4"), "mxfp4": ("eager", "mxfp4"), "p
 
 
 def make(args):
-    from agreement_check import events_of, job_spec, write_job
+    from scripts.torch.agreement_check import events_of, job_spec, write_job
 
     d = os.path.abspath(args.dir)
     if os.path.exists(d):
@@ -77,7 +72,7 @@ def make(args):
 
 def run(args):
     import torch
-    from agreement_check import Checks, by, events_of, job_variant
+    from scripts.torch.agreement_check import Checks, by, events_of, job_variant
 
     d = os.path.abspath(args.dir)
     c = Checks()
@@ -119,8 +114,7 @@ def run(args):
         json.dump(results, f, indent=1)
     if os.environ.get("OUT"):
         shutil.copy(os.path.join(d, "results.json"), os.path.join(os.environ["OUT"], "gpu_check.json"))
-    print(f"\n{c.passed} passed, {len(c.failed)} failed" + (f": {c.failed}" if c.failed else ""))
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 def peft_check(c, label, d, adapter_dir, spec, trained_val_loss):
@@ -168,10 +162,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=("make", "run"))
     ap.add_argument("dir")
-    ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"))
+    add_tuna(ap)
     args = ap.parse_args()
     if args.mode == "make":
-        from agreement_check import tuna_path
         args.tuna = tuna_path(args.tuna)
         make(args)
         return 0

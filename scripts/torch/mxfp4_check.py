@@ -13,40 +13,18 @@ lora_linear.py) against transformers, PEFT and torch autograd, on the CPU:
     8 (3 exercises the alignment padding), with routing that leaves experts empty;
   * LoRALinear against PEFT's lora.Linear (fp32): output and gradients, rsLoRA scaling.
 
-    python3 scripts/torch/mxfp4_check.py
+    python3 -m scripts.torch.mxfp4_check
 
 Last line: `N passed, M failed`; exit 1 on any failure.
 """
-import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "worker"))
-from tuna_torch import adapters, loss as ce_loss, lora_linear, mxfp4  # noqa: E402
+from tuna_torch import adapters, loss as ce_loss, lora_linear, mxfp4
 
-
-class Checks:
-    def __init__(self):
-        self.passed, self.failed = 0, []
-
-    def close(self, what, got, want, tol):
-        err = ((got.double() - want.double()).abs().max() / want.double().abs().max().clamp_min(1e-30)).item()
-        ok = err <= tol
-        print(f"  {what}: max rel diff {err:.2e} (<= {tol:g}){'' if ok else '  FAIL'}", flush=True)
-        self.count(ok, what)
-
-    def true(self, what, ok):
-        print(f"  {what}: {'ok' if ok else 'FAIL'}", flush=True)
-        self.count(ok, what)
-
-    def count(self, ok, what):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed.append(what)
+from scripts.lib.checks import Checks
 
 
 def check_dequantize(c):
@@ -231,8 +209,7 @@ def main():
     check_cross_entropy(c)
     check_experts(c)
     check_linear(c)
-    print(f"\n{c.passed} passed, {len(c.failed)} failed" + (f": {c.failed}" if c.failed else ""))
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ torch runner on an already-prepared directory (`python3 -m tuna_torch.prune --pr
 the GPU benchmark uses) equal to the worker's way; an output directory whose model/ is the
 base checkpoint refused (exit 1, base untouched); a keep below the experts per token refused.
 
-    python3 scripts/torch/prune_agreement_check.py --tuna "$(swift build --show-bin-path)/tuna" [--keep]
+    python3 -m scripts.torch.prune_agreement_check --tuna "$(swift build --show-bin-path)/tuna" [--keep]
 
 Last line: `N passed, M failed`; exit 1 on any failure.
 """
@@ -42,13 +42,9 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-WORKER = os.path.join(REPO, "worker")
-VOCAB = os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken")
-DATA = os.path.join(REPO, "jobs", "demo", "arithmetic.csv")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agreement_check import Checks, by, events_of, run, torch_env, tuna_path, write_job  # noqa: E402
+from scripts.torch.agreement_check import by, run, torch_env, write_job
+from scripts.lib.checks import DATA, VOCAB, Checks, add_tuna, tuna_path
 
 # fp32 forward passes on both sides, float64 sums: losses agree to summation order (observed
 # <= 8e-9 relative).
@@ -206,7 +202,7 @@ def refused(c, what, cmd, env, expect):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tuna", default=os.environ.get("TUNA_BIN"), help="the tuna CLI (default: $TUNA_BIN)")
+    add_tuna(ap)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     args.tuna = tuna_path(args.tuna)
@@ -255,7 +251,6 @@ def main():
         # Other experts implementations profile through the experts module itself: fresh caches,
         # so the profile is computed, compared against the native (fresh) frequency profile.
         import torch
-        sys.path.insert(0, WORKER)
         from tuna_torch import compute
         d, _, _, ne, _ = results["frequency"]
         for experts in ("grouped_mm", "mxfp4"):
@@ -301,10 +296,7 @@ def main():
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    if c.failed:
-        print("failed: " + "; ".join(c.failed))
-    print(f"{c.passed} passed, {len(c.failed)} failed")
-    sys.exit(1 if c.failed else 0)
+    sys.exit(c.finish())
 
 
 if __name__ == "__main__":

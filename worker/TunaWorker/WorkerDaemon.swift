@@ -25,6 +25,8 @@ public actor WorkerDaemon {
     /// and may exit first; their exit then is a return, not a failure.
     nonisolated let terminationRequested = NIOLockedValueBox(false)
     private var quarantined = false
+    /// Woken when this worker may ask for a job again: a runner ended, or the quarantine lifted.
+    private let mayAsk = Wakeup()
     /// Whether the current session has registered (resets the reconnect backoff).
     private var registered = false
 
@@ -117,6 +119,7 @@ public actor WorkerDaemon {
             for ref in ack.lost { await cancel(ref, reason: "lease lost") }
             if let q = ack.quarantined, q != quarantined {
                 quarantined = q
+                mayAsk.wake()
                 log.warning(q ? "this worker is quarantined; `tuna workers` says why" : "quarantine lifted; taking jobs again")
             }
         }
@@ -124,11 +127,10 @@ public actor WorkerDaemon {
 
     private func requestJobs(_ c: WireClient) async throws {
         while !shuttingDown {
-            // Quarantined: ask for nothing until a heartbeat says the quarantine was lifted.
-            if quarantined { try await Task.sleep(nanoseconds: 200_000_000); continue }
-            // Polled rather than awaited on a continuation, so that a dropped connection
-            // (which cancels this task) ends the session at once.
-            guard runners.count < config.maxJobs else { try await Task.sleep(nanoseconds: 20_000_000); continue }
+            // Quarantined, or every slot busy: wait for a heartbeat to lift the quarantine or a
+            // runner to end. A dropped connection cancels this task, which ends the wait at once.
+            let generation = mayAsk.generation
+            guard !quarantined, runners.count < config.maxJobs else { try await mayAsk.wait(after: generation); continue }
             let busy = Set(runners.values.flatMap(\.gpus))
             let free = capabilities.gpus.filter { !busy.contains($0.index) }
             let lease = try await c.send(JobRequest(free_gpus: free, trainers: capabilities.trainers))
@@ -203,6 +205,7 @@ public actor WorkerDaemon {
 
     func forget(_ ref: AttemptRef) async {
         runners[ref] = nil
+        mayAsk.wake()
         if runners.isEmpty { idleSince = Date() }
         await sink.drop(ref)
         if shuttingDown && runners.isEmpty { client?.close() }
@@ -227,27 +230,33 @@ public actor WorkerDaemon {
     }
 
     /// Sends pending events, in batches, until acknowledged; forever (one per daemon).
+    /// Sends the trainers' events as they come (woken by the sink), in batches, until each is
+    /// acknowledged; while there is no connection it retries every 200 ms.
     private func pumpEvents() async {
         while !Task.isCancelled {
+            let (pending, generation) = await sink.hasPending()
+            guard pending else { try? await sink.changed.wait(after: generation); continue }
+            var stuck = false
             for batch in await sink.batches() {
                 let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
-                guard let c = client, !c.isClosed else { break }
+                guard let c = client, !c.isClosed else { stuck = true; break }
                 do {
                     let ack = try await c.send(batch)
                     await sink.acknowledge(ref, through: ack.through_seq)
+                    // (An ack short of the batch would otherwise have the batch resent at once, forever.)
+                    if let last = batch.events.last?.seq, ack.through_seq < last { stuck = true }
                 } catch let e as ErrorReply where e.code == .staleAttempt {
                     await sink.drop(ref)
                     await cancel(ref, reason: e.message)
-                } catch {}
+                } catch { stuck = true }
             }
-            if client == nil || client!.isClosed { try? await Task.sleep(nanoseconds: 200_000_000) }
-            else { try? await Task.sleep(nanoseconds: 20_000_000) }
+            if stuck { try? await Task.sleep(nanoseconds: 200_000_000) }
         }
     }
 
     /// Reports the outcome once every event of the attempt is stored.
     func report(_ ref: AttemptRef, ok: Bool, reason: String, returned: Bool) async throws {
-        while !(await sink.isDrained(ref)) { try await Task.sleep(nanoseconds: 20_000_000) }
+        try await sink.drained(ref)
         try await withClient { c in
             if ok {
                 _ = try await c.send(JobDone(job: ref.job, attempt: ref.attempt))

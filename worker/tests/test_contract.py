@@ -151,3 +151,22 @@ def test_the_emitter_prints_only_published_events_with_their_fields():
     quiet = Emitter(enabled=False, stream=out)  # ranks other than 0 print nothing but are held to it too
     with pytest.raises(ValueError):
         quiet("done")
+
+
+def test_a_prepared_plan_is_read_against_the_published_layout(tmp_path):
+    layouts = json.load(open(os.path.join(REPO, "contract", "prepared-plan.json")))
+    assert set(layouts) == {"lora", "prune"}
+    for task, layout in layouts.items():
+        plan = {k: 0 for k in layout["fields"]}
+        plan["format"] = layout["format"]
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        assert spec.read_plan(str(tmp_path), task) == plan
+        for k in layout["fields"]:
+            if k == "format":
+                continue
+            (tmp_path / "plan.json").write_text(json.dumps({f: v for f, v in plan.items() if f != k}))
+            with pytest.raises(spec.SpecError, match=f"no {k} "):
+                spec.read_plan(str(tmp_path), task)
+        (tmp_path / "plan.json").write_text(json.dumps(dict(plan, format="tuna-plan-0")))
+        with pytest.raises(spec.SpecError, match="format 'tuna-plan-0', expected"):
+            spec.read_plan(str(tmp_path), task)

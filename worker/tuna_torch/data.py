@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from . import spec
+
 IGNORE = -100
-PLAN_FORMAT = "tuna-plan-1"
 
 
 @dataclass
@@ -101,9 +102,7 @@ def _read_examples(path):
 
 
 def load_prepared(directory):
-    plan = json.load(open(os.path.join(directory, "plan.json")))
-    if plan.get("format") != PLAN_FORMAT:
-        raise ValueError(f"{directory}/plan.json: format {plan.get('format')!r}, expected {PLAN_FORMAT!r}")
+    plan = spec.read_plan(directory, "lora")
     prepared = Prepared(train=_read_examples(os.path.join(directory, "train.jsonl")),
                         validation=_read_examples(os.path.join(directory, "validation.jsonl")),
                         plan=plan, init_adapter=os.path.join(directory, "init_adapter"))

@@ -37,12 +37,11 @@ import time
 
 import torch
 
-from . import compute, data, expert_pruner, forward_pass, loading
+from . import compute, data, expert_pruner, forward_pass, loading, spec
 from .data import IGNORE
 from .events import log, peak_gpu_mem_gb
 from .expert_profile import SCORES, ExpertProfile
 
-PLAN_FORMAT = "tuna-prune-plan-1"
 NOTE = ("expert LoRA adapters of the base model are tied to its expert order and do not apply to this checkpoint; "
         "attention adapters do")
 # Evaluation turns final hidden states into float64 log-probabilities (the native runner's
@@ -62,10 +61,7 @@ class PrunePrepared:
 
     def __init__(self, directory):
         self.directory = directory
-        with open(os.path.join(directory, "plan.json")) as f:
-            self.plan = json.load(f)
-        if self.plan.get("format") != PLAN_FORMAT:
-            raise ValueError(f"{directory}/plan.json: format {self.plan.get('format')!r}, expected {PLAN_FORMAT!r}")
+        self.plan = spec.read_plan(directory, "prune")
         self.calibration = data._read_examples(os.path.join(directory, "calibration.jsonl"))
         self.held_out = data._read_examples(os.path.join(directory, "validation.jsonl"))
         self.general = data._read_examples(os.path.join(directory, "general.jsonl"))

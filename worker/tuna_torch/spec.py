@@ -184,6 +184,28 @@ def to_json(job):
     return clean(dataclasses.asdict(job))
 
 
+def plan_format(task):
+    """The plan.json format `tuna prepare` writes for a `task` job (contract/prepared-plan.json)."""
+    with open(os.path.join(contract_dir(), "prepared-plan.json")) as f:
+        return json.load(f)[task]["format"]
+
+
+def read_plan(directory, task):
+    """DIRECTORY/plan.json, what `tuna prepare` wrote for a `task` job: of the format
+    contract/prepared-plan.json names for the task, with every field it lists."""
+    with open(os.path.join(contract_dir(), "prepared-plan.json")) as f:
+        layout = json.load(f)[task]
+    path = os.path.join(directory, "plan.json")
+    with open(path) as f:
+        plan = json.load(f)
+    if plan.get("format") != layout["format"]:
+        raise SpecError(f"{path}: format {plan.get('format')!r}, expected {layout['format']!r} (another tuna's prepare?)")
+    missing = [k for k in layout["fields"] if k not in plan]
+    if missing:
+        raise SpecError(f"{path}: no {', '.join(missing)} (contract/prepared-plan.json)")
+    return plan
+
+
 def golden(case):
     """The validated spec of contract/job-spec/CASE.json (benchmarks and tests start from it
     and set the fields they vary, so they never restate a default)."""

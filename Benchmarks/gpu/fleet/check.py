@@ -30,9 +30,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "scripts", "torch"))
-from agreement_check import Checks  # noqa: E402  (puts worker/ on sys.path, HF offline)
-from gpu_check import BF16_TOLERANCE, peft_check  # noqa: E402
+sys.path[:0] = [REPO, os.path.join(REPO, "worker")]  # the scripts package and the torch trainer
+from scripts.lib.checks import Checks  # noqa: E402
+from scripts.torch.gpu_check import BF16_TOLERANCE, peft_check  # noqa: E402
 
 WARM_STEPS = int(os.environ.get("FLEET_WARM_STEPS", 5))  # steps whose time includes the first compiles (a CPU dry run sets fewer)
 ROW_POSITIONS = 4 * 2048
@@ -125,8 +125,7 @@ def main():
     with open(os.path.join(args.out, "fleet.json"), "w") as f:
         json.dump({"figures": figures, "bench": bench_tps, "workers": workers, "tolerance": BF16_TOLERANCE}, f, indent=1)
     print(json.dumps(figures, indent=1))
-    print(f"\n{c.passed} passed, {len(c.failed)} failed" + (f": {c.failed}" if c.failed else ""))
-    return 1 if c.failed else 0
+    return c.finish()
 
 
 if __name__ == "__main__":

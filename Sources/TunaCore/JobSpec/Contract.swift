@@ -9,6 +9,7 @@ import Foundation
 ///   job-file.json          what a worker writes to job.json: a validated spec and the run's
 ///                          identity (`JobSpec.runIdentityKeys`) at its top level
 ///   trainer-events.json    each kind of event Tuna's trainers print and its required fields
+///   prepared-plan.json     each plan.json format `tuna prepare` writes and its fields
 ///
 /// A test compares the committed folder with what this writes, so the folder cannot drift from
 /// the Swift types; the Python tests load every validated case strictly.
@@ -74,6 +75,7 @@ public enum Contract {
         var out = ["job-spec/enums.json": enums.pretty() + "\n"]
         let torch = try JobValidator.spec(jobCases.first { $0.name == "lora-torch" }!.input)
         out["trainer-events.json"] = TrainerEvent.contract.pretty() + "\n"
+        out["prepared-plan.json"] = PreparedPlan.contract.pretty() + "\n"
         out["job-file.json"] = JobSpec.jobFile(torch.json, job: 41, sweep: 7, attempt: 2).pretty() + "\n"
         for c in jobCases {
             let spec = try JobValidator.spec(c.input)

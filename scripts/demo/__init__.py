@@ -1,0 +1,1 @@
+"""The demo kit (tiny model and data) against transformers, tokenizers and tiktoken."""

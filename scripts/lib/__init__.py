@@ -1,0 +1,1 @@
+"""What the checks share (checks.py); setup.sh is the shell side."""

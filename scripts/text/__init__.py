@@ -1,0 +1,1 @@
+"""The tokenizer and chat templates against tiktoken and openai-harmony."""

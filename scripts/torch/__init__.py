@@ -1,0 +1,1 @@
+"""The torch trainer (worker/tuna_torch) against the native trainer, PEFT and autograd."""
