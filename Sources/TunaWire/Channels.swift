@@ -9,21 +9,35 @@ public enum Channels {
     public typealias Conn = NIOAsyncChannel<Frame, Frame>
 
     public static func configure(_ channel: Channel, maxFrame: Int) -> EventLoopFuture<Conn> {
+        configure(channel, limit: FrameLimit(maxFrame))
+    }
+
+    static func configure(_ channel: Channel, limit: FrameLimit) -> EventLoopFuture<Conn> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxLength: maxFrame)))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
             return try Conn(wrappingChannelSynchronously: channel)
         }
     }
 
-    public static func listen(_ addr: HostPort, maxFrame: Int = Frame.defaultMaxLength,
+    /// An accepted connection and its frame limit (which the server raises once the peer is known).
+    public struct Accepted: Sendable {
+        public let conn: Conn
+        public let limit: FrameLimit
+    }
+
+    /// Listens; each connection starts with frames of at most `initialMaxFrame`.
+    public static func listen(_ addr: HostPort, initialMaxFrame: Int = Frame.defaultMaxLength,
                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws
-        -> NIOAsyncChannel<Conn, Never> {
+        -> NIOAsyncChannel<Accepted, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: addr.host, port: addr.port) { configure($0, maxFrame: maxFrame) }
+            .bind(host: addr.host, port: addr.port) { channel in
+                let limit = FrameLimit(initialMaxFrame)
+                return configure(channel, limit: limit).map { Accepted(conn: $0, limit: limit) }
+            }
     }
 
     public static func connect(_ addr: HostPort, maxFrame: Int = Frame.defaultMaxLength,

@@ -1,18 +1,32 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import TunaCore
+
+/// The largest frame a connection accepts now. The coordinator starts each connection at
+/// `Frame.unauthenticatedMaxLength` and raises it after `hello` is accepted, so a peer that has
+/// not authenticated cannot make it buffer more than that.
+public final class FrameLimit: Sendable {
+    private let bytes: NIOLockedValueBox<Int>
+    public init(_ bytes: Int) { self.bytes = NIOLockedValueBox(bytes) }
+    public var current: Int { bytes.withLockedValue { $0 } }
+    public func raise(to n: Int) { bytes.withLockedValue { $0 = max($0, n) } }
+}
 
 /// Splits the byte stream into frames (`[u32 length][u8 kind][payload]`) and refuses, from
 /// the length alone, a frame over the limit: a peer cannot make us buffer 4 GiB.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Frame
-    public let maxLength: Int
+    public let limit: FrameLimit
+    public var maxLength: Int { limit.current }
 
-    public init(maxLength: Int = Frame.defaultMaxLength) { self.maxLength = maxLength }
+    public init(maxLength: Int = Frame.defaultMaxLength) { limit = FrameLimit(maxLength) }
+    public init(limit: FrameLimit) { self.limit = limit }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
         guard length >= 1 else { throw WireError.badFrame("empty frame") }
+        let maxLength = self.maxLength
         guard Int(length) <= maxLength else {
             throw WireError.frameTooLarge(Int(length), maxLength)
         }

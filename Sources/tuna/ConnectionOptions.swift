@@ -31,9 +31,9 @@ struct ConnectionOptions: ParsableArguments {
 func readToken(file: String?) throws -> String? {
     let env = ProcessInfo.processInfo.environment
     if let file = file ?? env["TUNA_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-        guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read the token file \(file)") }
+        guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { throw Failure("cannot read the token file \(file)") }
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
+        guard !t.isEmpty else { throw Failure("the token file \(file) is empty") }
         return t
     }
     return env["TUNA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }

@@ -26,7 +26,7 @@ struct ContractCommand: ParsableCommand {
         }
         let stale = try Contract.stale(in: root)
         guard stale.isEmpty else {
-            throw ValidationError("\(dir) is out of date (\(stale.joined(separator: ", "))); run `tuna contract --write`")
+            throw Failure("\(dir) is out of date (\(stale.joined(separator: ", "))); run `tuna contract --write`")
         }
         print("\(dir) is up to date")
     }

@@ -25,7 +25,7 @@ struct PrepareCommand: ParsableCommand {
                 let plan = try PrunePlan(job: try PruneJob(spec: spec, root: rootURL))
                 try plan.write(to: URL(fileURLWithPath: out))
                 print("{\"calibration_examples\": \(plan.calibration.count), \"validation_examples\": \(plan.heldOut.count), \"general_examples\": \(plan.general.count)}")
-            } catch { throw ValidationError("\(error)") }
+            } catch { throw Failure("\(error)") }
             return
         }
         do {
@@ -33,6 +33,6 @@ struct PrepareCommand: ParsableCommand {
             let plan = try TrainingPlan(job: parsed)
             try plan.write(to: URL(fileURLWithPath: out))
             print("{\"train_examples\": \(plan.data.train.count), \"validation_examples\": \(plan.data.validation.count), \"steps\": \(plan.totalSteps)}")
-        } catch { throw ValidationError("\(error)") }
+        } catch { throw Failure("\(error)") }
     }
 }

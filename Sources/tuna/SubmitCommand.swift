@@ -17,10 +17,14 @@ struct SubmitCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else { throw ValidationError("cannot read \(spec)") }
+        guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else { throw Failure("cannot read \(spec)") }
+        // Said here, not by a connection the coordinator closes on an oversized frame.
+        guard text.utf8.count <= YAML.Limits.bytes else {
+            throw Failure("\(spec): \(text.utf8.count) bytes; a spec may have at most \(YAML.Limits.bytes) (\(YAML.Limits.bytes >> 20) MiB)")
+        }
         if dryRun {
             let plan: SweepPlan
-            do { plan = try SweepSpec.plan(yaml: text) } catch let e as TunaError { throw ValidationError(e.description) }
+            do { plan = try SweepSpec.plan(yaml: text) } catch let e as TunaError { throw Failure(e.description) }
             if json {
                 print(JSONValue.array(plan.jobs.map { .object(["index": .int($0.index), "hash": .string($0.hash), "params": $0.params]) }).canonicalJSON)
             } else {

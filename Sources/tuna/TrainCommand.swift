@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         let parsed: TrainJob
-        do { parsed = try TrainJob(spec: spec, root: rootURL) } catch { throw ValidationError("\(error)") }
+        do { parsed = try TrainJob(spec: spec, root: rootURL) } catch { throw Failure("\(error)") }
         let stop = StopFlag()
         let signals = TerminationSignals([SIGTERM]) { stop.set() }
         defer { signals.cancel() }
@@ -69,16 +69,16 @@ struct TrainCommand: ParsableCommand {
 /// validated job of a YAML sweep spec (`--index` picks one when it expands to several).
 enum JobFile {
     static func load(_ path: String, index: Int?) throws -> JobSpec {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw Failure("cannot read \(path)") }
         let spec: JobSpec
         if path.hasSuffix(".json") {
             let json: JSONValue
-            do { json = try JSONValue.parse(data) } catch { throw ValidationError("\(path): not JSON: \(error)") }
-            do { spec = try JobValidator.spec(JobSpec.specOfJobFile(json)) } catch { throw ValidationError("\(path): \(error)") }
+            do { json = try JSONValue.parse(data) } catch { throw Failure("\(path): not JSON: \(error)") }
+            do { spec = try JobValidator.spec(JobSpec.specOfJobFile(json)) } catch { throw Failure("\(path): \(error)") }
         } else {
             let plan: SweepPlan
             do { plan = try SweepSpec.plan(yaml: String(decoding: data, as: UTF8.self)) } catch let e as TunaError {
-                throw ValidationError(e.description)
+                throw Failure(e.description)
             }
             let i = index ?? 0
             guard plan.jobs.count == 1 || index != nil else {
@@ -88,7 +88,7 @@ enum JobFile {
             spec = plan.jobs[i].spec
         }
         guard spec.trainer != .command else {
-            throw ValidationError("\(path): a command job; only native and torch jobs train adapters or prune experts")
+            throw Failure("\(path): a command job; only native and torch jobs train adapters or prune experts")
         }
         return spec
     }

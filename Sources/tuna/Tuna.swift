@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `tuna`: one executable for the coordinator, the worker daemon, and the commands people type.
 @main
@@ -13,4 +14,19 @@ struct Tuna: AsyncParsableCommand {
             VersionCommand.self, ContractCommand.self, TokenizeCommand.self, EvalCommand.self, TrainCommand.self, MergeCommand.self, InitModelCommand.self, PrepareCommand.self,
         ]
     )
+
+    /// Exit codes: 0 success; 1 the command failed (one line saying why, no usage text);
+    /// 2 bad usage (the message and the usage). ArgumentParser's own code for bad usage is 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

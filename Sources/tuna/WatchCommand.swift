@@ -18,7 +18,7 @@ struct WatchCommand: AsyncParsableCommand {
         while true {
             let sweeps = try await c.send(ListSweeps()).rows
             guard let s = sweep.map({ id in sweeps.first { $0.id == id } }) ?? sweeps.last else {
-                throw ValidationError(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
+                throw Failure(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
             }
             let rows = try await c.sendRaw(ResultsQuery(sweep: s.id, sort: "best_val_loss")).resultRows()
             let best = rows.first { $0.best_val_loss != nil }
@@ -26,7 +26,11 @@ struct WatchCommand: AsyncParsableCommand {
                 + "\(s.failed) failed, \(s.cancelled) cancelled"
                 + (best.map { " | best val loss \(fmt($0.best_val_loss)) (job \($0.id))" } ?? "")
             if line != last { print(line); last = line }
-            if s.queued + s.running == 0 { return }
+            if s.queued + s.running == 0 {
+                // Done watching; a sweep with failed jobs is not a success to a script.
+                if s.failed > 0 { throw Failure("sweep \(s.id): \(s.failed) job(s) failed (tuna jobs \(s.id) says why)") }
+                return
+            }
             try await Task.sleep(nanoseconds: UInt64(max(0.1, interval) * 1e9))
         }
     }

@@ -24,6 +24,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         var config = CoordinatorConfig(listen: HostPort(host: "127.0.0.1", port: 0), dataDir: dir.appendingPathComponent("data"), token: token)
         config.policy.leaseMs = 5000
         config.maxFrame = 1 << 22
+        config.helloDeadlineSeconds = 1
         let s = try CoordinatorServer(config: config)
         let (ports, cont) = AsyncStream.makeStream(of: Int.self)
         server = Task { try await s.run { cont.yield($0) } }
@@ -98,6 +99,26 @@ final class ProtocolRobustnessTests: XCTestCase {
         bystander.close()
     }
 
+    /// Before its hello is accepted a connection may send only small frames, and it is closed
+    /// if it says nothing for `helloDeadlineSeconds` (issue 13, finding 2: 64 unauthenticated
+    /// connections each sending 15 MiB of a 16 MiB frame once took the coordinator to 1 GB).
+    func testUnauthenticatedPeersGetSmallFramesAndADeadline() async throws {
+        // 100 KiB announced before hello: refused from the length alone.
+        let big = try rawExchange(port: port, bytes: [0, 1, 0x90, 0, 1, 0x7b])
+        XCTAssert(big.contains("exceeds the limit of \(Frame.unauthenticatedMaxLength)"), big)
+        // Silence: the coordinator closes the connection after the deadline (1 s here), well
+        // before the socket's own 3 s receive timeout.
+        let start = Date()
+        XCTAssertEqual(try rawExchange(port: port, bytes: []), "")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2.5)
+        // After hello, frames up to the configured maximum: a 200 KB spec goes through.
+        let c = try await client()
+        defer { c.close() }
+        let spec = "name: big\ntrainer: command\ncommand: [x]\n# " + String(repeating: "x", count: 200_000) + "\n"
+        let s = try await c.send(Submit(spec: spec))
+        XCTAssertEqual(s.jobs, 1)
+    }
+
     func testBadSpecIsRefusedWholeWithFieldMessagesAndTheConnectionStaysUsable() async throws {
         let c = try await client()
         defer { c.close() }
@@ -132,6 +153,26 @@ final class ProtocolRobustnessTests: XCTestCase {
         let caps = Capabilities(hostname: "test", trainers: ["command"], gpus: [], cpu_cores: 1, ram_gb: 1)
         _ = try await w.send(Register(worker_id: workerID, name: "fake", capabilities: caps, max_jobs: 1, running: running))
         return w
+    }
+
+    /// Worker ids name rows and files, names are logged: a path, a NUL or a newline is refused
+    /// at registration (issue 13, finding 6), and the connection stays usable.
+    func testWorkerIdsAndNamesAreChecked() async throws {
+        let w = try await client(role: "worker")
+        defer { w.close() }
+        let caps = Capabilities(hostname: "test", trainers: ["command"], gpus: [], cpu_cores: 1, ram_gb: 1)
+        for (id, name, expect) in [("../../etc/passwd", "ok", "worker id"), ("a\u{0}b", "ok", "worker id"),
+                                   ("w-ok", "line\nforged: registered", "worker name"), ("w-ok", "", "worker name")] {
+            do {
+                _ = try await w.send(Register(worker_id: id, name: name, capabilities: caps, max_jobs: 1, running: []))
+                XCTFail("registered \(id) / \(name)")
+            } catch let e as ErrorReply {
+                XCTAssertEqual(e.code, .badRequest)
+                XCTAssert(e.message.hasPrefix(expect), e.message)
+            }
+        }
+        let ok = try await w.send(Register(worker_id: "w-ok", name: "box 7 (H200)", capabilities: caps, max_jobs: 1, running: []))
+        XCTAssertFalse(ok.quarantined)
     }
 
     func testArtifactNamesAndChecksumsAreChecked() async throws {

@@ -13,6 +13,10 @@ public struct CoordinatorConfig: Sendable {
     public var policy = LeasePolicy()
     public var sync: Store.Sync = .full
     public var maxFrame = Frame.defaultMaxLength
+    /// The largest frame before `hello` is accepted.
+    public var unauthenticatedMaxFrame = Frame.unauthenticatedMaxLength
+    /// How long a connection may take to say an accepted `hello` before it is closed.
+    public var helloDeadlineSeconds: Int64 = 10
     public var reapIntervalMs: Int64?
 
     public init(listen: HostPort, dataDir: URL, token: String?) {
@@ -44,7 +48,7 @@ public final class CoordinatorServer: Sendable {
     /// until the task is cancelled.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         try await store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
-        let server = try await Channels.listen(config.listen, maxFrame: config.maxFrame)
+        let server = try await Channels.listen(config.listen, initialMaxFrame: config.unauthenticatedMaxFrame)
         let port = server.channel.localAddress?.port ?? config.listen.port
         log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path)")
         onListening(port)
@@ -58,10 +62,10 @@ public final class CoordinatorServer: Sendable {
             }
             try await server.executeThenClose { inbound in
                 var next = 0
-                for try await conn in inbound {
+                for try await accepted in inbound {
                     next += 1
                     let id = next
-                    group.addTask { await self.serve(conn, id: id) }
+                    group.addTask { await self.serve(accepted, id: id) }
                 }
             }
         }
@@ -69,10 +73,18 @@ public final class CoordinatorServer: Sendable {
 
     /// One connection: read messages in order and answer each. Protocol errors (a bad frame,
     /// an unknown message, a wrong token) get an error reply and close this connection only.
-    func serve(_ conn: Channels.Conn, id: Int) async {
-        let channel = conn.channel
+    /// Until its `hello` is accepted a connection may send only small frames, and it is closed
+    /// if that has not happened within `helloDeadlineSeconds`: an unauthenticated peer can hold
+    /// neither memory nor a connection for long.
+    func serve(_ accepted: Channels.Accepted, id: Int) async {
+        let conn = accepted.conn, channel = conn.channel
         try? await conn.executeThenClose { inbound, outbound in
-            let session = Session(id: id, outbound: outbound, channel: channel)
+            let session = Session(id: id, outbound: outbound, channel: channel, frameLimit: accepted.limit,
+                                  authenticatedMaxFrame: self.config.maxFrame)
+            let deadline = channel.eventLoop.scheduleTask(in: .seconds(self.config.helloDeadlineSeconds)) {
+                if session.role == nil { channel.close(promise: nil) }
+            }
+            defer { deadline.cancel() }
             var assembler = MessageAssembler()
             do {
                 for try await frame in inbound {

@@ -17,14 +17,22 @@ public final class Session: Sendable {
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
     private let channel: Channel
     private let state = NIOLockedValueBox(State())
+    private let frameLimit: FrameLimit
+    private let authenticatedMaxFrame: Int
 
-    init(id: Int, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: Channel) {
+    init(id: Int, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: Channel, frameLimit: FrameLimit = FrameLimit(Frame.defaultMaxLength),
+         authenticatedMaxFrame: Int = Frame.defaultMaxLength) {
         self.id = id; self.outbound = outbound; self.channel = channel
+        self.frameLimit = frameLimit; self.authenticatedMaxFrame = authenticatedMaxFrame
     }
 
+    /// Set once `hello` is accepted; from then on the connection may send full-size frames.
     var role: String? {
         get { state.withLockedValue { $0.role } }
-        set { state.withLockedValue { $0.role = newValue } }
+        set {
+            state.withLockedValue { $0.role = newValue }
+            if newValue != nil { frameLimit.raise(to: authenticatedMaxFrame) }
+        }
     }
     var workerID: String? {
         get { state.withLockedValue { $0.workerID } }

@@ -13,6 +13,9 @@ public enum Frame: Sendable, Equatable {
     public static let binaryKind: UInt8 = 2
     /// The largest frame either side accepts (payload plus kind byte).
     public static let defaultMaxLength = 16 << 20
+    /// What the coordinator accepts from a connection before its `hello` is accepted: a hello
+    /// is a few hundred bytes.
+    public static let unauthenticatedMaxLength = 64 << 10
     /// Artifact chunks are this size: large enough for throughput, small enough that a
     /// dropped connection loses little.
     public static let chunkSize = 1 << 20

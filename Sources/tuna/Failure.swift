@@ -1,0 +1,9 @@
+import ArgumentParser
+
+/// A command that could not do what it was asked (a file it cannot read, a refused spec, no such
+/// sweep): one line on stderr, exit 1, no usage text. `ValidationError` is kept for bad usage
+/// (options that do not fit together), which exits 2 with the usage (`Tuna.main`).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
