@@ -63,7 +63,7 @@ struct WorkerCommand: AsyncParsableCommand {
         guard checkpointSync > 0 else { throw ValidationError("--checkpoint-sync must be > 0") }
         if let exitWhenIdle { guard exitWhenIdle > 0 else { throw ValidationError("--exit-when-idle must be > 0") } }
         _ = try gpuIndices
-        if let name, let problem = Register.problem(workerID: "x", name: name) { throw ValidationError("--name: \(problem)") }
+        if let name, let problem = Register.nameProblem(name) { throw ValidationError("--name: \(problem)") }
     }
 
     func run() async throws {

@@ -77,6 +77,12 @@ final class ProtocolRobustnessTests: XCTestCase {
             XCTAssertEqual(e.code, .unknownType); XCTAssert(e.message.contains("frobnicate"))
         }
         try await waitClosed(b)
+        // A reply type sent as a request is not a request either.
+        let r = try await client()
+        do { _ = try await r.requestRaw("welcome", Empty()).decode(Empty.self); XCTFail() } catch let e as ErrorReply {
+            XCTAssertEqual(e.code, .unknownType); XCTAssert(e.message.contains("is a reply, not a request"), e.message)
+        }
+        try await waitClosed(r)
 
         // A frame larger than the limit, refused from its length alone.
         let reply = try rawExchange(port: port, bytes: [0x7f, 0xff, 0xff, 0xff, 0x01, 0x7b])

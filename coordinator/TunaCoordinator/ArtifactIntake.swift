@@ -7,7 +7,7 @@ import TunaStore
 /// names, digests, kinds, sizes, offsets and chunk checksums, then the bytes to the
 /// `ArtifactStore` and the bookkeeping to the `Store`. Only the worker holding the attempt's
 /// lease may write to its uploads.
-struct ArtifactIntake {
+struct ArtifactIntake: Sendable {
     let store: Store
     let artifacts: ArtifactStore
 

@@ -30,7 +30,9 @@ public actor Coordinator {
 
     func register(_ session: Session, _ r: Register) async throws -> Registered {
         guard r.max_jobs >= 1 else { throw ErrorReply(code: .badRequest, message: "register needs max_jobs >= 1") }
-        if let problem = Register.problem(workerID: r.worker_id, name: r.name) { throw ErrorReply(code: .badRequest, message: problem) }
+        if let problem = Register.idProblem(r.worker_id) ?? Register.nameProblem(r.name) {
+            throw ErrorReply(code: .badRequest, message: problem)
+        }
         let now = clock()
         let quarantined = try await store.upsertWorker(r, now: now)
         if let old = workers[r.worker_id], old !== session {

@@ -30,6 +30,7 @@ public final class CoordinatorServer: Sendable {
     let coordinator: Coordinator
     let store: Store
     let artifacts: ArtifactStore
+    let intake: ArtifactIntake
     let log: Logger
 
     public init(config: CoordinatorConfig, log: Logger = Logger(label: "tuna.coordinator")) throws {
@@ -41,6 +42,7 @@ public final class CoordinatorServer: Sendable {
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
         store = try Store(path: config.dataDir.appendingPathComponent("tuna.sqlite").path, sync: config.sync)
         artifacts = try ArtifactStore(dataDir: config.dataDir)
+        intake = ArtifactIntake(store: store, artifacts: artifacts)
         coordinator = Coordinator(store: store, policy: config.policy, log: log)
     }
 

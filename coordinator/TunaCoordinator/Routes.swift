@@ -19,7 +19,6 @@ extension CoordinatorServer {
         }
         let now = await coordinator.now
         let worker = s.workerID ?? ""
-        let intake = ArtifactIntake(store: store, artifacts: artifacts)
         switch type {
         case .register:
             try await reply(msg, s) { (r: Register) in try await coordinator.register(s, r) }

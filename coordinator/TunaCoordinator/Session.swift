@@ -20,8 +20,7 @@ public final class Session: Sendable {
     private let frameLimit: FrameLimit
     private let authenticatedMaxFrame: Int
 
-    init(id: Int, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: Channel, frameLimit: FrameLimit = FrameLimit(Frame.defaultMaxLength),
-         authenticatedMaxFrame: Int = Frame.defaultMaxLength) {
+    init(id: Int, outbound: NIOAsyncChannelOutboundWriter<Frame>, channel: Channel, frameLimit: FrameLimit, authenticatedMaxFrame: Int) {
         self.id = id; self.outbound = outbound; self.channel = channel
         self.frameLimit = frameLimit; self.authenticatedMaxFrame = authenticatedMaxFrame
     }

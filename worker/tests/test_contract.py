@@ -127,13 +127,8 @@ def test_the_trainer_refuses_a_job_missing_a_field(tmp_path):
 
 def test_the_contract_is_found_from_a_release_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNA_CONTRACT_DIR", str(tmp_path))
-    spec.enums.cache_clear()
-    try:
-        with pytest.raises(spec.SpecError, match="the published job-spec contract is missing"):
-            spec.parse(TRAINED["lora-torch"])
-    finally:
-        monkeypatch.delenv("TUNA_CONTRACT_DIR")
-        spec.enums.cache_clear()
+    with pytest.raises(spec.SpecError, match="the published job-spec contract is missing"):
+        spec.parse(TRAINED["lora-torch"])
 
 
 def test_the_emitter_prints_only_published_events_with_their_fields():

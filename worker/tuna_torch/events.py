@@ -4,10 +4,8 @@ Only rank 0 prints (under torchrun every rank runs this code). NaN and infinitie
 JSON: they are printed as null, so the line still parses as an event. Every line is flushed,
 since stdout is a pipe to the worker and would otherwise be block-buffered.
 """
-import functools
 import json
 import math
-import os
 import resource
 import sys
 
@@ -26,12 +24,10 @@ def _clean(value):
     return value
 
 
-@functools.lru_cache(maxsize=None)
 def published_events():
     """{kind: [required fields]}: contract/trainer-events.json, written from the Swift
     `TrainerEvent` (the coordinator summarises these kinds)."""
-    with open(os.path.join(spec.contract_dir(), "trainer-events.json")) as f:
-        return json.load(f)
+    return spec.contract("trainer-events.json")
 
 
 def check(event, fields):

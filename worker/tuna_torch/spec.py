@@ -37,15 +37,25 @@ def contract_dir():
     return os.environ.get("TUNA_CONTRACT_DIR") or os.path.normpath(os.path.join(here, "..", "..", "contract"))
 
 
+def contract(name):
+    """contract/NAME as JSON (read once per contract folder): the one way this package reads the
+    published contract."""
+    return _read_contract(contract_dir(), name)
+
+
 @functools.lru_cache(maxsize=None)
-def enums():
-    path = os.path.join(contract_dir(), "job-spec", "enums.json")
+def _read_contract(directory, name):
+    path = os.path.join(directory, name)
     try:
         with open(path) as f:
             return json.load(f)
     except OSError as e:
         raise SpecError(f"the published job-spec contract is missing ({path}: {e.strerror}); "
                         "tuna_torch runs from the repository or a release, next to contract/") from None
+
+
+def enums():
+    return contract("job-spec/enums.json")
 
 
 @dataclass(frozen=True)
@@ -186,15 +196,13 @@ def to_json(job):
 
 def plan_format(task):
     """The plan.json format `tuna prepare` writes for a `task` job (contract/prepared-plan.json)."""
-    with open(os.path.join(contract_dir(), "prepared-plan.json")) as f:
-        return json.load(f)[task]["format"]
+    return contract("prepared-plan.json")[task]["format"]
 
 
 def read_plan(directory, task):
     """DIRECTORY/plan.json, what `tuna prepare` wrote for a `task` job: of the format
     contract/prepared-plan.json names for the task, with every field it lists."""
-    with open(os.path.join(contract_dir(), "prepared-plan.json")) as f:
-        layout = json.load(f)[task]
+    layout = contract("prepared-plan.json")[task]
     path = os.path.join(directory, "plan.json")
     with open(path) as f:
         plan = json.load(f)
@@ -209,8 +217,7 @@ def read_plan(directory, task):
 def golden(case):
     """The validated spec of contract/job-spec/CASE.json (benchmarks and tests start from it
     and set the fields they vary, so they never restate a default)."""
-    with open(os.path.join(contract_dir(), "job-spec", f"{case}.json")) as f:
-        return parse(json.load(f)["validated"])
+    return parse(contract(f"job-spec/{case}.json")["validated"])
 
 
 def _record(cls, obj, path):

@@ -86,15 +86,14 @@ public enum Contract {
     }
 
     /// The files under `dir` that differ from (or are missing against) what `files()` writes,
-    /// and the .json files there that it would not write.
+    /// and the .json files anywhere under it that it would not write.
     public static func stale(in dir: URL) throws -> [String] {
         let want = try files()
         var bad = want.keys.filter { path in
             (try? String(contentsOf: dir.appendingPathComponent(path), encoding: .utf8)) != want[path]
         }
-        let spec = dir.appendingPathComponent("job-spec")
-        let present = (try? FileManager.default.contentsOfDirectory(atPath: spec.path)) ?? []
-        bad += present.filter { $0.hasSuffix(".json") && want["job-spec/\($0)"] == nil }.map { "job-spec/\($0)" }
+        let present = (FileManager.default.enumerator(atPath: dir.path)?.allObjects as? [String]) ?? []
+        bad += present.filter { $0.hasSuffix(".json") && want[$0] == nil }
         return bad.sorted()
     }
 }

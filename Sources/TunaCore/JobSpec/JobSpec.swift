@@ -173,6 +173,11 @@ public struct JobSpec: Codable, Sendable, Equatable {
         case name, trainer, priority, resources, task, model, dataset, lora, train, prune, torch, command
         case maxAttempts = "max_attempts"
     }
+
+    /// The top-level fields of a `command` job that are the spec's own (every other field is the
+    /// program's, in `extra`), and every top-level field a built-in trainer's job may have.
+    static let commandFields: Set<String> = ["name", "trainer", "priority", "max_attempts", "resources", "command"]
+    static let fields = Set(CodingKeys.allCases.map(\.rawValue))
 }
 
 // MARK: - The job file
@@ -213,8 +218,7 @@ extension JobSpec {
         if trainer == .command {
             command = try c.decode([String].self, forKey: .command)
             let all = try decoder.singleValueContainer().decode([String: JSONValue].self)
-            let own = Set(["name", "trainer", "priority", "max_attempts", "resources", "command"])
-            extra = all.filter { !own.contains($0.key) }
+            extra = all.filter { !JobSpec.commandFields.contains($0.key) }
             return
         }
         task = try c.decode(Task.self, forKey: .task)

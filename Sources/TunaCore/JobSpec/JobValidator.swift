@@ -71,13 +71,11 @@ struct Checker {
         if trainer == .command {
             job.command = command()
             // Everything else goes through to the program as written.
-            let own = Set(JobSpec.CodingKeys.allCases.map(\.rawValue)).subtracting(["task", "model", "dataset", "lora", "train", "prune", "torch"])
-            job.extra = root.filter { !own.contains($0.key) && $0.key != "sweep" }
+            job.extra = root.filter { !JobSpec.commandFields.contains($0.key) && $0.key != "sweep" }
             return job
         }
-        let known = Set(JobSpec.CodingKeys.allCases.map(\.rawValue)).union(["sweep"])
-        for k in root.keys.sorted() where !known.contains(k) {
-            problems.append("\(k): unknown field (expected one of \(known.sorted().joined(separator: ", ")))")
+        for k in root.keys.sorted() where !JobSpec.fields.contains(k) && k != "sweep" {
+            problems.append("\(k): unknown field (expected one of \(JobSpec.fields.union(["sweep"]).sorted().joined(separator: ", ")))")
         }
         if root["command"] != nil { problems.append("command: only the command trainer takes a command") }
         job.model = string("model", in: root, path: "model", required: true) ?? ""

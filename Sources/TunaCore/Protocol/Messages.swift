@@ -89,17 +89,17 @@ public struct Register: Codable, Sendable {
 }
 
 extension Register {
-    /// What a worker may call itself: its id names files and rows, its name is shown and
+    /// What a worker may call itself: its id names rows and files, its name is shown and
     /// logged, so neither may hold a path, a control character or a newline that would forge a
     /// log line. Ids follow the job-name rule; names are printable, at most 128 characters.
-    public static func problem(workerID: String, name: String) -> String? {
-        if !JobValidator.isValidName(workerID) {
-            return "worker id \(JSONValue.string(workerID)) is not a valid id (letters, digits, '.', '_', '-'; at most 128)"
-        }
-        if name.isEmpty || name.count > 128 || name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }) {
-            return "worker name \(JSONValue.string(name)) is not a valid name (1 to 128 printable characters)"
-        }
-        return nil
+    public static func idProblem(_ id: String) -> String? {
+        JobValidator.isValidName(id) ? nil : "worker id \(JSONValue.string(id)) is not a valid id (letters, digits, '.', '_', '-'; at most 128)"
+    }
+
+    public static func nameProblem(_ name: String) -> String? {
+        let printable = !name.isEmpty && name.count <= 128
+            && !name.unicodeScalars.contains { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }
+        return printable ? nil : "worker name \(JSONValue.string(name)) is not a valid name (1 to 128 printable characters)"
     }
 }
 
