@@ -64,9 +64,12 @@ public enum WireError: Error, CustomStringConvertible, Sendable {
     case badFrame(String)
     case frameTooLarge(Int, Int)
     case closed
+    /// No reply within the time allowed; the connection has been closed.
+    case timeout(String)
 
     public var description: String {
         switch self {
+        case .timeout(let m): return m
         case .badFrame(let m): return "bad frame: \(m)"
         case .frameTooLarge(let n, let max): return "frame of \(n) bytes exceeds the limit of \(max)"
         case .closed: return "connection closed"

@@ -24,8 +24,13 @@ public final class WireClient: Sendable {
         try await connect(addr, hello: Hello(token: token, role: role))
     }
 
+    /// How long a coordinator may take to answer `hello`. A coordinator out of file descriptors
+    /// leaves new connections in its accept queue: the TCP connect succeeds and nothing more
+    /// happens, which would otherwise hang the CLI without a word.
+    public static let helloTimeout: Duration = .seconds(10)
+
     /// Connects and says `hello` as given (tests speak other versions with it).
-    public static func connect(_ addr: HostPort, hello: Hello) async throws -> WireClient {
+    public static func connect(_ addr: HostPort, hello: Hello, helloTimeout: Duration = WireClient.helloTimeout) async throws -> WireClient {
         let conn: Channels.Conn
         // Replies can be large (the results of a 100,000-job sweep are ~25 MiB of JSON); the
         // size cap protects the coordinator from peers, and a client trusts its coordinator.
@@ -34,7 +39,8 @@ public final class WireClient: Sendable {
         }
         let client = await WireClient(conn)
         do {
-            _ = try await client.send(hello)
+            _ = try await client.send(hello, timeout: helloTimeout,
+                                      "the coordinator at \(addr) accepted the connection but did not answer hello within \(helloTimeout) (overloaded, or out of file descriptors?)")
         } catch {
             client.close()
             throw error
@@ -58,6 +64,12 @@ public final class WireClient: Sendable {
                         guard let msg = try assembler.feed(frame) else { continue }
                         if let re = msg.header.re, let cont = state.withLockedValue({ $0.pending.removeValue(forKey: re) }) {
                             cont.resume(returning: msg)
+                        } else if msg.type == MessageType.error.rawValue, msg.header.re == nil,
+                                  let refusal = try? Envelope.decode(ErrorReply.self, from: msg.json, message: "error") {
+                            // An error about the connection itself (refused at the door, a bad
+                            // frame): every request waiting on it fails with the coordinator's reason.
+                            WireClient.fail(state, with: refusal)
+                            pushCont.yield(msg)
                         } else {
                             pushCont.yield(msg)
                         }
@@ -66,12 +78,7 @@ public final class WireClient: Sendable {
             } catch {}
             readyCont.finish()
             pushCont.finish()
-            let waiting = state.withLockedValue { s -> [CheckedContinuation<Incoming, Error>] in
-                s.closed = WireError.closed
-                defer { s.pending.removeAll() }
-                return Array(s.pending.values)
-            }
-            for c in waiting { c.resume(throwing: WireError.closed) }
+            WireClient.fail(state, with: WireError.closed)
         }
         var it = ready.makeAsyncIterator()
         // The stream yields exactly once unless the connection died first; a dead writer
@@ -79,6 +86,16 @@ public final class WireClient: Sendable {
         if let w = await it.next() { outbound = w } else {
             outbound = await WireClient.deadWriter(conn)
         }
+    }
+
+    /// Ends the connection's life for requests: those waiting fail with `error`, later ones too.
+    private static func fail(_ state: NIOLockedValueBox<State>, with error: Error) {
+        let waiting = state.withLockedValue { s -> [CheckedContinuation<Incoming, Error>] in
+            if s.closed == nil { s.closed = error }
+            defer { s.pending.removeAll() }
+            return Array(s.pending.values)
+        }
+        for c in waiting { c.resume(throwing: error) }
     }
 
     private static func deadWriter(_ conn: Channels.Conn) async -> NIOAsyncChannelOutboundWriter<Frame> {
@@ -94,6 +111,23 @@ public final class WireClient: Sendable {
     /// Sends a request and waits for its reply (an `error` reply is thrown as `ErrorReply`).
     public func send<R: Request>(_ request: R, binary: Data? = nil) async throws -> R.Reply {
         try await sendRaw(request, binary: binary).decode(R.Reply.self)
+    }
+
+    /// Sends a request and waits at most `timeout` for its reply; if none comes the connection
+    /// is closed (the peer, or the path to it, is taken for dead) and `WireError.timeout(what)`
+    /// thrown. Every other request on this connection then fails with `closed`.
+    public func send<R: Request>(_ request: R, timeout: Duration, _ what: String) async throws -> R.Reply {
+        let timedOut = NIOLockedValueBox(false)
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) { [channel] in
+            timedOut.withLockedValue { $0 = true }
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try await send(request)
+        } catch is WireError where timedOut.withLockedValue({ $0 }) {
+            throw WireError.timeout(what)
+        }
     }
 
     /// Sends a request and returns its reply as received: for replies followed by a binary
@@ -113,7 +147,7 @@ public final class WireClient: Sendable {
                 s.pending[id] = cont
                 return false
             }
-            if closed { cont.resume(throwing: WireError.closed); return }
+            if closed { cont.resume(throwing: state.withLockedValue { $0.closed } ?? WireError.closed); return }
             Task {
                 do {
                     // One write for both frames, so a concurrent request cannot slip between

@@ -30,14 +30,34 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "SQLite synchronous mode: full (survives power loss) or normal (survives kill -9).")
     var sync = "full"
 
+    @Option(help: "Connections held at once (lowered to fit the file-descriptor limit); more are refused with a reply.")
+    var maxConnections = ConnectionLimits().maxConnections
+
+    @Option(help: "Connections held at once from one address.")
+    var maxConnectionsPerAddress = ConnectionLimits().maxPerPeer
+
+    @Option(help: "Milliseconds of silence after which a worker's connection is taken for dead (default: half the lease, at most 6000; workers ping four times as often).")
+    var silenceMs: Int64?
+
     @Option(help: "Write the bound port to this file once listening (for scripts using port 0).")
     var portFile: String?
+
+    func validate() throws {
+        guard maxConnections >= 1, maxConnectionsPerAddress >= 1 else { throw ValidationError("--max-connections and --max-connections-per-address must be at least 1") }
+        guard leaseMs >= 200 else { throw ValidationError("--lease-ms must be at least 200") }
+        guard let silenceMs else { return }
+        guard silenceMs >= 100 else { throw ValidationError("--silence-ms must be at least 100") }
+        guard silenceMs < leaseMs else { throw ValidationError("--silence-ms must be shorter than --lease-ms (a silent worker is dropped before its leases run out)") }
+    }
 
     func run() async throws {
         var config = CoordinatorConfig(listen: try HostPort(parsing: listen), dataDir: URL(fileURLWithPath: dataDir), token: try readToken(file: tokenFile))
         config.policy.leaseMs = leaseMs
         config.policy.backoffBaseMs = backoffMs
         config.policy.quarantineAfter = quarantineAfter
+        config.connections.maxConnections = maxConnections
+        config.connections.maxPerPeer = maxConnectionsPerAddress
+        config.connections.silenceMs = silenceMs
         guard let s = Store.Sync(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be full or normal") }
         config.sync = s
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }

@@ -30,5 +30,7 @@ struct WorkersCommand: AsyncParsableCommand {
         }
         print(t.render())
         for r in rows where r.quarantined { print("\(r.name): \(r.quarantine_reason ?? "")") }
+        // The coordinator's own trouble is not the workers', but this is where an operator looks.
+        if let warning = storageWarning(try await c.send(CoordinatorStatusQuery())) { print(warning) }
     }
 }

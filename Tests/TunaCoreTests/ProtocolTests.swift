@@ -72,7 +72,7 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(newer.code.rawValue, "quota_exceeded")
         XCTAssertFalse(newer.code.closesConnection)
         XCTAssertEqual(ErrorCode.all.filter(\.closesConnection).map(\.rawValue).sorted(),
-                       ["bad_frame", "bad_message", "unauthorized", "unknown_type", "version"])
+                       ["bad_frame", "bad_message", "too_many_connections", "unauthorized", "unknown_type", "version"])
         XCTAssertEqual(Set(ErrorCode.all.map(\.rawValue)).count, ErrorCode.all.count)
     }
 
@@ -81,7 +81,7 @@ final class ProtocolTests: XCTestCase {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let doc = try String(contentsOf: repo.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
         for t in MessageType.allCases { XCTAssert(doc.contains("`\(t.rawValue)`"), "docs/protocol.md does not mention `\(t.rawValue)`") }
-        let requests: [any Request.Type] = [Hello.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
+        let requests: [any Request.Type] = [Hello.self, Ping.self, CoordinatorStatusQuery.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
                                             UploadChunk.self, UploadEnd.self, JobDone.self, JobFailed.self, Submit.self, ListSweeps.self,
                                             ResultsQuery.self, JobQuery.self, LogsQuery.self, WaitingQuery.self, ReadArtifact.self,
                                             CancelRequest.self, RetryRequest.self, ListWorkers.self, Unquarantine.self]

@@ -24,7 +24,7 @@ final class ProtocolRobustnessTests: XCTestCase {
         var config = CoordinatorConfig(listen: HostPort(host: "127.0.0.1", port: 0), dataDir: dir.appendingPathComponent("data"), token: token)
         config.policy.leaseMs = 5000
         config.maxFrame = 1 << 22
-        config.helloDeadlineSeconds = 1
+        config.connections.helloDeadlineSeconds = 1
         let s = try CoordinatorServer(config: config)
         let (ports, cont) = AsyncStream.makeStream(of: Int.self)
         server = Task { try await s.run { cont.yield($0) } }

@@ -72,6 +72,28 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(d.attempts.map(\.state), ["lost", "succeeded"])
     }
 
+    /// A lease its worker never named in a heartbeat or a registration never reached it (sent
+    /// into a dead connection): at expiry the job is requeued at once, as `returned`, counted
+    /// against neither the job nor the worker. A confirmed one that expires is `lost`: a failure.
+    func testAnUnconfirmedLeaseExpiresAsReturnedAndAConfirmedOneAsLost() throws {
+        try submit("max_attempts: 1")
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let expired = try store.expireLeases(now: 1100, policy: policy)
+        XCTAssertEqual(expired.map(\.ref), [AttemptRef(job: l.job, attempt: l.attempt)])
+        XCTAssertEqual(expired.map(\.confirmed), [false])
+        var d = try store.jobDetail(l.job)
+        XCTAssertEqual(d.job.status, .queued, "max_attempts 1, and still queued: no failure counted")
+        XCTAssertEqual(d.attempts.map(\.state), ["returned"])
+        let again = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1100, policy: policy), "no backoff")
+        XCTAssertEqual(again.attempt, 2)
+        // Confirmed by a heartbeat, then silent: lost, and with max_attempts 1 the job fails.
+        XCTAssertEqual(try store.renew(worker: "w1", leases: [AttemptRef(job: again.job, attempt: 2)], now: 1200, policy: policy), [])
+        XCTAssertEqual(try store.expireLeases(now: 2300, policy: policy).map(\.confirmed), [true])
+        d = try store.jobDetail(l.job)
+        XCTAssertEqual(d.job.status, .failed)
+        XCTAssertEqual(d.attempts.map(\.state), ["returned", "lost"])
+    }
+
     func testFailuresRetryUpToMaxAttemptsThenFail() throws {
         try submit("max_attempts: 2")
         for (i, w) in ["w1", "w2"].enumerated() {

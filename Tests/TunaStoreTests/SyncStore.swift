@@ -24,7 +24,7 @@ struct SyncStore {
     func renew(worker: String, leases: [AttemptRef], now: Int64, policy: LeasePolicy) throws -> [AttemptRef] {
         try block { try await store.renew(worker: worker, leases: leases, now: now, policy: policy) }
     }
-    func expireLeases(now: Int64, policy: LeasePolicy) throws -> [(AttemptRef, String)] { try block { try await store.expireLeases(now: now, policy: policy) } }
+    func expireLeases(now: Int64, policy: LeasePolicy) throws -> [(ref: AttemptRef, worker: String, confirmed: Bool)] { try block { try await store.expireLeases(now: now, policy: policy) } }
     func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws {
         try block { try await store.finish(ref, worker: worker, outcome: outcome, now: now, policy: policy) }
     }

@@ -52,9 +52,10 @@ struct ArtifactIntake: Sendable {
             throw ErrorReply(code: .badArtifact, message: "upload \(id) has \(u.received) of \(u.artifact.size) bytes")
         }
         let ref = try store.uploadAttempt(id)
-        do { try artifacts.finalize(upload: id, expected: u.artifact) } catch {
+        do { try artifacts.finalize(upload: id, expected: u.artifact) } catch let e as ErrorReply where e.code == .badArtifact {
+            // The bytes were wrong (and are gone): the upload starts over. (A full disk keeps them.)
             try? await store.setUploadReceived(id, 0)
-            throw error
+            throw e
         }
         try await store.completeUpload(id, ref: ref, worker: worker, now: now)
     }

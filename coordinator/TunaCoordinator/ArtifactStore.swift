@@ -25,34 +25,55 @@ public struct ArtifactStore: Sendable {
     /// Makes the part file exactly `received` bytes long (bytes past the last acknowledged
     /// chunk were never verified) and returns that offset.
     func prepare(upload: Int64, received: Int64) throws -> Int64 {
-        let url = partPath(upload: upload)
-        if !FileManager.default.fileExists(atPath: url.path) {
-            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
-                throw ErrorReply(code: .io, message: "cannot create \(url.path)")
+        try storing("the upload") {
+            let url = partPath(upload: upload)
+            if !FileManager.default.fileExists(atPath: url.path) {
+                guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                    throw TunaError.io("cannot create \(url.path)")
+                }
             }
+            let h = try FileHandle(forWritingTo: url)
+            defer { try? h.close() }
+            let size = try h.seekToEnd()
+            let keep = min(Int64(size), received)
+            try h.truncate(atOffset: UInt64(keep))
+            return keep
         }
-        let h = try FileHandle(forWritingTo: url)
-        defer { try? h.close() }
-        let size = try h.seekToEnd()
-        let keep = min(Int64(size), received)
-        try h.truncate(atOffset: UInt64(keep))
-        return keep
     }
 
     /// Writes one verified chunk at `offset` and syncs it.
     func write(upload: Int64, offset: Int64, bytes: Data) throws {
-        let h = try FileHandle(forWritingTo: partPath(upload: upload))
-        defer { try? h.close() }
-        try h.truncate(atOffset: UInt64(offset))
-        try h.seek(toOffset: UInt64(offset))
-        do {
-            try h.write(contentsOf: bytes)
-            try h.synchronize()
-        } catch {
-            // A full disk: drop the partial chunk so the acknowledged prefix stays valid.
-            try? h.truncate(atOffset: UInt64(offset))
-            throw ErrorReply(code: .io, message: "cannot store the chunk: \(error.localizedDescription)")
+        try storing("the chunk") {
+            let h = try FileHandle(forWritingTo: partPath(upload: upload))
+            defer { try? h.close() }
+            try h.truncate(atOffset: UInt64(offset))
+            try h.seek(toOffset: UInt64(offset))
+            do {
+                try h.write(contentsOf: bytes)
+                try h.synchronize()
+            } catch {
+                // A full disk: drop the partial chunk so the acknowledged prefix stays valid.
+                try? h.truncate(atOffset: UInt64(offset))
+                throw error
+            }
         }
+    }
+
+    /// Runs a file-system change; its failure is the coordinator's disk's (full, read-only, an
+    /// I/O error), said as `storage_unavailable` so that the sender retries instead of failing.
+    private func storing<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as ErrorReply { throw e } catch {
+            throw ErrorReply(code: .storageUnavailable, message: "the coordinator cannot store \(what) in \(root.path): \(Self.describe(error))")
+        }
+    }
+
+    /// "No space left on device" rather than Foundation's "The operation could not be completed".
+    static func describe(_ error: Error) -> String {
+        let ns = error as NSError
+        if let posix = (ns.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap({ $0.domain == NSPOSIXErrorDomain ? $0 : nil }) ?? (ns.domain == NSPOSIXErrorDomain ? ns : nil) {
+            return String(cString: strerror(Int32(posix.code)))
+        }
+        return "\(error)"
     }
 
     /// Verifies the finished part file and moves it to its content address.
@@ -64,11 +85,13 @@ public struct ArtifactStore: Sendable {
             throw ErrorReply(code: .badArtifact, message: "\(expected.name): SHA-256 is \(digest), expected \(expected.sha256); upload discarded")
         }
         let dest = path(sha256: digest)
-        try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if FileManager.default.fileExists(atPath: dest.path) {
-            try FileManager.default.removeItem(at: part)   // same content already stored
-        } else {
-            try FileManager.default.moveItem(at: part, to: dest)
+        try storing("\(expected.name)") {
+            try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if FileManager.default.fileExists(atPath: dest.path) {
+                try FileManager.default.removeItem(at: part)   // same content already stored
+            } else {
+                try FileManager.default.moveItem(at: part, to: dest)
+            }
         }
     }
 

@@ -10,6 +10,7 @@ import TunaStore
 public actor Coordinator {
     let store: Store
     let policy: LeasePolicy
+    let connections: ConnectionLimits
     let clock: @Sendable () -> Int64
     let log: Logger
 
@@ -18,8 +19,9 @@ public actor Coordinator {
     /// Long-polled job requests, oldest first.
     private var waiting: [(session: Session, re: Int64, request: JobRequest)] = []
 
-    public init(store: Store, policy: LeasePolicy, clock: @escaping @Sendable () -> Int64 = Coordinator.wallClock, log: Logger) {
-        self.store = store; self.policy = policy; self.clock = clock; self.log = log
+    public init(store: Store, policy: LeasePolicy, connections: ConnectionLimits = ConnectionLimits(),
+                clock: @escaping @Sendable () -> Int64 = Coordinator.wallClock, log: Logger) {
+        self.store = store; self.policy = policy; self.connections = connections; self.clock = clock; self.log = log
     }
 
     public static let wallClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -46,7 +48,7 @@ public actor Coordinator {
         let kept = r.running.filter { !lost.contains($0) }
         log.info("worker \(r.name) (\(r.worker_id)) registered; reattached \(kept.count), dropped \(lost.count)")
         return Registered(lease_ms: policy.leaseMs, heartbeat_ms: max(100, policy.leaseMs / 3),
-                          reattached: kept, dropped: lost, quarantined: quarantined)
+                          ping_ms: connections.ping(leaseMs: policy.leaseMs), silence_ms: connections.silence(leaseMs: policy.leaseMs), reattached: kept, dropped: lost, quarantined: quarantined)
     }
 
     func disconnected(_ session: Session) {
@@ -117,10 +119,14 @@ public actor Coordinator {
         let now = clock()
         do {
             let lost = try await store.expireLeases(now: now, policy: policy)
-            for (ref, worker) in lost {
-                log.warning("job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))")
+            for (ref, worker, confirmed) in lost {
+                log.warning(confirmed ? "job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))"
+                                      : "job \(ref.job) attempt \(ref.attempt): the lease never reached worker \(worker); job requeued, no failure counted")
                 await workers[worker]?.send(.cancel, CancelAttempt(job: ref.job, attempt: ref.attempt, reason: "lease expired"))
             }
+        } catch StoreError.storage {
+            // The disk is full: nothing expires now (heartbeats could not be recorded either);
+            // CoordinatorServer.afterStorageTrouble extends the leases once it has room.
         } catch { log.error("reaper: \(error)") }
         if !waiting.isEmpty { await dispatch() }
     }

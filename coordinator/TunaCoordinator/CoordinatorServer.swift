@@ -15,8 +15,7 @@ public struct CoordinatorConfig: Sendable {
     public var maxFrame = Frame.defaultMaxLength
     /// The largest frame before `hello` is accepted.
     public var unauthenticatedMaxFrame = Frame.unauthenticatedMaxLength
-    /// How long a connection may take to say an accepted `hello` before it is closed.
-    public var helloDeadlineSeconds: Int64 = 10
+    public var connections = ConnectionLimits()
     public var reapIntervalMs: Int64?
 
     public init(listen: HostPort, dataDir: URL, token: String?) {
@@ -31,6 +30,9 @@ public final class CoordinatorServer: Sendable {
     let store: Store
     let artifacts: ArtifactStore
     let intake: ArtifactIntake
+    let counter: ConnectionCounter
+    let storage: StorageHealth
+    let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     let log: Logger
 
     public init(config: CoordinatorConfig, log: Logger = Logger(label: "tuna.coordinator")) throws {
@@ -43,7 +45,9 @@ public final class CoordinatorServer: Sendable {
         store = try Store(path: config.dataDir.appendingPathComponent("tuna.sqlite").path, sync: config.sync)
         artifacts = try ArtifactStore(dataDir: config.dataDir)
         intake = ArtifactIntake(store: store, artifacts: artifacts)
-        coordinator = Coordinator(store: store, policy: config.policy, log: log)
+        coordinator = Coordinator(store: store, policy: config.policy, connections: config.connections, log: log)
+        storage = StorageHealth(dataDir: config.dataDir, log: log)
+        counter = ConnectionCounter(maxTotal: config.connections.effectiveMax, maxPerPeer: config.connections.maxPerPeer)
     }
 
     /// Binds, then calls `onListening` with the bound port (useful with port 0), then serves
@@ -52,14 +56,17 @@ public final class CoordinatorServer: Sendable {
         try await store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
         let server = try await Channels.listen(config.listen, initialMaxFrame: config.unauthenticatedMaxFrame)
         let port = server.channel.localAddress?.port ?? config.listen.port
-        log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path)")
+        log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path); at most \(counter.maxTotal) connections, \(counter.maxPerPeer) per address")
+        if counter.maxTotal < config.connections.maxConnections {
+            log.warning("the file-descriptor limit allows only \(counter.maxTotal) connections (asked for \(config.connections.maxConnections)): raise it with `ulimit -n` or LimitNOFILE=")
+        }
         onListening(port)
         let interval = config.reapIntervalMs ?? max(50, min(1000, config.policy.leaseMs / 4))
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { [coordinator] in
                 while !Task.isCancelled {
                     try await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000)
-                    await coordinator.reap()
+                    if await self.storageWritable() { await coordinator.reap() }
                 }
             }
             try await server.executeThenClose { inbound in
@@ -75,28 +82,40 @@ public final class CoordinatorServer: Sendable {
 
     /// One connection: read messages in order and answer each. Protocol errors (a bad frame,
     /// an unknown message, a wrong token) get an error reply and close this connection only.
-    /// Until its `hello` is accepted a connection may send only small frames, and it is closed
-    /// if that has not happened within `helloDeadlineSeconds`: an unauthenticated peer can hold
-    /// neither memory nor a connection for long.
+    /// A connection over the caps is refused with a reply. Until its `hello` is accepted a
+    /// connection may send only small frames, and it is closed if that has not happened within
+    /// the hello deadline: an unauthenticated peer can hold neither memory nor a connection for
+    /// long. A silent peer is disconnected (see `watchSilence`).
     func serve(_ accepted: Channels.Accepted, id: Int) async {
         let conn = accepted.conn, channel = conn.channel
+        let peer = channel.remoteAddress?.ipAddress ?? "?"
+        if let refusal = counter.admit(peer) {
+            if let n = counter.refusalToLog() { log.warning("refused \(n) connection(s): \(refusal)") }
+            try? await conn.executeThenClose { _, outbound in
+                try await outbound.write(.json(Envelope.encode(MessageType.error.rawValue, ErrorReply(code: .tooManyConnections, message: refusal))))
+            }
+            return
+        }
+        defer { counter.release(peer) }
         try? await conn.executeThenClose { inbound, outbound in
             let session = Session(id: id, outbound: outbound, channel: channel, frameLimit: accepted.limit,
                                   authenticatedMaxFrame: self.config.maxFrame)
-            let deadline = channel.eventLoop.scheduleTask(in: .seconds(self.config.helloDeadlineSeconds)) {
-                if session.role == nil { channel.close(promise: nil) }
-            }
-            defer { deadline.cancel() }
+            let watch = self.watchSilence(of: session, on: channel)
+            defer { watch.cancel() }
             var assembler = MessageAssembler()
             do {
                 for try await frame in inbound {
+                    session.handling(true)
+                    defer { session.handling(false) }
                     guard let msg = try assembler.feed(frame) else { continue }
                     do {
                         try await self.route(msg, session)
                     } catch let e as ErrorReply {
+                        if e.code == .storageUnavailable { self.storage.failed(e.message, nowMs: await self.coordinator.now) }
                         await session.send(.error, re: msg.header.id, e)
                         if e.code.closesConnection { break }
                     } catch let e as StoreError {
+                        if case .storage(let m) = e { self.storage.failed(m, nowMs: await self.coordinator.now) }
                         await session.send(.error, re: msg.header.id, ErrorReply(e))
                     } catch {
                         // A file-system or other unexpected failure: say so, keep the connection.
@@ -116,6 +135,43 @@ public final class CoordinatorServer: Sendable {
     }
 }
 
+extension CoordinatorServer {
+    /// Whether leases may be expired now. While the disk refused writes, heartbeats could not
+    /// renew leases, so none expires then; once a write works again (extending every running
+    /// lease is that write) the outage is over, and no attempt is lost for it.
+    func storageWritable() async -> Bool {
+        guard storage.problem != nil else { return true }
+        // Room for a couple of upload chunks, or the next one would be refused at once.
+        if let free = storage.freeBytes, free < 2 * Int64(Frame.chunkSize) { return false }
+        let now = await coordinator.now
+        do {
+            try await store.extendRunningLeases(now: now, policy: config.policy)
+            storage.recovered(nowMs: now)
+            return true
+        } catch { return false }
+    }
+
+    /// Closes the connection when its peer has been silent too long for what it is: before
+    /// `hello`, the hello deadline; a worker, its silence (it pings four times as often); a client,
+    /// `clientIdleSeconds`. Checked on the connection's event loop every 250 ms.
+    func watchSilence(of session: Session, on channel: Channel) -> RepeatedTask {
+        let limits = config.connections, log = self.log, silenceMs = config.connections.silence(leaseMs: config.policy.leaseMs)
+        return channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { task in
+            guard let silent = session.silence(now: .now()) else { return }
+            let (limit, who): (TimeAmount, String)
+            switch session.role {
+            case nil: (limit, who) = (.seconds(limits.helloDeadlineSeconds), "a connection that never said hello")
+            case "worker"?: (limit, who) = (.milliseconds(silenceMs), "worker \(session.workerID ?? "(unregistered)")")
+            default: (limit, who) = (.seconds(limits.clientIdleSeconds), "an idle client")
+            }
+            guard silent > limit else { return }
+            if session.role != nil { log.warning("\(who) silent for \(silent.nanoseconds / 1_000_000) ms: closing its connection") }
+            task.cancel()
+            channel.close(promise: nil)
+        }
+    }
+}
+
 extension ErrorReply {
     /// The store's refusals as the wire says them: the one place they are mapped.
     init(_ e: StoreError) {
@@ -123,6 +179,7 @@ extension ErrorReply {
         case .notFound(let m): self.init(code: .notFound, message: m)
         case .staleAttempt: self.init(code: .staleAttempt, message: e.description)
         case .badRequest(let m): self.init(code: .badRequest, message: m)
+        case .storage(let m): self.init(code: .storageUnavailable, message: m)
         case .database(let m): self.init(code: .internal, message: m)
         }
     }

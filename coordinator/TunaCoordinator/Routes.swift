@@ -20,6 +20,8 @@ extension CoordinatorServer {
         let now = await coordinator.now
         let worker = s.workerID ?? ""
         switch type {
+        case .ping:
+            try await reply(msg, s) { (_: Ping) in Empty() }
         case .register:
             try await reply(msg, s) { (r: Register) in try await coordinator.register(s, r) }
         case .jobRequest:
@@ -96,10 +98,18 @@ extension CoordinatorServer {
             try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep)) }
         case .listWorkers:
             try await reply(msg, s) { (_: ListWorkers) in Rows(try store.workers(connected: await coordinator.connectedWorkers)) }
+        case .status:
+            try await reply(msg, s) { (_: CoordinatorStatusQuery) in
+                let problem = storage.problem
+                return CoordinatorStatus(tuna: TunaVersion.current, protocol: ProtocolVersion.current, started_ms: startedMs,
+                                         connections: counter.open, max_connections: counter.maxTotal, data_dir: config.dataDir.path,
+                                         free_bytes: storage.freeBytes, storage_problem: problem?.message,
+                                         storage_problem_since_ms: problem?.sinceMs, storage_refusals: problem?.refusals)
+            }
         case .unquarantine:
             try await reply(msg, s) { (u: Unquarantine) in try await store.unquarantine(worker: u.worker); return Empty() }
             await coordinator.dispatch()
-        case .hello, .welcome, .error, .ok, .registered, .lease, .heartbeatAck, .eventsAck, .uploadReady, .chunkAck,
+        case .hello, .welcome, .error, .ok, .pong, .registered, .lease, .heartbeatAck, .eventsAck, .uploadReady, .chunkAck,
              .submitted, .sweeps, .count, .artifactChunk, .workers:
             throw ErrorReply(code: .unknownType, message: "`\(msg.type)` is a reply, not a request")
         }

@@ -11,6 +11,10 @@ public final class Session: Sendable {
         var role: String?
         var workerID: String?
         var gone = false
+        /// When the peer was last heard from, and whether a request of its is being handled
+        /// (the coordinator's own slowness is not the peer's silence).
+        var lastHeard = NIODeadline.now()
+        var busy = false
     }
 
     let id: Int
@@ -42,6 +46,16 @@ public final class Session: Sendable {
     var isGone: Bool {
         get { state.withLockedValue { $0.gone } }
         set { state.withLockedValue { $0.gone = newValue } }
+    }
+
+    /// Marks a request as being handled (`true`) or done (`false`); either way the peer was heard.
+    func handling(_ busy: Bool) {
+        state.withLockedValue { $0.busy = busy; $0.lastHeard = .now() }
+    }
+
+    /// How long the peer has been silent, or nil while one of its requests is being handled.
+    func silence(now: NIODeadline) -> TimeAmount? {
+        state.withLockedValue { $0.busy ? nil : now - $0.lastHeard }
     }
 
     /// Sends a message (and its binary frame, if any) in one write; a failed send means the

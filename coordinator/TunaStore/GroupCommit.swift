@@ -79,6 +79,8 @@ extension Store {
         switch error {
         case let e as StoreError: return e
         case let e as TunaError: return e
+        case let e as DatabaseError where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN].contains(e.resultCode):
+            return StoreError.storage("the coordinator's database cannot be written: \(e.message ?? "\(e.resultCode)")")
         default: return StoreError.database("database write failed: \(error)")
         }
     }

@@ -115,6 +115,13 @@ enum Schema {
         m.registerMigration("v4-events-table") { db in
             try db.execute(sql: "ALTER TABLE metrics RENAME TO events")
         }
+        // When the worker first named an attempt in a heartbeat or a registration: a lease that
+        // expires unconfirmed never reached its worker (lost in transit, or sent into a dead
+        // connection) and is returned to the queue rather than counted as a failure.
+        m.registerMigration("v5-attempts-confirmed") { db in
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN confirmed_ms INTEGER")
+            try db.execute(sql: "UPDATE attempts SET confirmed_ms = started_ms")
+        }
         return m
     }
 }

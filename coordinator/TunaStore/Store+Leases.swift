@@ -114,27 +114,34 @@ extension Store {
             var lost: [AttemptRef] = []
             for ref in leases {
                 try db.execute(sql: """
-                    UPDATE attempts SET lease_expires_ms = ?
+                    UPDATE attempts SET lease_expires_ms = ?, confirmed_ms = COALESCE(confirmed_ms, ?)
                     WHERE job_id = ? AND number = ? AND worker_id = ? AND state = 'running'
                       AND number = (SELECT current_attempt FROM jobs WHERE id = ? AND status = 'running')
-                    """, arguments: [now + policy.leaseMs, ref.job, ref.attempt, worker, ref.job])
+                    """, arguments: [now + policy.leaseMs, now, ref.job, ref.attempt, worker, ref.job])
                 if db.changesCount == 0 { lost.append(ref) }
             }
             return lost
         }
     }
 
-    /// Expires leases not renewed in time: the attempt is `lost`, the job goes back to the
-    /// queue (after backoff) or fails for good. Returns the lost attempts and their workers.
-    public func expireLeases(now: Int64, policy: LeasePolicy) async throws -> [(AttemptRef, String)] {
+    /// Expires leases not renewed in time. An attempt its worker had confirmed (named in a
+    /// heartbeat or a registration) is `lost`: the job goes back to the queue after backoff, or
+    /// fails for good. One never confirmed never reached its worker and is `returned`: back to
+    /// the queue at once, counted against neither the job nor the worker. Returns the expired
+    /// attempts, their workers and whether each was confirmed.
+    public func expireLeases(now: Int64, policy: LeasePolicy) async throws -> [(ref: AttemptRef, worker: String, confirmed: Bool)] {
         try await write { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT job_id, number, worker_id FROM attempts WHERE state = 'running' AND lease_expires_ms < ?",
-                                        arguments: [now])
-            var out: [(AttemptRef, String)] = []
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT job_id, number, worker_id, confirmed_ms IS NOT NULL FROM attempts WHERE state = 'running' AND lease_expires_ms < ?
+                """, arguments: [now])
+            var out: [(ref: AttemptRef, worker: String, confirmed: Bool)] = []
             for r in rows {
-                let ref = AttemptRef(job: r[0], attempt: r[1])
-                try self.endAttempt(db, ref, worker: r[2], outcome: .lost("lease expired (worker lost or unreachable)"), now: now, policy: policy)
-                out.append((ref, r[2]))
+                let ref = AttemptRef(job: r[0], attempt: r[1]), confirmed: Bool = r[3]
+                let outcome: AttemptOutcome = confirmed
+                    ? .lost("lease expired (worker lost or unreachable)")
+                    : .returned("the lease never reached the worker (it never confirmed the attempt)")
+                try self.endAttempt(db, ref, worker: r[2], outcome: outcome, now: now, policy: policy)
+                out.append((ref, r[2], confirmed))
             }
             return out
         }

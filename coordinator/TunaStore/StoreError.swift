@@ -10,12 +10,15 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case staleAttempt(AttemptRef, String)
     /// A request the store cannot act on as asked (cancel with no target, an unknown sort column).
     case badRequest(String)
-    /// SQLite failed (a full disk, an I/O error) or a row did not read back.
+    /// The coordinator's own disk could not take the write (full, read-only, an I/O error): the
+    /// coordinator's fault, never the job's or the worker's; retried once there is room.
+    case storage(String)
+    /// SQLite failed otherwise, or a row did not read back.
     case database(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .badRequest(let m), .database(let m): return m
+        case .notFound(let m), .badRequest(let m), .storage(let m), .database(let m): return m
         case .staleAttempt(let ref, let why): return "job \(ref.job) attempt \(ref.attempt): \(why)"
         }
     }

@@ -97,6 +97,7 @@ public actor WorkerDaemon {
         connectWaiters.removeAll()
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.pings(c, everyMs: reg.ping_ms, silenceMs: reg.silence_ms) }
             group.addTask { try await self.heartbeats(c, everyMs: reg.heartbeat_ms) }
             group.addTask { try await self.requestJobs(c) }
             group.addTask {
@@ -112,16 +113,38 @@ public actor WorkerDaemon {
         }
     }
 
+    /// Liveness: a ping every `everyMs`, each answered within `silenceMs` or the connection is
+    /// taken for dead (a black-holed network sends no reset) and closed, which ends the session
+    /// and starts a reconnect. The coordinator closes its side after the same silence.
+    private func pings(_ c: WireClient, everyMs: Int64, silenceMs: Int64) async throws {
+        while true {
+            try await Task.sleep(nanoseconds: UInt64(everyMs) * 1_000_000)
+            _ = try await c.send(Ping(), timeout: .milliseconds(silenceMs),
+                                 "no reply from the coordinator \(config.coordinator) for \(silenceMs) ms: taking the connection for dead")
+        }
+    }
+
     private func heartbeats(_ c: WireClient, everyMs: Int64) async throws {
         while true {
             try await Task.sleep(nanoseconds: UInt64(everyMs) * 1_000_000)
-            let ack = try await c.send(Heartbeat(leases: Array(runners.keys)))
-            for ref in ack.lost { await cancel(ref, reason: "lease lost") }
-            if let q = ack.quarantined, q != quarantined {
-                quarantined = q
-                mayAsk.wake()
-                log.warning(q ? "this worker is quarantined; `tuna workers` says why" : "quarantine lifted; taking jobs again")
-            }
+            try await heartbeat(c)
+        }
+    }
+
+    /// Renews every lease this worker holds (and, for a new one, confirms it reached us).
+    private func heartbeat(_ c: WireClient) async throws {
+        let ack: HeartbeatAck
+        do { ack = try await c.send(Heartbeat(leases: Array(runners.keys))) } catch let e as ErrorReply where e.code == .storageUnavailable {
+            // The coordinator's disk is full: it keeps our leases (none expires until it can
+            // write again), so this is no reason to drop the connection.
+            log.warning("heartbeat not recorded: \(e.message)")
+            return
+        }
+        for ref in ack.lost { await cancel(ref, reason: "lease lost") }
+        if let q = ack.quarantined, q != quarantined {
+            quarantined = q
+            mayAsk.wake()
+            log.warning(q ? "this worker is quarantined; `tuna workers` says why" : "quarantine lifted; taking jobs again")
         }
     }
 
@@ -142,6 +165,9 @@ public actor WorkerDaemon {
                 break
             }
             start(lease)
+            // Confirms the lease at once: an unconfirmed lease that expires is taken to have
+            // never arrived, and is requeued without counting as a failure.
+            try await heartbeat(c)
         }
         try await Task.sleep(nanoseconds: UInt64.max / 2)
     }
@@ -216,16 +242,24 @@ public actor WorkerDaemon {
     func log(_ message: String) { log.warning("\(message)") }
 
     /// Runs `body` with a live connection, waiting for (re)connection and retrying when the
-    /// connection drops mid-way. Errors from the coordinator itself are passed on.
+    /// connection drops mid-way, and while the coordinator's disk is full (its fault, not the
+    /// job's: the files stay here and go up once it has room). Other errors from the
+    /// coordinator are passed on.
     func withClient<R: Sendable>(_ body: @Sendable (WireClient) async throws -> R) async throws -> R {
+        var storageWait = 1.0
         while true {
-            if client == nil || client!.isClosed {
+            guard let c = client, !c.isClosed else {
                 if shuttingDown && client == nil { throw WireError.closed }
                 await withCheckedContinuation { connectWaiters.append($0) }
                 continue
             }
-            do { return try await body(client!) }
+            do { return try await body(c) }
             catch is WireError { try? await Task.sleep(nanoseconds: 100_000_000) }
+            catch let e as ErrorReply where e.code == .storageUnavailable {
+                log.warning("\(e.message); keeping the files, retrying in \(Int(storageWait)) s")
+                try await Task.sleep(nanoseconds: UInt64(storageWait * 1e9))
+                storageWait = min(15, storageWait * 2)
+            }
         }
     }
 

@@ -19,6 +19,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     public static let unknownType = ErrorCode(rawValue: "unknown_type")
     public static let unauthorized = ErrorCode(rawValue: "unauthorized")
     public static let version = ErrorCode(rawValue: "version")
+    /// The coordinator holds as many connections as it allows (in all, or from this address).
+    public static let tooManyConnections = ErrorCode(rawValue: "too_many_connections")
     // A request that failed; the connection stays usable.
     public static let badRequest = ErrorCode(rawValue: "bad_request")
     public static let invalidSpec = ErrorCode(rawValue: "invalid_spec")
@@ -27,14 +29,16 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     public static let badArtifact = ErrorCode(rawValue: "bad_artifact")
     public static let badChecksum = ErrorCode(rawValue: "bad_checksum")
     public static let badOffset = ErrorCode(rawValue: "bad_offset")
-    public static let io = ErrorCode(rawValue: "io")
+    /// The coordinator's own disk cannot take the write (full, an I/O error). Not the sender's
+    /// fault: a worker keeps its files and retries, and nothing is counted against its job.
+    public static let storageUnavailable = ErrorCode(rawValue: "storage_unavailable")
     public static let `internal` = ErrorCode(rawValue: "internal")
 
     /// Every code this release sends.
-    public static let all: [ErrorCode] = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .badRequest, .invalidSpec,
-                                          .notFound, .staleAttempt, .badArtifact, .badChecksum, .badOffset, .io, .internal]
+    public static let all: [ErrorCode] = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .tooManyConnections, .badRequest, .invalidSpec,
+                                          .notFound, .staleAttempt, .badArtifact, .badChecksum, .badOffset, .storageUnavailable, .internal]
 
     /// After an error with this code the coordinator closes the connection.
     public var closesConnection: Bool { Self.closing.contains(self) }
-    private static let closing: Set<ErrorCode> = [.badFrame, .badMessage, .unknownType, .unauthorized, .version]
+    private static let closing: Set<ErrorCode> = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .tooManyConnections]
 }

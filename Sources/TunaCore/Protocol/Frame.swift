@@ -23,7 +23,7 @@ public enum Frame: Sendable, Equatable {
 
 public enum ProtocolVersion {
     /// Bumped on any incompatible change; the hello carries it and a mismatch is refused.
-    public static let current = 1
+    public static let current = 2
 
     /// The coordinator's refusal of a peer that speaks another version, naming both sides.
     public static func mismatch(peer: Int, peerRelease: String?) -> String {

@@ -4,6 +4,8 @@
 public enum MessageType: String, CaseIterable, Sendable, Codable {
     // Both roles
     case hello, welcome, error, ok
+    /// Liveness: either side's silence is noticed within seconds (Registered.silence_ms).
+    case ping, pong
     // Worker -> coordinator, and the replies
     case register, registered
     case jobRequest = "job_request", lease
@@ -23,6 +25,7 @@ public enum MessageType: String, CaseIterable, Sendable, Codable {
     case retry
     case listWorkers = "list_workers", workers
     case unquarantine
+    case status
 
     /// What only a registered worker may send.
     public var isWorkerOnly: Bool {
@@ -44,6 +47,7 @@ public protocol Request: Encodable, Sendable {
 }
 
 extension Hello: Request { public typealias Reply = Welcome; public static let type = MessageType.hello; public static let replyType = MessageType.welcome }
+extension Ping: Request { public typealias Reply = Empty; public static let type = MessageType.ping; public static let replyType = MessageType.pong }
 extension Register: Request { public typealias Reply = Registered; public static let type = MessageType.register; public static let replyType = MessageType.registered }
 extension JobRequest: Request { public typealias Reply = Lease; public static let type = MessageType.jobRequest; public static let replyType = MessageType.lease }
 extension Heartbeat: Request { public typealias Reply = HeartbeatAck; public static let type = MessageType.heartbeat; public static let replyType = MessageType.heartbeatAck }
@@ -66,4 +70,5 @@ extension ReadArtifact: Request { public typealias Reply = ArtifactChunk; public
 extension CancelRequest: Request { public typealias Reply = Count; public static let type = MessageType.cancel; public static let replyType = MessageType.count }
 extension RetryRequest: Request { public typealias Reply = Count; public static let type = MessageType.retry; public static let replyType = MessageType.count }
 extension ListWorkers: Request { public typealias Reply = Rows<WorkerRow>; public static let type = MessageType.listWorkers; public static let replyType = MessageType.workers }
+extension CoordinatorStatusQuery: Request { public typealias Reply = CoordinatorStatus; public static let type = MessageType.status; public static let replyType = MessageType.status }
 extension Unquarantine: Request { public typealias Reply = Empty; public static let type = MessageType.unquarantine; public static let replyType = MessageType.ok }

@@ -106,13 +106,21 @@ extension Register {
 public struct Registered: Codable, Sendable {
     public var lease_ms: Int64
     public var heartbeat_ms: Int64
+    /// How often the worker pings: cheap liveness traffic, apart from the heartbeats that renew
+    /// leases (and write to the database) only every `heartbeat_ms`.
+    public var ping_ms: Int64
+    /// Silence after which either side takes the connection for dead and closes it: the worker
+    /// when no pong (or other reply) has come for this long, the coordinator when nothing at all
+    /// has. A black-holed link is noticed within seconds, not at the TCP timeout's minutes.
+    public var silence_ms: Int64
     /// Of the attempts the worker said it runs, those whose leases it still holds...
     public var reattached: [AttemptRef]
     /// ...and those it must stop (expired, cancelled, or superseded by a newer attempt).
     public var dropped: [AttemptRef]
     public var quarantined: Bool
-    public init(lease_ms: Int64, heartbeat_ms: Int64, reattached: [AttemptRef], dropped: [AttemptRef], quarantined: Bool) {
-        self.lease_ms = lease_ms; self.heartbeat_ms = heartbeat_ms; self.reattached = reattached; self.dropped = dropped; self.quarantined = quarantined
+    public init(lease_ms: Int64, heartbeat_ms: Int64, ping_ms: Int64, silence_ms: Int64, reattached: [AttemptRef], dropped: [AttemptRef], quarantined: Bool) {
+        self.lease_ms = lease_ms; self.heartbeat_ms = heartbeat_ms; self.ping_ms = ping_ms; self.silence_ms = silence_ms
+        self.reattached = reattached; self.dropped = dropped; self.quarantined = quarantined
     }
 }
 
@@ -145,6 +153,11 @@ public struct Lease: Codable, Sendable {
     public init(job: JobID, attempt: Int, sweep: SweepID, spec: JSONValue, lease_ms: Int64, resume: [ArtifactInfo]) {
         self.job = job; self.attempt = attempt; self.sweep = sweep; self.spec = spec; self.lease_ms = lease_ms; self.resume = resume
     }
+}
+
+/// Liveness only: answered with `pong` (an empty reply) and never stored.
+public struct Ping: Codable, Sendable {
+    public init() {}
 }
 
 public struct Heartbeat: Codable, Sendable {
@@ -305,6 +318,31 @@ public struct JobQuery: Codable, Sendable {
 /// `list_sweeps`, `list_workers`: no parameters.
 public struct ListSweeps: Codable, Sendable { public init() {} }
 public struct ListWorkers: Codable, Sendable { public init() {} }
+
+/// `status`: the coordinator's own health. No parameters.
+public struct CoordinatorStatusQuery: Codable, Sendable { public init() {} }
+
+public struct CoordinatorStatus: Codable, Sendable {
+    /// The coordinator's release and protocol version.
+    public var tuna: String
+    public var `protocol`: Int
+    public var started_ms: Int64
+    public var connections: Int
+    public var max_connections: Int
+    public var data_dir: String
+    /// Free bytes on the data directory's file system (nil if it cannot be read).
+    public var free_bytes: Int64?
+    /// Set while the coordinator's disk refuses writes: what it said, since when, how often.
+    public var storage_problem: String?
+    public var storage_problem_since_ms: Int64?
+    public var storage_refusals: Int?
+    public init(tuna: String, protocol: Int, started_ms: Int64, connections: Int, max_connections: Int, data_dir: String, free_bytes: Int64?,
+                storage_problem: String? = nil, storage_problem_since_ms: Int64? = nil, storage_refusals: Int? = nil) {
+        self.tuna = tuna; self.protocol = `protocol`; self.started_ms = started_ms; self.connections = connections; self.max_connections = max_connections
+        self.data_dir = data_dir; self.free_bytes = free_bytes; self.storage_problem = storage_problem
+        self.storage_problem_since_ms = storage_problem_since_ms; self.storage_refusals = storage_refusals
+    }
+}
 
 public struct Count: Codable, Sendable {
     public var count: Int
