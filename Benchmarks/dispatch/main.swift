@@ -66,7 +66,7 @@ let coordinator = Process()
 coordinator.executableURL = bin.appendingPathComponent("tuna")
 let portFile = dir.appendingPathComponent("port")
 coordinator.arguments = ["coordinator", "--listen", "127.0.0.1:0", "--data-dir", dir.appendingPathComponent("data").path,
-                         "--port-file", portFile.path, "--sync", opts.sync, "--lease-ms", "60000"]
+                         "--port-file", portFile.path, "--sync", opts.sync, "--lease-ms", "60000", "--open-loopback"]
 FileManager.default.createFile(atPath: "/tmp/tuna-bench-coordinator.log", contents: nil)
 coordinator.standardError = FileHandle(forWritingAtPath: "/tmp/tuna-bench-coordinator.log")
 try coordinator.run()

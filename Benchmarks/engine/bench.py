@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", ".."))  # the repository: the scripts package
-from scripts.engine import gptoss_ref as ref  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "..", "Tests", "Python"))  # the reference package
+from reference import gptoss as ref  # noqa: E402
 
 
 def main():

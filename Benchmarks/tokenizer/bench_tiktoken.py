@@ -2,7 +2,7 @@
 """tiktoken side of the tokenizer benchmark: encode one text file single-threaded with
 o200k_harmony (encode_ordinary, the same work as Swift's Tokenizer.encode) and print one
 JSON line. Offline: loads the encoding from a local o200k_base.tiktoken (see
-scripts/text/make_goldens.py for the cache trick). Usage: bench_tiktoken.py <ranks> <text> [repeats]"""
+Tests/Python/reference/text_goldens.py for the cache trick). Usage: bench_tiktoken.py <ranks> <text> [repeats]"""
 import hashlib, json, os, shutil, sys, tempfile, time
 
 ranks, text_path = sys.argv[1], sys.argv[2]

@@ -18,7 +18,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", ".."))  # the repository: the scripts package
+sys.path.insert(0, os.path.join(HERE, "..", "..", "Tests", "Python"))  # the reference package
 
 CONFIGS = {
     # name: (label, rank, alpha, target_modules, expert layers)
@@ -50,8 +50,8 @@ def torch_worker(args):
     for the native side, train, print one JSON line."""
     import torch
     torch.set_num_threads(args.threads)
-    from scripts.engine import gptoss_ref as ref
-    from scripts.engine import lora_ref
+    from reference import gptoss as ref
+    from reference import lora as lora_ref
     from peft import get_peft_model
     from safetensors.torch import load_file
 
@@ -118,7 +118,7 @@ def run_json(cmd, env):
 
 def make_checkpoint(args):
     import torch
-    from scripts.engine import gptoss_ref as ref
+    from reference import gptoss as ref
     from safetensors.torch import save_file
     kwargs = ref.config_kwargs(hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
                                head_dim=64, experts=args.experts, top_k=args.top_k, intermediate=args.intermediate,

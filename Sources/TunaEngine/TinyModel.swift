@@ -7,7 +7,7 @@ import TunaRandom
 /// model.safetensors with BF16 everywhere except the experts, which are MXFP4
 /// `*_blocks`/`*_scales` (U8) with BF16 biases, under the real tensor names.
 ///
-/// Weights follow scripts/engine/gptoss_ref.py's `_randomize` (norms 1 + 0.2 N, embeddings
+/// Weights follow Tests/Python/reference/gptoss.py's `_randomize` (norms 1 + 0.2 N, embeddings
 /// and sinks N(0, 1), biases 0.1 N, every projection N(0, 1/in)) so activations stay O(1)
 /// and nothing saturates; the experts draw N(0, 1/in) too and go through `MXFP4.quantize`.
 /// Normals are Irwin-Hall sums of 12 uniforms from SplitMix64 (additions only, no libm), so
@@ -71,7 +71,7 @@ public enum TinyModel {
     }
 
     /// config.json: the fields transformers' GptOssConfig.to_dict() has that matter (no
-    /// id2label/return_dict noise), as scripts/engine/gptoss_ref.py writes them.
+    /// id2label/return_dict noise), as Tests/Python/reference/gptoss.py writes them.
     static func configJSON(_ s: Spec) throws -> Data {
         var object: [String: Any] = [
             "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",

@@ -2,7 +2,7 @@
 /// seeded generator of every Tuna module. Tiny, fully specified, the same stream on every
 /// platform and Swift version (the standard library's generator and `random(in:)` promise
 /// neither), and easy to mirror in Python: `sweep.seed: 7` draws the same random-search points,
-/// a data set splits the same way (scripts/text/make_goldens.py), `tuna init-model` writes the
+/// a data set splits the same way (Tests/Python/reference/splitmix64.py), `tuna init-model` writes the
 /// same bytes, everywhere.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64

@@ -3,7 +3,7 @@ import TunaRandom
 
 /// The deterministic train/validation split.
 ///
-/// Algorithm (reproducible in any language; scripts/text/make_goldens.py has a Python copy):
+/// Algorithm (reproducible in any language; Tests/Python/reference/splitmix64.py has a Python copy):
 /// 1. `n` = number of kept examples, in file order; `k = round(n * valFraction)` (halves
 ///    round away from zero), clamped to `0 ... n`.
 /// 2. Fisher–Yates shuffle of `[0, 1, ..., n-1]` with SplitMix64(seed): for `i` from `n-1`

@@ -18,18 +18,19 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    var token: String? {
-        get throws { try readToken(file: tokenFile) }
-    }
-
     func connect() async throws -> WireClient {
-        try await WireClient.connect(try address, token: try token, role: "client")
+        let address = try address
+        return try await WireClient.connect(address, token: try readToken(file: tokenFile, coordinator: address), role: "client")
     }
 }
 
-/// The token from a file (trimmed: --token-file, else $TUNA_TOKEN_FILE) or $TUNA_TOKEN.
-func readToken(file: String?) throws -> String? {
+/// The token from a file (trimmed: --token-file, else $TUNA_TOKEN_FILE) or $TUNA_TOKEN; for a
+/// loopback coordinator given none, the one it made for this user (`LocalToken`).
+func readToken(file: String?, coordinator: HostPort? = nil) throws -> String? {
     let env = ProcessInfo.processInfo.environment
+    if file == nil, env["TUNA_TOKEN_FILE"] ?? "" == "", env["TUNA_TOKEN"] ?? "" == "", let c = coordinator, c.isLoopback {
+        return LocalToken.read(port: c.port)
+    }
     if let file = file ?? env["TUNA_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
         guard let s = try? String(contentsOfFile: file, encoding: .utf8) else { throw Failure("cannot read the token file \(file)") }
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -15,8 +15,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Directory for the database and artifacts.")
     var dataDir = "tuna-data"
 
-    @Option(help: "File holding the shared token workers and clients must present (required off loopback).")
+    @Option(help: "File holding one shared token that workers and clients must present (an admin token; off loopback this or --tokens is required).")
     var tokenFile: String?
+
+    @Flag(help: "On loopback with no token, let every local user in (by default a token is made for this user in ~/.tuna).")
+    var openLoopback = false
+
+    @Option(help: "File of tokens with roles, one per line: ROLE NAME TOKEN (roles: admin, submit, read, worker); reread on SIGHUP.")
+    var tokens: String?
 
     @Option(help: "Lease length in milliseconds: a worker silent this long loses its jobs.")
     var leaseMs: Int64 = 30_000
@@ -52,6 +58,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         var config = CoordinatorConfig(listen: try HostPort(parsing: listen), dataDir: URL(fileURLWithPath: dataDir), token: try readToken(file: tokenFile))
+        config.tokensFile = tokens.map { URL(fileURLWithPath: $0) }
+        config.localToken = !openLoopback
         config.policy.leaseMs = leaseMs
         config.policy.backoffBaseMs = backoffMs
         config.policy.quarantineAfter = quarantineAfter
@@ -63,6 +71,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let server = try CoordinatorServer(config: config)
         let portFile = self.portFile
+        // SIGHUP rereads the tokens file (the handler type is the one the termination signals use).
+        let reload = TerminationSignals([SIGHUP]) { server.reloadTokens() }
+        defer { reload.cancel() }
         try await runUntilSignal {
             try await server.run { port in
                 if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }

@@ -68,8 +68,9 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var config = WorkerConfig(coordinator: try HostPort(parsing: coordinator), workDir: URL(fileURLWithPath: workDir),
-                                  token: try readToken(file: tokenFile))
+        let address = try HostPort(parsing: coordinator)
+        var config = WorkerConfig(coordinator: address, workDir: URL(fileURLWithPath: workDir), token: try readToken(file: tokenFile))
+        config.useLocalToken = config.token == nil && address.isLoopback
         config.maxJobs = maxJobs
         config.name = name
         config.graceSeconds = grace

@@ -2,13 +2,13 @@ import Foundation
 import XCTest
 @testable import TunaEngine
 
-/// Runs only when scripts/engine/live_check.py (or CI) sets TUNA_LIVE_CHECK_DIR to a freshly
+/// Runs only when Tests/Python/test_engine_live.py (or CI) sets TUNA_LIVE_CHECK_DIR to a freshly
 /// generated random checkpoint + reference.safetensors. Writes the native logits back as
 /// swift_logits.safetensors so the script can compare them on the Python side as well.
 final class LiveCheckTests: XCTestCase {
     func testLiveCheckDirectory() throws {
         guard let path = ProcessInfo.processInfo.environment["TUNA_LIVE_CHECK_DIR"], !path.isEmpty else {
-            throw XCTSkip("TUNA_LIVE_CHECK_DIR not set (run scripts/engine/live_check.py)")
+            throw XCTSkip("TUNA_LIVE_CHECK_DIR not set (run python3 -m pytest Tests/Python/test_engine_live.py)")
         }
         let dir = URL(fileURLWithPath: path)
         let worst = try GoldenTests.checkModel(directory: dir, label: "live")

@@ -3,7 +3,7 @@ import XCTest
 @testable import TunaEngine
 
 /// Native LoRA training against PEFT 0.21.2 + transformers 5.17 + torch on the committed
-/// fixtures made by scripts/engine/make_lora_goldens.py (lora-attn: attention targets, padded
+/// fixtures made by Tests/Python/reference/lora_goldens.py (lora-attn: attention targets, padded
 /// batch; lora-experts: all-linear + nested expert targets, rsLoRA, packed batch).
 ///
 /// Per fixture: the PEFT-saved initial adapter loads; the logits with it equal PEFT's; the loss
@@ -13,7 +13,7 @@ import XCTest
 ///
 /// Errors are max|ours - ref| / max|ref| per tensor (TestSupport.maxRelativeError). For scale:
 /// the same reference run in fp32 and fp64 PyTorch differs by <= ~5e-6 on every figure checked
-/// here (make_lora_goldens.py prints it; lora_reference.json keeps it as fp32_vs_fp64).
+/// here (lora_goldens.py prints it; lora_reference.json keeps it as fp32_vs_fp64).
 final class LoRAGoldenTests: XCTestCase {
     static let logitTolerance = 1e-4
     static let lossTolerance = 1e-5
@@ -205,7 +205,7 @@ final class LoRAGoldenTests: XCTestCase {
     }
 
     /// What LoRAAdapter.save writes reads back as the same adapter (PEFT reading it is the live
-    /// check's job: scripts/engine/lora_live_check.py loads it with PeftModel.from_pretrained).
+    /// check's job: Tests/Python/test_lora_live.py loads it with PeftModel.from_pretrained).
     func testSaveLoadRoundTrip() throws {
         for name in ["lora-attn", "lora-experts"] {
             let dir = try Fixture.url(name)

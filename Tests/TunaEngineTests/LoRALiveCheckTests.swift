@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import TunaEngine
 
-/// Runs only when scripts/engine/lora_live_check.py (or CI) sets TUNA_LORA_CHECK_DIR to a
+/// Runs only when Tests/Python/test_lora_live.py (or CI) sets TUNA_LORA_CHECK_DIR to a
 /// freshly drawn LoRA reference directory (same layout as the lora-* fixtures). Checks it like
 /// the goldens, then writes what the native side computed into DIR/swift/ so the script can
 /// compare it in Python as well, and load the trained adapter with PeftModel.from_pretrained:
@@ -13,7 +13,7 @@ import XCTest
 final class LoRALiveCheckTests: XCTestCase {
     func testLoRALiveCheckDirectory() throws {
         guard let path = ProcessInfo.processInfo.environment["TUNA_LORA_CHECK_DIR"], !path.isEmpty else {
-            throw XCTSkip("TUNA_LORA_CHECK_DIR not set (run scripts/engine/lora_live_check.py)")
+            throw XCTSkip("TUNA_LORA_CHECK_DIR not set (run python3 -m pytest Tests/Python/test_lora_live.py)")
         }
         let dir = URL(fileURLWithPath: path)
         let run = try LoRAGoldenTests.check(directory: dir, label: "live", requireClipping: false)

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import TunaEngine
 
-/// Locations of the committed fixtures (made by scripts/engine/make_goldens.py).
+/// Locations of the committed fixtures (made by Tests/Python/reference/engine_goldens.py).
 enum Fixture {
     static func url(_ name: String) throws -> URL {
         guard let base = Bundle.module.resourceURL?.appendingPathComponent("Fixtures") else {

@@ -5,7 +5,7 @@ import TunaText
 import TunaRandom
 
 /// `TinyModel.write`: a real-layout gpt-oss checkpoint that GptOssModel loads, deterministic
-/// from its seed, with unsaturated weights. scripts/engine/tiny_model_check.py runs
+/// from its seed, with unsaturated weights. Tests/Python/test_tiny_model.py runs
 /// `testWriteForPythonCheck` to compare it with transformers.
 final class TinyModelTests: XCTestCase {
     static let small = TinyModel.Spec(layers: 2, experts: 4, vocabSize: 320, slidingWindow: 4)
@@ -77,13 +77,13 @@ final class TinyModelTests: XCTestCase {
         XCTAssertTrue(loss > log(320.0) - 0.5 && loss < log(320.0) + 3, "initial loss \(loss)")
     }
 
-    /// With TUNA_TINY_MODEL_DIR set (scripts/engine/tiny_model_check.py): writes the demo model
+    /// With TUNA_TINY_MODEL_DIR set (Tests/Python/test_tiny_model.py): writes the demo model
     /// and its TinyTokenizer there, plus what the script compares against transformers and
     /// `tokenizers`: swift_logits.safetensors for a fixed batch and swift_tokens.json for texts.
     /// Also times one forward+loss over a 16 x 64 batch of the demo spec.
     func testWriteForPythonCheck() throws {
         guard let path = ProcessInfo.processInfo.environment["TUNA_TINY_MODEL_DIR"], !path.isEmpty else {
-            throw XCTSkip("TUNA_TINY_MODEL_DIR not set (run scripts/engine/tiny_model_check.py)")
+            throw XCTSkip("TUNA_TINY_MODEL_DIR not set (run python3 -m pytest Tests/Python/test_tiny_model.py)")
         }
         let dir = URL(fileURLWithPath: path)
         let spec = TinyModel.Spec.demo

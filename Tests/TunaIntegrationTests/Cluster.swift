@@ -84,7 +84,10 @@ final class Cluster: @unchecked Sendable {
 
     func log(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
 
-    func client() async throws -> WireClient { try await WireClient.connect(HostPort(host: "127.0.0.1", port: port), token: nil, role: "client") }
+    /// A client with the token the coordinator made for this user (it was given none).
+    func client() async throws -> WireClient {
+        try await WireClient.connect(HostPort(host: "127.0.0.1", port: port), token: LocalToken.read(port: port), role: "client")
+    }
 
     func submit(_ yaml: String) async throws -> Submitted {
         let c = try await client(); defer { c.close() }

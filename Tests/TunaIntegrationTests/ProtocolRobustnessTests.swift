@@ -285,17 +285,8 @@ final class ProtocolRobustnessTests: XCTestCase {
 /// Writes raw bytes to the coordinator and returns everything it sends back until it closes
 /// the connection (or 3 seconds pass).
 func rawExchange(port: Int, bytes: [UInt8]) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TunaError.io("socket") }
+    guard let fd = loopbackSocket(port: port, timeoutMs: 3000) else { throw TunaError.io("cannot connect to 127.0.0.1:\(port)") }
     defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard rc == 0 else { throw TunaError.io("connect") }
-    var tv = timeval(tv_sec: 3, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, bytes.count, 0) }
     var out = [UInt8]()
     var buf = [UInt8](repeating: 0, count: 4096)
@@ -305,4 +296,21 @@ func rawExchange(port: Int, bytes: [UInt8]) throws -> String {
         out += buf[0..<n]
     }
     return String(decoding: out, as: UTF8.self)
+}
+
+/// A TCP connection to 127.0.0.1:`port` whose sends and receives give up after `timeoutMs`;
+/// nil if it cannot connect. The caller closes it.
+func loopbackSocket(port: Int, timeoutMs: Int) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { close(fd); return nil }
+    var tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    return fd
 }

@@ -8,7 +8,7 @@ enum Fixture {
         let base = try XCTUnwrap(Bundle.module.resourceURL, "test bundle has no resources")
         let url = base.appendingPathComponent("Fixtures").appendingPathComponent(name)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw XCTSkip("missing fixture \(name); run scripts/text/make_goldens.py")
+            throw XCTSkip("missing fixture \(name); run PYTHONPATH=Tests/Python python3 -m reference.text_goldens")
         }
         return url
     }

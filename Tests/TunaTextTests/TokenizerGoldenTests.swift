@@ -3,7 +3,7 @@ import XCTest
 @testable import TunaText
 import TunaRandom
 
-/// The Swift tokenizer against tiktoken itself (goldens from scripts/text/make_goldens.py).
+/// The Swift tokenizer against tiktoken itself (goldens from Tests/Python/reference/text_goldens.py).
 final class TokenizerGoldenTests: XCTestCase {
     struct Goldens: Decodable {
         struct Case: Decodable {
@@ -28,7 +28,7 @@ final class TokenizerGoldenTests: XCTestCase {
                                  specialTokens: HarmonySpecialTokens.o200kBase)
         let goldens = try Fixture.decode(Goldens.self, "tokenizer_goldens.json")
         let corpus = try Fixture.decode([String].self, "tokenizer_corpus.json")
-        XCTAssertEqual(goldens.cases.map(\.text), corpus, "goldens are stale; rerun make_goldens.py")
+        XCTAssertEqual(goldens.cases.map(\.text), corpus, "goldens are stale; rerun reference.text_goldens")
         XCTAssertGreaterThan(goldens.cases.count, 50)
         for c in goldens.cases {
             XCTAssertEqual(base.encode(c.text), c.o200k_base, "o200k_base: \(c.text.debugDescription)")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TunaCore
@@ -9,7 +10,13 @@ import TunaWire
 public struct CoordinatorConfig: Sendable {
     public var listen: HostPort
     public var dataDir: URL
+    /// One shared token (an `admin` token named "shared"), from `--token-file`.
     public var token: String?
+    /// A tokens file with roles and names (`--tokens`, see `TokenTable`), reread on SIGHUP.
+    public var tokensFile: URL?
+    /// With neither, on loopback: make a token for this user (`LocalToken`) rather than let
+    /// every local user in. `tuna coordinator` sets it unless `--open-loopback`.
+    public var localToken = false
     public var policy = LeasePolicy()
     public var sync: Store.Sync = .full
     public var maxFrame = Frame.defaultMaxLength
@@ -32,13 +39,19 @@ public final class CoordinatorServer: Sendable {
     let intake: ArtifactIntake
     let counter: ConnectionCounter
     let storage: StorageHealth
+    let tokens: NIOLockedValueBox<TokenTable>
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     let log: Logger
 
     public init(config: CoordinatorConfig, log: Logger = Logger(label: "tuna.coordinator")) throws {
-        if !config.listen.isLoopback && (config.token ?? "").isEmpty {
-            throw TunaError.invalid("a token is required when listening on \(config.listen.host) (not loopback): pass --token-file")
+        if config.tokensFile != nil && !(config.token ?? "").isEmpty {
+            throw TunaError.invalid("give either --token-file (one shared token) or --tokens (tokens with roles), not both")
         }
+        let table = try config.tokensFile.map(TokenTable.load) ?? .shared(config.token)
+        if !config.listen.isLoopback && table.isEmpty {
+            throw TunaError.invalid("a token is required when listening on \(config.listen.host) (not loopback): pass --tokens or --token-file")
+        }
+        tokens = NIOLockedValueBox(table)
         self.config = config
         self.log = log
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
@@ -60,6 +73,14 @@ public final class CoordinatorServer: Sendable {
         if counter.maxTotal < config.connections.maxConnections {
             log.warning("the file-descriptor limit allows only \(counter.maxTotal) connections (asked for \(config.connections.maxConnections)): raise it with `ulimit -n` or LimitNOFILE=")
         }
+        var localTokenFile: URL?
+        if config.localToken && tokens.withLockedValue({ $0.isEmpty }) {
+            let (token, file) = try LocalToken.create(port: port)
+            tokens.withLockedValue { $0 = .shared(token) }
+            localTokenFile = file
+            log.info("no token given: made one for this user in \(file.path) (the CLI and workers of this user on this box read it)")
+        }
+        defer { if let localTokenFile { try? FileManager.default.removeItem(at: localTokenFile) } }
         onListening(port)
         let interval = config.reapIntervalMs ?? max(50, min(1000, config.policy.leaseMs / 4))
         try await withThrowingDiscardingTaskGroup { group in
@@ -136,6 +157,19 @@ public final class CoordinatorServer: Sendable {
 }
 
 extension CoordinatorServer {
+    /// Rereads the tokens file (SIGHUP). A file with a problem is refused and the tokens in use
+    /// stay as they were; connections already open keep the role they said hello with.
+    public func reloadTokens() {
+        guard let file = config.tokensFile else { return log.warning("SIGHUP: no --tokens file to reread") }
+        do {
+            let table = try TokenTable.load(file)
+            tokens.withLockedValue { $0 = table }
+            log.notice("SIGHUP: reread \(file.path): \(table.count) tokens")
+        } catch {
+            log.error("SIGHUP: \(error); keeping the \(tokens.withLockedValue { $0.count }) tokens in use")
+        }
+    }
+
     /// Whether leases may be expired now. While the disk refused writes, heartbeats could not
     /// renew leases, so none expires then; once a write works again (extending every running
     /// lease is that write) the outage is over, and no attempt is lost for it.

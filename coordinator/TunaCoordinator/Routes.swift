@@ -12,7 +12,11 @@ extension CoordinatorServer {
             throw ErrorReply(code: .unknownType, message: "unknown message type `\(msg.type)`")
         }
         if type == .hello { return try await hello(msg, s) }
-        guard let role = s.role else { throw ErrorReply(code: .unauthorized, message: "say hello first") }
+        guard let role = s.role, let who = s.principal else { throw ErrorReply(code: .unauthorized, message: "say hello first") }
+        guard who.role.may(type) else {
+            throw ErrorReply(code: .forbidden, message: "`\(msg.type)` is not allowed with a \(who.role.rawValue) token (\(who.name))")
+        }
+        let actor = Actor(name: who.name, role: who.role.rawValue)
         if type.isWorkerOnly {
             guard role == "worker" else { throw ErrorReply(code: .unauthorized, message: "`\(msg.type)` is for workers") }
             if type != .register && s.workerID == nil { throw ErrorReply(code: .unauthorized, message: "register first") }
@@ -58,7 +62,7 @@ extension CoordinatorServer {
                 do { plan = try SweepSpec.plan(yaml: sub.spec) } catch let e as TunaError {
                     throw ErrorReply(code: .invalidSpec, message: e.description)
                 }
-                return try await store.insertSweep(plan, specYAML: sub.spec, now: now)
+                return try await store.insertSweep(plan, specYAML: sub.spec, now: now, by: actor)
             }
             await coordinator.dispatch()
         case .listSweeps:
@@ -79,25 +83,32 @@ extension CoordinatorServer {
             let r = try msg.decode(ReadArtifact.self)
             try ArtifactRules.checkDigest(r.sha256)
             guard try store.hasArtifact(sha256: r.sha256) else { throw ErrorReply(code: .notFound, message: "no artifact \(r.sha256)") }
+            if who.role == .worker, !(try store.workerHolds(sha256: r.sha256, worker: worker)) {
+                throw ErrorReply(code: .forbidden, message: "a worker token may download only the artifacts of the jobs it holds")
+            }
             let (bytes, size) = try artifacts.read(sha256: r.sha256, offset: r.offset, length: min(r.length, Frame.chunkSize))
             await s.send(ReadArtifact.replyType, re: msg.header.id,
                          ArtifactChunk(offset: r.offset, length: bytes.count, sha256: bytes.sha256Hex, size: size), binary: bytes)
         case .cancel:
             try await reply(msg, s) { (c: CancelRequest) in
-                let (count, running) = try await store.cancel(c, now: now)
+                try requireOwner(who, sweep: c.sweep, job: c.job)
+                let (count, running) = try await store.cancel(c, now: now, by: actor)
                 await coordinator.notifyCancelled(running, reason: "cancelled by user")
                 return Count(count: count)
             }
         case .retry:
             try await reply(msg, s) { (r: RetryRequest) in
                 guard let sweep = r.sweep else { throw ErrorReply(code: .badRequest, message: "`retry` needs a sweep id") }
-                return Count(count: try await store.retry(sweep: sweep))
+                try requireOwner(who, sweep: sweep, job: nil)
+                return Count(count: try await store.retry(sweep: sweep, now: now, by: actor))
             }
             await coordinator.dispatch()
         case .waiting:
             try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep)) }
         case .listWorkers:
             try await reply(msg, s) { (_: ListWorkers) in Rows(try store.workers(connected: await coordinator.connectedWorkers)) }
+        case .audit:
+            try await reply(msg, s) { (q: AuditQuery) in Rows(try store.audit(limit: q.limit)) }
         case .status:
             try await reply(msg, s) { (_: CoordinatorStatusQuery) in
                 let problem = storage.problem
@@ -107,11 +118,20 @@ extension CoordinatorServer {
                                          storage_problem_since_ms: problem?.sinceMs, storage_refusals: problem?.refusals)
             }
         case .unquarantine:
-            try await reply(msg, s) { (u: Unquarantine) in try await store.unquarantine(worker: u.worker); return Empty() }
+            try await reply(msg, s) { (u: Unquarantine) in try await store.unquarantine(worker: u.worker, now: now, by: actor); return Empty() }
             await coordinator.dispatch()
         case .hello, .welcome, .error, .ok, .pong, .registered, .lease, .heartbeatAck, .eventsAck, .uploadReady, .chunkAck,
              .submitted, .sweeps, .count, .artifactChunk, .workers:
             throw ErrorReply(code: .unknownType, message: "`\(msg.type)` is a reply, not a request")
+        }
+    }
+
+    /// A `submit` token may cancel and retry only the sweeps it submitted; `admin` any.
+    private func requireOwner(_ who: Principal, sweep: SweepID?, job: JobID?) throws {
+        guard who.role != .admin else { return }
+        let owner = try store.owner(sweep: sweep, job: job)
+        guard owner == who.name else {
+            throw ErrorReply(code: .forbidden, message: "\(job.map { "job \($0)" } ?? "sweep \(sweep ?? 0)") was submitted by \(owner ?? "an unnamed token"), not \(who.name): a submit token may cancel and retry only its own sweeps")
         }
     }
 
@@ -126,14 +146,16 @@ extension CoordinatorServer {
         guard h.version == ProtocolVersion.current else {
             throw ErrorReply(code: .version, message: ProtocolVersion.mismatch(peer: h.version, peerRelease: h.tuna))
         }
-        if let expected = config.token, !expected.isEmpty {
-            guard let given = h.token, constantTimeEqual(given, expected) else {
-                throw ErrorReply(code: .unauthorized, message: "wrong or missing token")
-            }
+        guard let who = tokens.withLockedValue({ $0.principal(for: h.token) }) else {
+            throw ErrorReply(code: .unauthorized, message: "wrong or missing token")
         }
         guard h.role == "worker" || h.role == "client" else {
             throw ErrorReply(code: .badMessage, message: "role must be worker or client")
         }
+        guard who.role.opens(h.role) else {
+            throw ErrorReply(code: .unauthorized, message: "a \(who.role.rawValue) token cannot connect as a \(h.role)")
+        }
+        s.principal = who
         s.role = h.role
         await s.send(Hello.replyType, re: msg.header.id, Welcome(version: ProtocolVersion.current, server: "tuna-coordinator"))
     }

@@ -10,6 +10,7 @@ public final class Session: Sendable {
     struct State {
         var role: String?
         var workerID: String?
+        var principal: Principal?
         var gone = false
         /// When the peer was last heard from, and whether a request of its is being handled
         /// (the coordinator's own slowness is not the peer's silence).
@@ -36,6 +37,11 @@ public final class Session: Sendable {
             state.withLockedValue { $0.role = newValue }
             if newValue != nil { frameLimit.raise(to: authenticatedMaxFrame) }
         }
+    }
+    /// Whose token the connection said hello with.
+    var principal: Principal? {
+        get { state.withLockedValue { $0.principal } }
+        set { state.withLockedValue { $0.principal = newValue } }
     }
     var workerID: String? {
         get { state.withLockedValue { $0.workerID } }

@@ -122,6 +122,23 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE attempts ADD COLUMN confirmed_ms INTEGER")
             try db.execute(sql: "UPDATE attempts SET confirmed_ms = started_ms")
         }
+        // Role tokens: each sweep records who submitted it (a `submit` token may cancel and retry
+        // only its own), and an audit log records who submitted, cancelled, retried or
+        // unquarantined what.
+        m.registerMigration("v6-submitters-and-audit") { db in
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN submitted_by TEXT")
+            try db.execute(sql: """
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY,
+                    at_ms INTEGER NOT NULL,
+                    who TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    action TEXT NOT NULL,       -- submit, cancel, retry, unquarantine
+                    target TEXT NOT NULL,       -- "sweep 3", "job 12", "worker gpu-07"
+                    detail TEXT
+                )
+                """)
+        }
         return m
     }
 }

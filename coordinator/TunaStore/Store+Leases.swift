@@ -214,11 +214,24 @@ extension Store {
         try read { db in try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) ?? false }
     }
 
-    public func unquarantine(worker: String) async throws {
+    public func unquarantine(worker: String, now: Int64 = 0, by who: Actor = .local) async throws {
         try await write { db in
             try db.execute(sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, consecutive_failures = 0 WHERE id = ? OR name = ?",
                            arguments: [worker, worker])
             if db.changesCount == 0 { throw StoreError.notFound("no worker \(worker)") }
+            try self.audit(db, now: now, who, "unquarantine", "worker \(worker)", nil)
+        }
+    }
+
+    /// Whether `worker` holds the live attempt of a job that `sha256` belongs to (any of the
+    /// job's attempts): a worker token may download only what its own jobs resume from.
+    public func workerHolds(sha256: String, worker: String) throws -> Bool {
+        try read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT 1 FROM artifacts a JOIN attempts t ON t.id = a.attempt_id JOIN jobs j ON j.id = t.job_id
+                JOIN attempts cur ON cur.job_id = j.id AND cur.number = j.current_attempt
+                WHERE a.sha256 = ? AND cur.worker_id = ? AND cur.state = 'running' LIMIT 1
+                """, arguments: [sha256, worker]) ?? false
         }
     }
 }

@@ -5,11 +5,12 @@ import TunaCore
 extension Store {
     /// Stores a validated sweep and all its jobs in one transaction: a sweep is there whole
     /// or not at all, and (sweep, params_hash) is unique, so its job count is exact.
-    public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64) async throws -> Submitted {
+    public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64, by who: Actor = .local) async throws -> Submitted {
         try await write { db in
-            try db.execute(sql: "INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now])
+            try db.execute(sql: "INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name])
             let sweep = db.lastInsertedRowID
+            try self.audit(db, now: now, who, "submit", "sweep \(sweep)", "\(plan.name): \(plan.jobs.count) jobs")
             let stmt = try db.makeStatement(sql: """
                 INSERT INTO jobs (sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb,
                                   priority, max_attempts, status, created_ms)
@@ -29,7 +30,7 @@ extension Store {
 
     /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);
     /// succeeded, queued and running jobs are left alone.
-    public func retry(sweep: SweepID) async throws -> Int {
+    public func retry(sweep: SweepID, now: Int64 = 0, by who: Actor = .local) async throws -> Int {
         try await write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sweeps WHERE id = ?", arguments: [sweep]) == true else {
                 throw StoreError.notFound("no sweep \(sweep)")
@@ -39,13 +40,15 @@ extension Store {
                 UPDATE jobs SET status = ?, failures = 0, not_before_ms = 0, error = NULL, current_attempt = NULL
                 WHERE sweep_id = ? AND status IN \(retry.from.sqlList)
                 """, arguments: [retry.to.rawValue, sweep])
-            return db.changesCount
+            let n = db.changesCount
+            try self.audit(db, now: now, who, "retry", "sweep \(sweep)", "\(n) jobs requeued")
+            return n
         }
     }
 
     /// Cancels queued and running jobs of a sweep or one job. Returns the running attempts,
     /// whose workers must be told to stop; their late results are refused from now on.
-    public func cancel(_ target: CancelRequest, now: Int64) async throws -> (count: Int, running: [(AttemptRef, String)]) {
+    public func cancel(_ target: CancelRequest, now: Int64, by who: Actor = .local) async throws -> (count: Int, running: [(AttemptRef, String)]) {
         try await write { db in
             let (clause, arg): (String, Int64)
             if let job = target.job { (clause, arg) = ("j.id = ?", job) }
@@ -64,7 +67,24 @@ extension Store {
             let cancel = JobLifecycle.bulk(.cancelled)
             try db.execute(sql: "UPDATE jobs SET status = ?, error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN \(cancel.from.sqlList)",
                            arguments: [cancel.to.rawValue, arg])
-            return (db.changesCount, running)
+            let n = db.changesCount
+            try self.audit(db, now: now, who, "cancel", "\(target.job != nil ? "job" : "sweep") \(arg)", "\(n) jobs cancelled")
+            return (n, running)
+        }
+    }
+}
+
+extension Store {
+    /// Who the sweep of `sweep` (or of `job`) was submitted by: nil for sweeps stored before
+    /// tokens had names, `notFound` if there is no such sweep or job.
+    public func owner(sweep: SweepID?, job: JobID?) throws -> String? {
+        try read { db in
+            let row: Row?
+            if let job { row = try Row.fetchOne(db, sql: "SELECT s.submitted_by FROM jobs j JOIN sweeps s ON s.id = j.sweep_id WHERE j.id = ?", arguments: [job]) }
+            else if let sweep { row = try Row.fetchOne(db, sql: "SELECT submitted_by FROM sweeps WHERE id = ?", arguments: [sweep]) }
+            else { throw StoreError.badRequest("needs a sweep or a job") }
+            guard let row else { throw StoreError.notFound("no \(job != nil ? "job \(job!)" : "sweep \(sweep!)")") }
+            return row[0]
         }
     }
 }

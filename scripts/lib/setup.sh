@@ -57,12 +57,13 @@ tuna_require_build_tools() {
 
 # tuna_python_env: makes (or reuses) the repository's own Python environment, .venv, with the
 # pinned reference libraries of scripts/requirements.txt, and puts it first on PATH so that
-# `python3` is that environment's. Reused while the requirements file is unchanged.
+# `python3` is that environment's. Reused while the requirements files are unchanged (scripts/
+# requirements.txt reads worker/requirements.txt).
 tuna_python_env() {
     local repo=$1 venv=$1/.venv req=$1/scripts/requirements.txt
     command -v python3 >/dev/null || tuna_die "python3 is missing: apt-get install -y python3 python3-venv"
     local stamp
-    stamp=$(sha256sum "$req" | cut -d' ' -f1)
+    stamp=$(cat "$req" "$repo/worker/requirements.txt" | sha256sum | cut -d' ' -f1)
     if [ -x "$venv/bin/python3" ] && [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" = "$stamp" ]; then
         export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
         return

@@ -5,6 +5,9 @@ public struct WorkerConfig: Sendable {
     public var coordinator: HostPort
     public var workDir: URL
     public var token: String?
+    /// With no `token`, read the loopback coordinator's token for this user (`LocalToken`) at
+    /// every connection: a restarted coordinator makes a new one.
+    public var useLocalToken = false
     public var maxJobs = 1
     public var name: String?
     public var trainers: [Trainer] = [CommandTrainer()]

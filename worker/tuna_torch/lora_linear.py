@@ -13,7 +13,7 @@ Here the weights stay fp32 (what AdamW updates) and are cast to the activations'
 Names and shapes are PEFT's (lora_A [r, in], lora_B [out, r]; saved as
 `base_model.model.<module>.lora_A.weight`), and which modules are targeted is decided by PEFT's
 own matcher, so the adapter file and its config are exactly what PEFT writes and loads. On the
-CPU in fp32 the computation is PEFT's to rounding (scripts/torch/agreement_check.py).
+CPU in fp32 the computation is PEFT's to rounding (Tests/Python/test_torch_agreement.py).
 """
 import torch
 import torch.nn as nn

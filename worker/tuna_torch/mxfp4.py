@@ -21,7 +21,7 @@ The gathers have hand-written backwards that gather too: index_select's own back
 with atomic adds into a zeroed tensor. "Fused" is torch.compile on CUDA (`fused.py`), the same
 Python functions run eagerly on the CPU, where the tests run them.
 It is transformers' GptOssExperts (same math, same interleaving, same clamp) in another order of
-summation; `scripts/torch/agreement_check.py` (CPU, fp32, against the native trainer) and the GPU
+summation; `Tests/Python/test_torch_agreement.py` (CPU, fp32, against the native trainer) and the GPU
 benchmark (bf16, against the plain recipe) check the losses.
 
 Tensor layouts (those of the checkpoint, which is why the state dict names match it and a

@@ -29,10 +29,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-sys.path[:0] = [REPO, os.path.join(REPO, "worker")]  # the scripts package and the torch trainer
-from scripts.lib.checks import Checks  # noqa: E402
-from scripts.torch.gpu_check import BF16_TOLERANCE, peft_check  # noqa: E402
+sys.path.insert(0, os.path.dirname(HERE))  # Benchmarks/gpu: gpu_check (which puts the reference package and worker/ on the path)
+from gpu_check import BF16_TOLERANCE, peft_check  # noqa: E402
+from reference.checks import Checks  # noqa: E402
 
 WARM_STEPS = int(os.environ.get("FLEET_WARM_STEPS", 5))  # steps whose time includes the first compiles (a CPU dry run sets fewer)
 ROW_POSITIONS = 4 * 2048

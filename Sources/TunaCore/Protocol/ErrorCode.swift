@@ -23,6 +23,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     public static let tooManyConnections = ErrorCode(rawValue: "too_many_connections")
     // A request that failed; the connection stays usable.
     public static let badRequest = ErrorCode(rawValue: "bad_request")
+    /// The token's role may not do this (a `read` token submitting, a `submit` token cancelling
+    /// someone else's sweep); the connection stays open for what it may do.
+    public static let forbidden = ErrorCode(rawValue: "forbidden")
     public static let invalidSpec = ErrorCode(rawValue: "invalid_spec")
     public static let notFound = ErrorCode(rawValue: "not_found")
     public static let staleAttempt = ErrorCode(rawValue: "stale_attempt")
@@ -35,7 +38,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     public static let `internal` = ErrorCode(rawValue: "internal")
 
     /// Every code this release sends.
-    public static let all: [ErrorCode] = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .tooManyConnections, .badRequest, .invalidSpec,
+    public static let all: [ErrorCode] = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .tooManyConnections, .badRequest, .forbidden, .invalidSpec,
                                           .notFound, .staleAttempt, .badArtifact, .badChecksum, .badOffset, .storageUnavailable, .internal]
 
     /// After an error with this code the coordinator closes the connection.

@@ -26,6 +26,7 @@ public enum MessageType: String, CaseIterable, Sendable, Codable {
     case listWorkers = "list_workers", workers
     case unquarantine
     case status
+    case audit
 
     /// What only a registered worker may send.
     public var isWorkerOnly: Bool {
@@ -71,4 +72,5 @@ extension CancelRequest: Request { public typealias Reply = Count; public static
 extension RetryRequest: Request { public typealias Reply = Count; public static let type = MessageType.retry; public static let replyType = MessageType.count }
 extension ListWorkers: Request { public typealias Reply = Rows<WorkerRow>; public static let type = MessageType.listWorkers; public static let replyType = MessageType.workers }
 extension CoordinatorStatusQuery: Request { public typealias Reply = CoordinatorStatus; public static let type = MessageType.status; public static let replyType = MessageType.status }
+extension AuditQuery: Request { public typealias Reply = Rows<AuditRow>; public static let type = MessageType.audit; public static let replyType = MessageType.audit }
 extension Unquarantine: Request { public typealias Reply = Empty; public static let type = MessageType.unquarantine; public static let replyType = MessageType.ok }

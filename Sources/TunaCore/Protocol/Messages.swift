@@ -319,6 +319,26 @@ public struct JobQuery: Codable, Sendable {
 public struct ListSweeps: Codable, Sendable { public init() {} }
 public struct ListWorkers: Codable, Sendable { public init() {} }
 
+/// `audit`: the newest `limit` entries of the audit log (admin tokens only).
+public struct AuditQuery: Codable, Sendable {
+    public var limit: Int
+    public init(limit: Int = 100) { self.limit = limit }
+}
+
+public struct AuditRow: Codable, Sendable, Equatable {
+    public var at_ms: Int64
+    /// The token's name, and its role.
+    public var who: String
+    public var role: String
+    /// submit, cancel, retry or unquarantine.
+    public var action: String
+    public var target: String
+    public var detail: String?
+    public init(at_ms: Int64, who: String, role: String, action: String, target: String, detail: String?) {
+        self.at_ms = at_ms; self.who = who; self.role = role; self.action = action; self.target = target; self.detail = detail
+    }
+}
+
 /// `status`: the coordinator's own health. No parameters.
 public struct CoordinatorStatusQuery: Codable, Sendable { public init() {} }
 

@@ -1,1 +1,0 @@
-"""The Python side of the test suite: reference checks against transformers, PEFT, tiktoken and openai-harmony (run as `python3 -m scripts.<part>.<check>` from the repository root; scripts/test.sh runs them all)."""

@@ -1,1 +1,0 @@
-"""The demo kit (tiny model and data) against transformers, tokenizers and tiktoken."""

@@ -1,1 +1,0 @@
-"""What the checks share (checks.py); setup.sh is the shell side."""

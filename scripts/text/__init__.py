@@ -1,1 +1,0 @@
-"""The tokenizer and chat templates against tiktoken and openai-harmony."""

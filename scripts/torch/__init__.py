@@ -1,1 +1,0 @@
-"""The torch trainer (worker/tuna_torch) against the native trainer, PEFT and autograd."""
