@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // TLS on the protocol (BoringSSL through NIO's handlers).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // SplitMix64: the one seeded generator (sweeps, data splits, LoRA init, tiny models).
@@ -44,15 +46,18 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .target(name: "TunaCoordinator", dependencies: [
             "TunaCore", "TunaStore", "TunaWire",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "coordinator/TunaCoordinator"),
         .target(name: "TunaWorker", dependencies: [
             "TunaCore", "TunaWire",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "worker/TunaWorker"),
@@ -60,6 +65,7 @@ let package = Package(
             "TunaCore", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaText", "TunaEngine", "TunaTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         // OpenBLAS's cblas, the only BLAS the native engine speaks.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),

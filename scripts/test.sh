@@ -16,6 +16,10 @@ source scripts/lib/setup.sh
 tuna_require_build_tools
 tuna_python_env "$repo"
 swift build --build-tests
+# The TLS tests make their certificates with openssl; the full-disk test mounts a tmpfs with
+# util-linux's unshare.
+test_missing=$(tuna_missing_packages openssl util-linux)
+[ -z "$test_missing" ] || tuna_apt_install $test_missing
 swift test --skip-build
 bin=$(swift build --show-bin-path)
 echo "== torch trainer unit tests (worker/tests): the published job spec read strictly, no defaults of its own"

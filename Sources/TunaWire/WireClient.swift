@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import TunaCore
 
 /// A connection to the coordinator that matches replies to requests by id. Messages that
@@ -20,8 +21,8 @@ public final class WireClient: Sendable {
     public static let maxReplyFrame = 1 << 30
 
     /// Connects and says hello; throws `ErrorReply` if the coordinator refuses (bad token, version).
-    public static func connect(_ addr: HostPort, token: String?, role: String) async throws -> WireClient {
-        try await connect(addr, hello: Hello(token: token, role: role))
+    public static func connect(_ addr: HostPort, token: String?, role: String, tls: NIOSSLContext? = nil) async throws -> WireClient {
+        try await connect(addr, hello: Hello(token: token, role: role), tls: tls)
     }
 
     /// How long a coordinator may take to answer `hello`. A coordinator out of file descriptors
@@ -30,17 +31,21 @@ public final class WireClient: Sendable {
     public static let helloTimeout: Duration = .seconds(10)
 
     /// Connects and says `hello` as given (tests speak other versions with it).
-    public static func connect(_ addr: HostPort, hello: Hello, helloTimeout: Duration = WireClient.helloTimeout) async throws -> WireClient {
+    public static func connect(_ addr: HostPort, hello: Hello, tls: NIOSSLContext? = nil,
+                               helloTimeout: Duration = WireClient.helloTimeout) async throws -> WireClient {
         let conn: Channels.Conn
         // Replies can be large (the results of a 100,000-job sweep are ~25 MiB of JSON); the
         // size cap protects the coordinator from peers, and a client trusts its coordinator.
-        do { conn = try await Channels.connect(addr, maxFrame: WireClient.maxReplyFrame) } catch {
+        do { conn = try await Channels.connect(addr, maxFrame: WireClient.maxReplyFrame, tls: tls) } catch {
             throw TunaError.io("cannot reach the coordinator at \(addr): \(error)")
         }
-        let client = await WireClient(conn)
+        let client = await WireClient(conn, addr: addr, tls: tls)
         do {
             _ = try await client.send(hello, timeout: helloTimeout,
                                       "the coordinator at \(addr) accepted the connection but did not answer hello within \(helloTimeout) (overloaded, or out of file descriptors?)")
+        } catch WireError.closed where tls == nil {
+            client.close()
+            throw TunaError.io("the coordinator at \(addr) closed the connection before answering hello (if it serves TLS, pass --tls-ca)")
         } catch {
             client.close()
             throw error
@@ -48,7 +53,7 @@ public final class WireClient: Sendable {
         return client
     }
 
-    private init(_ conn: Channels.Conn) async {
+    private init(_ conn: Channels.Conn, addr: HostPort, tls: NIOSSLContext?) async {
         channel = conn.channel
         let (pushes, pushCont) = AsyncStream.makeStream(of: Incoming.self)
         self.pushes = pushes
@@ -75,7 +80,13 @@ public final class WireClient: Sendable {
                         }
                     }
                 }
-            } catch {}
+                WireClient.fail(state, with: WireError.closed)
+            } catch {
+                // A failed TLS handshake says why; anything else is a dropped connection.
+                var why: String?
+                if let tls { why = await TLS.explain(error, addr: addr, context: tls) }
+                WireClient.fail(state, with: why.map { TunaError.io($0) } ?? WireError.closed)
+            }
             readyCont.finish()
             pushCont.finish()
             WireClient.fail(state, with: WireError.closed)

@@ -9,9 +9,11 @@ struct BackupCommand: ParsableCommand {
 
     @Option(help: "The coordinator's data directory.") var dataDir = "tuna-data"
     @Option(help: "The backup folder (created if needed).") var out: String
+    @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let s = try Backup.take(dataDir: URL(fileURLWithPath: dataDir), out: URL(fileURLWithPath: out))
+        if json { return printJSON(["artifacts": Int64(s.artifacts), "copied": Int64(s.copied), "bytes_copied": s.bytesCopied]) }
         print("backed up \(dataDir) to \(out): database snapshot, \(s.artifacts) artifacts (\(s.copied) copied, \(bytes(s.bytesCopied)))")
     }
 }
@@ -22,9 +24,11 @@ struct RestoreCommand: ParsableCommand {
 
     @Option(help: "The backup folder (`tuna backup --out`).") var from: String
     @Option(help: "The new data directory (must hold no database yet).") var dataDir: String
+    @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let s = try Backup.restore(from: URL(fileURLWithPath: from), dataDir: URL(fileURLWithPath: dataDir))
+        if json { return printJSON(["artifacts": Int64(s.artifacts), "bytes_copied": s.bytesCopied]) }
         print("restored \(from) into \(dataDir): database checked, \(s.artifacts) artifacts checked and copied (\(bytes(s.bytesCopied)));"
               + " start it with: tuna coordinator --data-dir \(dataDir)")
     }

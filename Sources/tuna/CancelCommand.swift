@@ -7,6 +7,7 @@ struct CancelCommand: AsyncParsableCommand {
 
     @Argument(help: "The sweep id.") var sweep: Int64?
     @Option(help: "Cancel this job only.") var job: Int64?
+    @Flag(help: "Print JSON.") var json = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -17,6 +18,7 @@ struct CancelCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         let n = try await c.send(CancelRequest(sweep: sweep, job: job))
+        if json { return printJSON(["cancelled": n.count]) }
         print("cancelled \(n.count) job(s)")
     }
 }

@@ -8,8 +8,10 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "Coordinator address HOST:PORT (default: $TUNA_COORDINATOR or 127.0.0.1:7070).")
     var coordinator: String?
 
-    @Option(name: .long, help: "File holding the shared token (default: $TUNA_TOKEN_FILE, else the token in $TUNA_TOKEN).")
+    @Option(name: .long, help: "File holding the token (default: $TUNA_TOKEN_FILE, else the token in $TUNA_TOKEN, else on loopback the one the coordinator made for this user).")
     var tokenFile: String?
+
+    @OptionGroup var tls: ClientTLSOptions
 
     var address: HostPort {
         get throws {
@@ -20,7 +22,7 @@ struct ConnectionOptions: ParsableArguments {
 
     func connect() async throws -> WireClient {
         let address = try address
-        return try await WireClient.connect(address, token: try readToken(file: tokenFile, coordinator: address), role: "client")
+        return try await WireClient.connect(address, token: try readToken(file: tokenFile, coordinator: address), role: "client", tls: try tls.context())
     }
 }
 
@@ -38,6 +40,14 @@ func readToken(file: String?, coordinator: HostPort? = nil) throws -> String? {
         return t
     }
     return env["TUNA_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+}
+
+/// Prints a Codable value as one line of JSON (for streams of updates: `tuna watch --json`).
+func printJSONLine<T: Encodable>(_ value: T) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    // Written at once (not through print's buffer): a reader of the stream sees each update as it comes.
+    if let d = try? e.encode(value) { FileHandle.standardOutput.write(d + Data("\n".utf8)) }
 }
 
 /// Prints a Codable value as JSON (for `--json`).

@@ -4,6 +4,7 @@ import Logging
 import TunaCore
 import TunaCoordinator
 import TunaStore
+import TunaWire
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "coordinator",
@@ -17,6 +18,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(help: "File holding one shared token that workers and clients must present (an admin token; off loopback this or --tokens is required).")
     var tokenFile: String?
+
+    @Option(help: "The coordinator's TLS certificate chain (PEM): serve TLS.") var tlsCert: String?
+    @Option(help: "The key of --tls-cert (PEM).") var tlsKey: String?
+    @Option(help: "Require client certificates signed by this CA (PEM).") var tlsClientCA: String?
+    @Flag(help: "Off loopback, serve plaintext (no TLS): only on a network you trust.") var insecurePlaintext = false
 
     @Flag(help: "On loopback with no token, let every local user in (by default a token is made for this user in ~/.tuna).")
     var openLoopback = false
@@ -49,6 +55,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var portFile: String?
 
     func validate() throws {
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
+        if insecurePlaintext && tlsCert != nil { throw ValidationError("--insecure-plaintext and --tls-cert contradict each other") }
         guard maxConnections >= 1, maxConnectionsPerAddress >= 1 else { throw ValidationError("--max-connections and --max-connections-per-address must be at least 1") }
         guard leaseMs >= 200 else { throw ValidationError("--lease-ms must be at least 200") }
         guard let silenceMs else { return }
@@ -60,6 +69,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var config = CoordinatorConfig(listen: try HostPort(parsing: listen), dataDir: URL(fileURLWithPath: dataDir), token: try readToken(file: tokenFile))
         config.tokensFile = tokens.map { URL(fileURLWithPath: $0) }
         config.localToken = !openLoopback
+        if let tlsCert, let tlsKey { config.tls = TLS.Server(certificate: tlsCert, key: tlsKey, clientCA: tlsClientCA) }
+        config.insecurePlaintext = insecurePlaintext
         config.policy.leaseMs = leaseMs
         config.policy.backoffBaseMs = backoffMs
         config.policy.quarantineAfter = quarantineAfter

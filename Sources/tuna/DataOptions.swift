@@ -34,7 +34,7 @@ struct DataOptions: ParsableArguments {
     /// Every row of the file rendered to (tokens, loss mask), in file order.
     func examples(path: String, tokenizer: Tokenizer) throws -> [RenderedExample] {
         do { return try loadDataset(try spec(path: path), tokenizer: tokenizer).train } catch let e as ValidationError { throw e } catch {
-            throw ValidationError("\(error)")
+            throw Failure("\(error)")
         }
     }
 }
@@ -47,5 +47,5 @@ func loadTokenizer(file: String?, checkpoint: String?) throws -> Tokenizer {
         }
         guard let checkpoint else { throw ValidationError("give --tokenizer FILE or --model DIR") }
         return try Tokenizer.load(fromCheckpoint: URL(fileURLWithPath: checkpoint))
-    } catch let e as ValidationError { throw e } catch { throw ValidationError("\(error)") }
+    } catch let e as ValidationError { throw e } catch { throw Failure("\(error)") }
 }

@@ -45,15 +45,15 @@ struct EvalCommand: ParsableCommand {
                 print(String(format: "loss %.6f over %d tokens (perplexity %.3f)", mean, count, exp(mean)))
             }
             if let rss = Memory.peakRSS() { FileHandle.standardError.write(Data("peak RSS \(rss / 1_048_576) MiB\n".utf8)) }
-        } catch let e as ValidationError { throw e } catch {
-            throw ValidationError("\(error)")
+        } catch let e as ValidationError { throw e } catch let e as Failure { throw e } catch {
+            throw Failure("\(error)")
         }
     }
 
     /// (tokens, labels) per scored sequence; labels are -100 where nothing is scored.
     private func sequences(_ tok: Tokenizer) throws -> [([Int32], [Int32])] {
         if let text {
-            guard let content = try? String(contentsOfFile: text, encoding: .utf8) else { throw ValidationError("cannot read \(text) as UTF-8") }
+            guard let content = try? String(contentsOfFile: text, encoding: .utf8) else { throw Failure("cannot read \(text) as UTF-8") }
             let ids = tok.encode(content)
             let n = dataOptions.maxSeqLen
             return stride(from: 0, to: ids.count, by: n).compactMap { start in

@@ -19,6 +19,9 @@ struct InitModelCommand: ParsableCommand {
     @Option(help: "Experts per token (top-k).") var topK = 2
     @Option(help: "Expert intermediate size (a multiple of 32).") var intermediate = 64
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Written: Encodable { var out: String; var layers, hidden, experts, top_k, vocabulary: Int }
 
     func run() throws {
         let dir = URL(fileURLWithPath: out)
@@ -32,7 +35,8 @@ struct InitModelCommand: ParsableCommand {
             spec.eosTokenID = specials["<|return|>"].map(Int.init)
             spec.padTokenID = specials["<|endoftext|>"].map(Int.init)
             try TinyModel.write(to: dir, spec: spec, seed: seed)
+            if json { return printJSON(Written(out: out, layers: layers, hidden: hidden, experts: experts, top_k: topK, vocabulary: spec.vocabSize)) }
             print("wrote \(out): \(layers) layers, hidden \(hidden), \(experts) experts top-\(topK), vocabulary \(spec.vocabSize)")
-        } catch { throw ValidationError("\(error)") }
+        } catch { throw Failure("\(error)") }
     }
 }

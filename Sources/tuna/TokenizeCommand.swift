@@ -31,11 +31,11 @@ struct TokenizeCommand: ParsableCommand {
             struct Input: Decodable { var messages: [Message]; var harmony: HarmonyOptions? }
             let parsed: Input
             do { parsed = try JSONDecoder().decode(Input.self, from: input) } catch {
-                throw ValidationError("stdin is not a conversation {\"messages\": [{\"role\", \"content\", \"thinking\"?}], \"harmony\"?: {...}}: \(error)")
+                throw Failure("stdin is not a conversation {\"messages\": [{\"role\", \"content\", \"thinking\"?}], \"harmony\"?: {...}}: \(error)")
             }
             let r: RenderedExample
             do { r = try ChatTemplate.harmony(parsed.harmony ?? HarmonyOptions()).render(Conversation(messages: parsed.messages), tokenizer: tok) }
-            catch { throw ValidationError("\(error)") }
+            catch { throw Failure("\(error)") }
             print(mask ? "{\"tokens\": \(list(r.tokens)), \"loss_mask\": [\(r.lossMask.map { $0 ? "1" : "0" }.joined(separator: ","))]}" : list(r.tokens))
             return
         }

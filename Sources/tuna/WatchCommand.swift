@@ -9,6 +9,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     @Argument(help: "The sweep id (default: the newest sweep).") var sweep: Int64?
     @Option(help: "Seconds between updates.") var interval = 1.0
+    @Flag(help: "Print each update as one line of JSON: the sweep's counts and its best job.") var json = false
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
@@ -25,7 +26,10 @@ struct WatchCommand: AsyncParsableCommand {
             let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
                 + "\(s.failed) failed, \(s.cancelled) cancelled"
                 + (best.map { " | best val loss \(fmt($0.best_val_loss)) (job \($0.id))" } ?? "")
-            if line != last { print(line); last = line }
+            if line != last {
+                if json { printJSONLine(Update(sweep: s, best_job: best?.id, best_val_loss: best?.best_val_loss)) } else { print(line) }
+                last = line
+            }
             if s.queued + s.running == 0 {
                 // Done watching; a sweep with failed jobs is not a success to a script.
                 if s.failed > 0 { throw Failure("sweep \(s.id): \(s.failed) job(s) failed (tuna jobs \(s.id) says why)") }
@@ -33,5 +37,11 @@ struct WatchCommand: AsyncParsableCommand {
             }
             try await Task.sleep(nanoseconds: UInt64(max(0.1, interval) * 1e9))
         }
+    }
+
+    struct Update: Encodable {
+        var sweep: SweepRow
+        var best_job: JobID?
+        var best_val_loss: Double?
     }
 }

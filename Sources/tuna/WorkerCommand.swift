@@ -17,6 +17,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "File holding the shared token (default: $TUNA_TOKEN_FILE, else the token in $TUNA_TOKEN).")
     var tokenFile: String?
 
+    @OptionGroup var tls: ClientTLSOptions
+
     @Option(help: "How many jobs to run at once.")
     var maxJobs = 1
 
@@ -71,6 +73,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let address = try HostPort(parsing: coordinator)
         var config = WorkerConfig(coordinator: address, workDir: URL(fileURLWithPath: workDir), token: try readToken(file: tokenFile))
         config.useLocalToken = config.token == nil && address.isLoopback
+        config.tls = try tls.context()
         config.maxJobs = maxJobs
         config.name = name
         config.graceSeconds = grace

@@ -81,7 +81,7 @@ final class ProtocolTests: XCTestCase {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let doc = try String(contentsOf: repo.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
         for t in MessageType.allCases { XCTAssert(doc.contains("`\(t.rawValue)`"), "docs/protocol.md does not mention `\(t.rawValue)`") }
-        let requests: [any Request.Type] = [Hello.self, Ping.self, CoordinatorStatusQuery.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
+        let requests: [any Request.Type] = [Hello.self, Ping.self, CoordinatorStatusQuery.self, AuditQuery.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
                                             UploadChunk.self, UploadEnd.self, JobDone.self, JobFailed.self, Submit.self, ListSweeps.self,
                                             ResultsQuery.self, JobQuery.self, LogsQuery.self, WaitingQuery.self, ReadArtifact.self,
                                             CancelRequest.self, RetryRequest.self, ListWorkers.self, Unquarantine.self]

@@ -38,4 +38,41 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(watched.status, 1, watched.out)
         XCTAssert(watched.out.contains("sweep \(s.sweep): 2 job(s) failed"), watched.out)
     }
+
+    /// Files the local tools cannot read are failures (exit 1, one line), not bad usage.
+    func testLocalToolsFailWithOneLineNotUsage() throws {
+        for args in [["init-model", "--out", cluster.dir.appendingPathComponent("m").path, "--vocabulary", "/nonexistent.tiktoken"],
+                     ["eval", "--model", "/nonexistent-model", "--text", "/nonexistent.txt"],
+                     ["merge", "--model", "/nonexistent-model", "--adapter", "/nonexistent-adapter", "--out", cluster.dir.path + "/merged"]] {
+            let r = try cluster.cliLocal(args)
+            XCTAssertEqual(r.status, 1, "\(args[0]): \(r.out)")
+            XCTAssertFalse(r.out.contains("USAGE") || r.out.contains("Usage"), "\(args[0]): \(r.out)")
+        }
+    }
+
+    /// Every command that prints has --json, and what it prints parses.
+    func testCommandsPrintJSON() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        let s = try await cluster.submit(cluster.toySpec("lr: [0.001, 0.002]\nsteps: 4"))
+        func json(_ args: [String]) throws -> Any {
+            let r = try cluster.cli(args + ["--json"])
+            XCTAssertEqual(r.status, 0, "\(args): \(r.out)")
+            return try JSONSerialization.jsonObject(with: Data(r.out.utf8), options: [.fragmentsAllowed])
+        }
+        let watched = try cluster.cli(["watch", "\(s.sweep)", "--interval", "0.2", "--json"])
+        XCTAssertEqual(watched.status, 0, watched.out)
+        let updates = try watched.out.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual((updates.last??["sweep"] as? [String: Any])?["succeeded"] as? Int, 2, watched.out)
+        let job = try await cluster.results(s.sweep)[0]
+        let fetched = try json(["fetch", "\(job.id)", "--out", cluster.dir.appendingPathComponent("fetched").path]) as? [[String: Any]]
+        XCTAssertEqual(fetched?.first { $0["name"] as? String == "adapter_model.safetensors" }?["sha256"] as? String, job.adapter_sha256)
+        XCTAssertEqual((try json(["cancel", "\(s.sweep)"]) as? [String: Int])?["cancelled"], 0)
+        XCTAssertEqual((try json(["retry", "\(s.sweep)"]) as? [String: Int])?["requeued"], 0)
+        XCTAssertNotNil((try json(["status"]) as? [String: Any])?["connections"])
+        XCTAssertEqual((try json(["audit"]) as? [[String: Any]])?.map { $0["action"] as? String }, ["submit", "cancel", "retry"])
+        let backup = try cluster.cliLocal(["backup", "--data-dir", cluster.dir.appendingPathComponent("data").path,
+                                            "--out", cluster.dir.appendingPathComponent("bk").path, "--json"])
+        XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(backup.out.utf8)) as? [String: Int])?["copied"], backup.out)
+    }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import TunaCore
 import TunaStore
 import TunaWire
@@ -17,6 +18,10 @@ public struct CoordinatorConfig: Sendable {
     /// With neither, on loopback: make a token for this user (`LocalToken`) rather than let
     /// every local user in. `tuna coordinator` sets it unless `--open-loopback`.
     public var localToken = false
+    /// TLS (`--tls-cert`, `--tls-key`, `--tls-client-ca`). Off loopback the coordinator serves
+    /// TLS, or plaintext only when `insecurePlaintext` says so (`--insecure-plaintext`).
+    public var tls: TLS.Server?
+    public var insecurePlaintext = false
     public var policy = LeasePolicy()
     public var sync: Store.Sync = .full
     public var maxFrame = Frame.defaultMaxLength
@@ -40,6 +45,7 @@ public final class CoordinatorServer: Sendable {
     let counter: ConnectionCounter
     let storage: StorageHealth
     let tokens: NIOLockedValueBox<TokenTable>
+    let tlsContext: NIOSSLContext?
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     let log: Logger
 
@@ -52,6 +58,10 @@ public final class CoordinatorServer: Sendable {
             throw TunaError.invalid("a token is required when listening on \(config.listen.host) (not loopback): pass --tokens or --token-file")
         }
         tokens = NIOLockedValueBox(table)
+        if !config.listen.isLoopback && config.tls == nil && !config.insecurePlaintext {
+            throw TunaError.invalid("off loopback the coordinator serves TLS: pass --tls-cert and --tls-key (or, on a network you trust, --insecure-plaintext)")
+        }
+        tlsContext = try config.tls?.context()
         self.config = config
         self.log = log
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
@@ -67,7 +77,7 @@ public final class CoordinatorServer: Sendable {
     /// until the task is cancelled.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         try await store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
-        let server = try await Channels.listen(config.listen, initialMaxFrame: config.unauthenticatedMaxFrame)
+        let server = try await Channels.listen(config.listen, initialMaxFrame: config.unauthenticatedMaxFrame, tls: tlsContext)
         let port = server.channel.localAddress?.port ?? config.listen.port
         log.info("listening on \(config.listen.host):\(port), data in \(config.dataDir.path); at most \(counter.maxTotal) connections, \(counter.maxPerPeer) per address")
         if counter.maxTotal < config.connections.maxConnections {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import TunaCore
 
 public struct WorkerConfig: Sendable {
@@ -8,6 +9,8 @@ public struct WorkerConfig: Sendable {
     /// With no `token`, read the loopback coordinator's token for this user (`LocalToken`) at
     /// every connection: a restarted coordinator makes a new one.
     public var useLocalToken = false
+    /// TLS to the coordinator (`--tls-ca`, and a client certificate if it requires one).
+    public var tls: NIOSSLContext?
     public var maxJobs = 1
     public var name: String?
     public var trainers: [Trainer] = [CommandTrainer()]

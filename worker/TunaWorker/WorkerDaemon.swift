@@ -84,7 +84,7 @@ public actor WorkerDaemon {
     /// One connection's life: register, then request jobs, heartbeat and take pushes until it drops.
     private func session() async throws {
         let token = config.token ?? (config.useLocalToken ? LocalToken.read(port: config.coordinator.port) : nil)
-        let c = try await WireClient.connect(config.coordinator, token: token, role: "worker")
+        let c = try await WireClient.connect(config.coordinator, token: token, role: "worker", tls: config.tls)
         defer { c.close() }
         let reg = try await c.send(Register(worker_id: workerID, name: name, capabilities: capabilities,
                                                            max_jobs: config.maxJobs, running: Array(runners.keys)))
