@@ -15,8 +15,10 @@ public enum ArtifactRules {
         }
     }
 
+    public static func isDigest(_ s: String) -> Bool { s.count == 64 && s.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) }
+
     public static func checkDigest(_ s: String) throws {
-        guard s.count == 64, s.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        guard isDigest(s) else {
             throw ErrorReply(code: .badArtifact, message: "\(JSONValue.string(s)) is not a lowercase hex SHA-256")
         }
     }

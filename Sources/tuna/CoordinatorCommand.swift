@@ -51,6 +51,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds of silence after which a worker's connection is taken for dead (default: half the lease, at most 6000; workers ping four times as often).")
     var silenceMs: Int64?
 
+    @Option(help: "The largest artifact a worker may upload, in GiB (a larger one fails its job's upload with quota_exceeded).")
+    var maxArtifactGb: Double = Double(ArtifactQuota().maxArtifactBytes) / Double(1 << 30)
+
+    @Option(help: "The most one attempt's artifacts may weigh together, in GiB.")
+    var maxAttemptGb: Double = Double(ArtifactQuota().maxAttemptBytes) / Double(1 << 30)
+
     @Option(help: "Write the bound port to this file once listening (for scripts using port 0).")
     var portFile: String?
 
@@ -58,6 +64,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
         if insecurePlaintext && tlsCert != nil { throw ValidationError("--insecure-plaintext and --tls-cert contradict each other") }
+        guard maxArtifactGb > 0, maxAttemptGb >= maxArtifactGb else { throw ValidationError("--max-artifact-gb must be > 0 and at most --max-attempt-gb") }
         guard maxConnections >= 1, maxConnectionsPerAddress >= 1 else { throw ValidationError("--max-connections and --max-connections-per-address must be at least 1") }
         guard leaseMs >= 200 else { throw ValidationError("--lease-ms must be at least 200") }
         guard let silenceMs else { return }
@@ -74,6 +81,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.policy.leaseMs = leaseMs
         config.policy.backoffBaseMs = backoffMs
         config.policy.quarantineAfter = quarantineAfter
+        config.quota.maxArtifactBytes = Int64(maxArtifactGb * Double(1 << 30))
+        config.quota.maxAttemptBytes = Int64(maxAttemptGb * Double(1 << 30))
         config.connections.maxConnections = maxConnections
         config.connections.maxPerPeer = maxConnectionsPerAddress
         config.connections.silenceMs = silenceMs

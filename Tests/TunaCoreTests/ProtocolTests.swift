@@ -68,8 +68,8 @@ final class ProtocolTests: XCTestCase {
         let wire = try JSONEncoder().encode(ErrorReply(code: .staleAttempt, message: "m"))
         XCTAssertEqual(try JSONValue.parse(wire)["code"], "stale_attempt")
         XCTAssertEqual(try JSONDecoder().decode(ErrorReply.self, from: wire).code, .staleAttempt)
-        let newer = try JSONDecoder().decode(ErrorReply.self, from: Data(#"{"code":"quota_exceeded","message":"m"}"#.utf8))
-        XCTAssertEqual(newer.code.rawValue, "quota_exceeded")
+        let newer = try JSONDecoder().decode(ErrorReply.self, from: Data(#"{"code":"rate_limited","message":"m"}"#.utf8))
+        XCTAssertEqual(newer.code.rawValue, "rate_limited")
         XCTAssertFalse(newer.code.closesConnection)
         XCTAssertEqual(ErrorCode.all.filter(\.closesConnection).map(\.rawValue).sorted(),
                        ["bad_frame", "bad_message", "too_many_connections", "unauthorized", "unknown_type", "version"])
@@ -81,7 +81,7 @@ final class ProtocolTests: XCTestCase {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let doc = try String(contentsOf: repo.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
         for t in MessageType.allCases { XCTAssert(doc.contains("`\(t.rawValue)`"), "docs/protocol.md does not mention `\(t.rawValue)`") }
-        let requests: [any Request.Type] = [Hello.self, Ping.self, CoordinatorStatusQuery.self, AuditQuery.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
+        let requests: [any Request.Type] = [Hello.self, Ping.self, CoordinatorStatusQuery.self, AuditQuery.self, CollectGarbage.self, Register.self, JobRequest.self, Heartbeat.self, Events.self, UploadBegin.self,
                                             UploadChunk.self, UploadEnd.self, JobDone.self, JobFailed.self, Submit.self, ListSweeps.self,
                                             ResultsQuery.self, JobQuery.self, LogsQuery.self, WaitingQuery.self, ReadArtifact.self,
                                             CancelRequest.self, RetryRequest.self, ListWorkers.self, Unquarantine.self]

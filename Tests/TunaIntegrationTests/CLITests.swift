@@ -71,6 +71,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual((try json(["retry", "\(s.sweep)"]) as? [String: Int])?["requeued"], 0)
         XCTAssertNotNil((try json(["status"]) as? [String: Any])?["connections"])
         XCTAssertEqual((try json(["audit"]) as? [[String: Any]])?.map { $0["action"] as? String }, ["submit", "cancel", "retry"])
+        XCTAssertEqual((try json(["gc", "--dry-run"]) as? [String: Any])?["dry_run"] as? Bool, true)
         let backup = try cluster.cliLocal(["backup", "--data-dir", cluster.dir.appendingPathComponent("data").path,
                                             "--out", cluster.dir.appendingPathComponent("bk").path, "--json"])
         XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(backup.out.utf8)) as? [String: Int])?["copied"], backup.out)

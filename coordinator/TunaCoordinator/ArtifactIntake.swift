@@ -10,6 +10,7 @@ import TunaStore
 struct ArtifactIntake: Sendable {
     let store: Store
     let artifacts: ArtifactStore
+    let quota: ArtifactQuota
 
     func begin(_ b: UploadBegin, worker: String) async throws -> UploadReady {
         try ArtifactRules.checkName(b.artifact.name)
@@ -18,7 +19,7 @@ struct ArtifactIntake: Sendable {
             throw ErrorReply(code: .badArtifact, message: "artifact kind must be adapter, checkpoint or output")
         }
         guard b.artifact.size >= 0 else { throw ErrorReply(code: .badArtifact, message: "negative size") }
-        let u = try await store.beginUpload(AttemptRef(job: b.job, attempt: b.attempt), worker: worker, artifact: b.artifact)
+        let u = try await store.beginUpload(AttemptRef(job: b.job, attempt: b.attempt), worker: worker, artifact: b.artifact, quota: quota)
         let offset = try artifacts.prepare(upload: u.id, received: u.received)
         if offset != u.received { try await store.setUploadReceived(u.id, offset) }
         return UploadReady(upload: u.id, offset: offset)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 import TunaCore
 
 /// Artifact bytes on disk, content-addressed: `artifacts/ab/abcdef…` by SHA-256. An upload
@@ -8,6 +9,9 @@ import TunaCore
 /// it is renamed into place. A crash at any point leaves either the old state or the new.
 public struct ArtifactStore: Sendable {
     public let root: URL
+    /// Held while a finished upload takes its content address and while `tuna gc` removes one,
+    /// so that gc never deletes a file an upload has just found in place.
+    private let placing = NIOLock()
 
     public init(dataDir: URL) throws {
         root = dataDir
@@ -86,13 +90,50 @@ public struct ArtifactStore: Sendable {
         }
         let dest = path(sha256: digest)
         try storing("\(expected.name)") {
-            try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
-            if FileManager.default.fileExists(atPath: dest.path) {
-                try FileManager.default.removeItem(at: part)   // same content already stored
-            } else {
-                try FileManager.default.moveItem(at: part, to: dest)
+            try placing.withLock {
+                try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
+                if FileManager.default.fileExists(atPath: dest.path) {
+                    try FileManager.default.removeItem(at: part)   // same content already stored
+                } else {
+                    try FileManager.default.moveItem(at: part, to: dest)
+                }
             }
         }
+    }
+
+    /// Every stored content: its digest, file and size.
+    func storedFiles() -> [(sha256: String, url: URL, size: Int64)] {
+        Self.files(in: root.appendingPathComponent("artifacts")).filter { ArtifactRules.isDigest($0.name) }
+            .map { ($0.name, $0.url, $0.size) }
+    }
+
+    /// Every part file of an upload, by upload id.
+    func partFiles() -> [(upload: Int64, url: URL, size: Int64)] {
+        Self.files(in: root.appendingPathComponent("uploads")).compactMap { f in
+            guard f.name.hasSuffix(".part"), let id = Int64(f.name.dropLast(5)) else { return nil }
+            return (id, f.url, f.size)
+        }
+    }
+
+    /// Removes the content `sha256` if `unreferenced()` still says so, checked under the lock
+    /// finished uploads take; returns the bytes freed (nil when it stays).
+    func remove(sha256: String, ifUnreferenced unreferenced: () throws -> Bool) throws -> Int64? {
+        try placing.withLock {
+            let url = path(sha256: sha256)
+            guard try unreferenced(), let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.int64Value else { return nil }
+            try FileManager.default.removeItem(at: url)
+            return size
+        }
+    }
+
+    private static func files(in dir: URL) -> [(name: String, url: URL, size: Int64)] {
+        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey]) else { return [] }
+        var out: [(String, URL, Int64)] = []
+        for case let url as URL in e {
+            guard let v = try? url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey]), v.isRegularFile == true else { continue }
+            out.append((url.lastPathComponent, url, Int64(v.fileSize ?? 0)))
+        }
+        return out
     }
 
     func read(sha256: String, offset: Int64, length: Int) throws -> (Data, Int64) {

@@ -28,6 +28,7 @@ public struct CoordinatorConfig: Sendable {
     /// The largest frame before `hello` is accepted.
     public var unauthenticatedMaxFrame = Frame.unauthenticatedMaxLength
     public var connections = ConnectionLimits()
+    public var quota = ArtifactQuota()
     public var reapIntervalMs: Int64?
 
     public init(listen: HostPort, dataDir: URL, token: String?) {
@@ -67,7 +68,7 @@ public final class CoordinatorServer: Sendable {
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
         store = try Store(path: config.dataDir.appendingPathComponent("tuna.sqlite").path, sync: config.sync)
         artifacts = try ArtifactStore(dataDir: config.dataDir)
-        intake = ArtifactIntake(store: store, artifacts: artifacts)
+        intake = ArtifactIntake(store: store, artifacts: artifacts, quota: config.quota)
         coordinator = Coordinator(store: store, policy: config.policy, connections: config.connections, log: log)
         storage = StorageHealth(dataDir: config.dataDir, log: log)
         counter = ConnectionCounter(maxTotal: config.connections.effectiveMax, maxPerPeer: config.connections.maxPerPeer)
@@ -224,6 +225,7 @@ extension ErrorReply {
         case .staleAttempt: self.init(code: .staleAttempt, message: e.description)
         case .badRequest(let m): self.init(code: .badRequest, message: m)
         case .storage(let m): self.init(code: .storageUnavailable, message: m)
+        case .quota(let m): self.init(code: .quotaExceeded, message: m)
         case .database(let m): self.init(code: .internal, message: m)
         }
     }

@@ -107,6 +107,8 @@ extension CoordinatorServer {
             try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep)) }
         case .listWorkers:
             try await reply(msg, s) { (_: ListWorkers) in Rows(try store.workers(connected: await coordinator.connectedWorkers)) }
+        case .gc:
+            try await reply(msg, s) { (g: CollectGarbage) in try await collectGarbage(g, by: actor, now: now) }
         case .audit:
             try await reply(msg, s) { (q: AuditQuery) in Rows(try store.audit(limit: q.limit)) }
         case .status:
@@ -120,7 +122,7 @@ extension CoordinatorServer {
         case .unquarantine:
             try await reply(msg, s) { (u: Unquarantine) in try await store.unquarantine(worker: u.worker, now: now, by: actor); return Empty() }
             await coordinator.dispatch()
-        case .hello, .welcome, .error, .ok, .pong, .registered, .lease, .heartbeatAck, .eventsAck, .uploadReady, .chunkAck,
+        case .hello, .welcome, .error, .ok, .pong, .collected, .registered, .lease, .heartbeatAck, .eventsAck, .uploadReady, .chunkAck,
              .submitted, .sweeps, .count, .artifactChunk, .workers:
             throw ErrorReply(code: .unknownType, message: "`\(msg.type)` is a reply, not a request")
         }

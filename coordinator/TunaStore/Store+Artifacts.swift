@@ -14,9 +14,10 @@ extension Store {
     }
 
     /// Starts (or resumes) an upload for a live attempt.
-    public func beginUpload(_ ref: AttemptRef, worker: String, artifact a: ArtifactInfo) async throws -> UploadState {
+    public func beginUpload(_ ref: AttemptRef, worker: String, artifact a: ArtifactInfo, quota: ArtifactQuota = ArtifactQuota()) async throws -> UploadState {
         try await write { db in
             let attemptID = try self.currentAttemptID(db, ref, worker: worker)
+            try self.checkQuota(db, attemptID: attemptID, a, limits: quota)
             try db.execute(sql: """
                 INSERT INTO uploads (attempt_id, kind, name, sha256, size) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (attempt_id, kind, name, sha256) DO NOTHING

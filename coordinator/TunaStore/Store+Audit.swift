@@ -30,3 +30,10 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// An audit entry for an action that is not itself a store change (`tuna gc`'s file removal).
+    public func recordAudit(_ who: Actor, action: String, target: String, detail: String?, now: Int64) async throws {
+        try await write { db in try self.audit(db, now: now, who, action, target, detail) }
+    }
+}

@@ -13,12 +13,14 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// The coordinator's own disk could not take the write (full, read-only, an I/O error): the
     /// coordinator's fault, never the job's or the worker's; retried once there is room.
     case storage(String)
+    /// Over a limit the operator set (an artifact's or an attempt's size).
+    case quota(String)
     /// SQLite failed otherwise, or a row did not read back.
     case database(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .badRequest(let m), .storage(let m), .database(let m): return m
+        case .notFound(let m), .badRequest(let m), .storage(let m), .quota(let m), .database(let m): return m
         case .staleAttempt(let ref, let why): return "job \(ref.job) attempt \(ref.attempt): \(why)"
         }
     }

@@ -35,11 +35,13 @@ public struct ErrorCode: RawRepresentable, Hashable, Codable, Sendable, CustomSt
     /// The coordinator's own disk cannot take the write (full, an I/O error). Not the sender's
     /// fault: a worker keeps its files and retries, and nothing is counted against its job.
     public static let storageUnavailable = ErrorCode(rawValue: "storage_unavailable")
+    /// An artifact, or an attempt's artifacts together, over the coordinator's size limits.
+    public static let quotaExceeded = ErrorCode(rawValue: "quota_exceeded")
     public static let `internal` = ErrorCode(rawValue: "internal")
 
     /// Every code this release sends.
     public static let all: [ErrorCode] = [.badFrame, .badMessage, .unknownType, .unauthorized, .version, .tooManyConnections, .badRequest, .forbidden, .invalidSpec,
-                                          .notFound, .staleAttempt, .badArtifact, .badChecksum, .badOffset, .storageUnavailable, .internal]
+                                          .notFound, .staleAttempt, .badArtifact, .badChecksum, .badOffset, .storageUnavailable, .quotaExceeded, .internal]
 
     /// After an error with this code the coordinator closes the connection.
     public var closesConnection: Bool { Self.closing.contains(self) }

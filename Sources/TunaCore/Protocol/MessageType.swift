@@ -27,6 +27,7 @@ public enum MessageType: String, CaseIterable, Sendable, Codable {
     case unquarantine
     case status
     case audit
+    case gc, collected
 
     /// What only a registered worker may send.
     public var isWorkerOnly: Bool {
@@ -73,4 +74,5 @@ extension RetryRequest: Request { public typealias Reply = Count; public static 
 extension ListWorkers: Request { public typealias Reply = Rows<WorkerRow>; public static let type = MessageType.listWorkers; public static let replyType = MessageType.workers }
 extension CoordinatorStatusQuery: Request { public typealias Reply = CoordinatorStatus; public static let type = MessageType.status; public static let replyType = MessageType.status }
 extension AuditQuery: Request { public typealias Reply = Rows<AuditRow>; public static let type = MessageType.audit; public static let replyType = MessageType.audit }
+extension CollectGarbage: Request { public typealias Reply = GarbageCollected; public static let type = MessageType.gc; public static let replyType = MessageType.collected }
 extension Unquarantine: Request { public typealias Reply = Empty; public static let type = MessageType.unquarantine; public static let replyType = MessageType.ok }

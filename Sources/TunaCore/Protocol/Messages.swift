@@ -339,6 +339,30 @@ public struct AuditRow: Codable, Sendable, Equatable {
     }
 }
 
+/// `gc`: removes what retention no longer needs (admin tokens only; docs/operations.md).
+public struct CollectGarbage: Codable, Sendable {
+    /// Count what would go, remove nothing.
+    public var dry_run: Bool
+    /// Keep the checkpoints of succeeded attempts too.
+    public var keep_succeeded_checkpoints: Bool
+    public init(dry_run: Bool = false, keep_succeeded_checkpoints: Bool = false) {
+        self.dry_run = dry_run; self.keep_succeeded_checkpoints = keep_succeeded_checkpoints
+    }
+}
+
+public struct GarbageCollected: Codable, Sendable, Equatable {
+    public var dry_run: Bool
+    /// Artifact records and abandoned uploads removed (or that would be).
+    public var artifact_records: Int
+    public var uploads: Int
+    /// Files removed from the data directory: contents nothing names any more, and part files.
+    public var files: Int
+    public var bytes_freed: Int64
+    public init(dry_run: Bool, artifact_records: Int, uploads: Int, files: Int, bytes_freed: Int64) {
+        self.dry_run = dry_run; self.artifact_records = artifact_records; self.uploads = uploads; self.files = files; self.bytes_freed = bytes_freed
+    }
+}
+
 /// `status`: the coordinator's own health. No parameters.
 public struct CoordinatorStatusQuery: Codable, Sendable { public init() {} }
 
