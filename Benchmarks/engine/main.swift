@@ -51,19 +51,6 @@ func forwardFLOPs(_ c: GptOssConfig, batch b: Int, length t: Int) -> Double {
     return total
 }
 
-/// OpenBLAS sgemm GFLOP/s on an [m, k] x [k, n] product (best of a few runs).
-func sgemmGFLOPs(m: Int, n: Int, k: Int) -> Double {
-    let a = [Float](repeating: 0.5, count: m * k), bm = [Float](repeating: 0.25, count: k * n)
-    var c = [Float](repeating: 0, count: m * n)
-    var best = Double.infinity
-    for _ in 0..<4 {
-        let t0 = now()
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), bm, Int32(n), 0, &c, Int32(n))
-        best = min(best, now() - t0)
-    }
-    return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
-}
-
 func run() throws {
     guard let o = parse() else {
         print("usage: EngineBench <checkpoint-dir> [--threads N] [--repeats R] [--streaming] [--logits-out FILE]")
@@ -93,8 +80,8 @@ func run() throws {
     let flops = forwardFLOPs(model.config, batch: batch.batchSize, length: batch.length)
     let c = model.config
     let perExpert = tokens * c.topK / c.numLocalExperts
-    let sgemmSquare = sgemmGFLOPs(m: 1024, n: 1024, k: 1024)
-    let sgemmExpert = sgemmGFLOPs(m: perExpert, n: 2 * c.intermediateSize, k: c.hiddenSize)
+    let sgemmSquare = BLASProbe.sgemmGFLOPs(m: 1024, n: 1024, k: 1024)
+    let sgemmExpert = BLASProbe.sgemmGFLOPs(m: perExpert, n: 2 * c.intermediateSize, k: c.hiddenSize)
     if let path = o.logitsOut, let logits {
         var w = SafeTensorsWriter()
         try w.add("logits", shape: [logits.batchSize, logits.length, logits.vocabSize], floats: logits.values)

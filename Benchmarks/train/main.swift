@@ -65,19 +65,6 @@ func cpuNow() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// OpenBLAS sgemm GFLOP/s on [m, k] x [k, n] (best of 4), to show what this BLAS build delivers.
-func sgemmGFLOPs(m: Int, n: Int, k: Int) -> Double {
-    let a = [Float](repeating: 0.5, count: m * k), bm = [Float](repeating: 0.25, count: k * n)
-    var c = [Float](repeating: 0, count: m * n)
-    var best = Double.infinity
-    for _ in 0..<4 {
-        let t0 = now()
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), bm, Int32(n), 0, &c, Int32(n))
-        best = min(best, now() - t0)
-    }
-    return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
-}
-
 func run() throws {
     guard let o = parse() else {
         print("usage: TrainBench <checkpoint-dir> [--adapter DIR | --rank R --alpha A --targets attn|all-linear "
@@ -146,8 +133,8 @@ func run() throws {
         "load_s": loadSeconds, "rss_after_load_mib": mib(rssAfterLoad), "peak_rss_load_mib": mib(peakAtLoad),
         "peak_rss_train_mib": mib(trainPeak), "peak_rss_mib": max(mib(peakAtLoad), mib(trainPeak)),
         "peak_reset_ok": resetOK,
-        "sgemm_gflops_1024cube": sgemmGFLOPs(m: 1024, n: 1024, k: 1024),
-        "sgemm_gflops_expert_shape": sgemmGFLOPs(m: tokens * c.topK / c.numLocalExperts, n: 2 * c.intermediateSize, k: c.hiddenSize),
+        "sgemm_gflops_1024cube": BLASProbe.sgemmGFLOPs(m: 1024, n: 1024, k: 1024),
+        "sgemm_gflops_expert_shape": BLASProbe.sgemmGFLOPs(m: tokens * c.topK / c.numLocalExperts, n: 2 * c.intermediateSize, k: c.hiddenSize),
         "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)",
         "openblas_core": openblas_get_corename().map { String(cString: $0) } ?? "?",  // the kernel set in use
     ]

@@ -8,7 +8,9 @@ import TunaStore
 /// SQLite's online backup API, then every artifact that snapshot names, each checked against its
 /// SHA-256 as it is copied. Artifacts are immutable and content-addressed, and a record is
 /// written only after its file is in place, so the two are consistent: every artifact the copied
-/// database names is in the copy. Backing up into the same folder again copies only new artifacts.
+/// database names is in the copy. (Only `tuna gc` removes files; one that removes a file the
+/// snapshot names while the copy runs makes the backup stop, naming it: run it again.) Backing
+/// up into the same folder again copies only new artifacts.
 public enum Backup {
     public struct Summary: Sendable {
         public var artifacts: Int
@@ -20,20 +22,7 @@ public enum Backup {
 
     /// Backs up the data directory `dataDir` into `out` (created if needed).
     public static func take(dataDir: URL, out: URL) throws -> Summary {
-        let source = dataDir.appendingPathComponent(database)
-        guard FileManager.default.fileExists(atPath: source.path) else {
-            throw TunaError.invalid("\(dataDir.path) holds no \(database): not a coordinator's data directory")
-        }
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        // The snapshot is renamed into place last: a backup interrupted half-way keeps the
-        // previous complete one.
-        let partial = out.appendingPathComponent(database + ".partial")
-        let named = try Store.snapshot(source: source.path, destination: partial.path)
-        let summary = try copyArtifacts(named, from: try ArtifactStore(dataDir: dataDir), to: try ArtifactStore(dataDir: out))
-        guard rename(partial.path, out.appendingPathComponent(database).path) == 0 else {
-            throw TunaError.io("cannot move the snapshot into \(out.path): \(String(cString: strerror(errno)))")
-        }
-        return summary
+        try copy(from: dataDir, to: out, what: "not a coordinator's data directory")
     }
 
     /// Restores the backup `from` into `dataDir`, which must not hold a database yet, checking the
@@ -43,15 +32,22 @@ public enum Backup {
         guard !FileManager.default.fileExists(atPath: dataDir.appendingPathComponent(database).path) else {
             throw TunaError.invalid("\(dataDir.path) already holds a \(database): restore into an empty data directory")
         }
-        let source = backup.appendingPathComponent(database)
-        guard FileManager.default.fileExists(atPath: source.path) else {
-            throw TunaError.invalid("\(backup.path) holds no \(database): not a tuna backup")
+        return try copy(from: backup, to: dataDir, what: "not a tuna backup")
+    }
+
+    /// A snapshot of `source`'s database, then the artifacts it names; the snapshot is renamed
+    /// into place last, so that an interrupted copy leaves the destination's previous database
+    /// (or none) whole.
+    static func copy(from source: URL, to dest: URL, what: String) throws -> Summary {
+        let db = source.appendingPathComponent(database)
+        guard FileManager.default.fileExists(atPath: db.path) else { throw TunaError.invalid("\(source.path) holds no \(database): \(what)") }
+        try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true)
+        let partial = dest.appendingPathComponent(database + ".partial")
+        let named = try Store.snapshot(source: db.path, destination: partial.path)
+        let summary = try copyArtifacts(named, from: try ArtifactStore(dataDir: source), to: try ArtifactStore(dataDir: dest))
+        guard rename(partial.path, dest.appendingPathComponent(database).path) == 0 else {
+            throw TunaError.io("cannot move the snapshot into \(dest.path): \(String(cString: strerror(errno)))")
         }
-        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        let partial = dataDir.appendingPathComponent(database + ".partial")
-        let named = try Store.snapshot(source: source.path, destination: partial.path)
-        let summary = try copyArtifacts(named, from: try ArtifactStore(dataDir: backup), to: try ArtifactStore(dataDir: dataDir))
-        try FileManager.default.moveItem(at: partial, to: dataDir.appendingPathComponent(database))
         return summary
     }
 
