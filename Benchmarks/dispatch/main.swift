@@ -66,7 +66,9 @@ let coordinator = Process()
 coordinator.executableURL = bin.appendingPathComponent("tuna")
 let portFile = dir.appendingPathComponent("port")
 coordinator.arguments = ["coordinator", "--listen", "127.0.0.1:0", "--data-dir", dir.appendingPathComponent("data").path,
-                         "--port-file", portFile.path, "--sync", opts.sync, "--lease-ms", "60000", "--open-loopback"]
+                         "--port-file", portFile.path, "--sync", opts.sync, "--lease-ms", "60000", "--open-loopback",
+                         // every simulated worker comes from 127.0.0.1: lift the per-address cap (128)
+                         "--max-connections-per-address", "4096", "--max-connections", "4096"]
 FileManager.default.createFile(atPath: "/tmp/tuna-bench-coordinator.log", contents: nil)
 coordinator.standardError = FileHandle(forWritingAtPath: "/tmp/tuna-bench-coordinator.log")
 try coordinator.run()
