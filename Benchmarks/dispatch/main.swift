@@ -6,11 +6,14 @@
 //   2. dispatches per second: lease → job_done → next lease, 200 workers at once (goal >= 1,000/s)
 //   3. metric lines ingested per second (goal >= 10,000/s)
 //   4. the time of `tuna results --json` on a 100,000-job sweep (goal < 200 ms)
+//   5. 1,000,000-job grids accepted (goal < 20 s, coordinator peak RSS < 500 MB), with a client
+//      listing sweeps and a worker leasing jobs of another sweep all the while (their latencies)
 // and, as the named baseline measured in the same run, the bare SQLite commit rate of this
 // disk with the coordinator's durability setting: dispatching is one commit per lease and one
 // per result, so that rate bounds what any SQLite-backed scheduler can do here.
 //
 // Run: swift build -c release && .build/release/DispatchBench [--workers 200] [--jobs 4000] [--sync full|normal]
+//      [--big-sweep 100000] [--grid 1000000]
 import Foundation
 import GRDB
 import TunaCore
@@ -21,6 +24,7 @@ struct Options {
     var jobs = 4000
     var sync = "full"
     var bigSweep = 100_000
+    var grid = 1_000_000
     init() {
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let a = args.next() {
@@ -29,6 +33,7 @@ struct Options {
             case "--jobs": jobs = Int(args.next() ?? "") ?? jobs
             case "--sync": sync = args.next() ?? sync
             case "--big-sweep": bigSweep = Int(args.next() ?? "") ?? bigSweep
+            case "--grid": grid = Int(args.next() ?? "") ?? grid
             default: print("unknown option \(a)"); exit(2)
             }
         }
@@ -212,9 +217,96 @@ func timeResults() async throws -> (submit: Double, query: Double, cli: Double) 
     return (submit, best, cliBest)
 }
 
+// MARK: Large grids, with other requests meanwhile.
+
+struct GridRun { var seconds: Double; var peakRSSMB: Double; var listing: [Double]; var leases: [Double] }
+
+/// The coordinator's peak resident memory since the last reset (VmHWM), in MB.
+func peakRSS(reset: Bool = false) -> Double {
+    let pid = coordinator.processIdentifier
+    if reset { try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8) }
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+    return (Double(line.split(separator: " ").dropFirst().first ?? "") ?? .nan) / 1024
+}
+
+/// Submits `spec` (a grid of opts.grid jobs) and times its acceptance; meanwhile one client
+/// lists sweeps every 50 ms and one worker leases and finishes jobs of a small sweep.
+func timeGrid(_ spec: String, load: Bool) async throws -> GridRun {
+    let admin = try await WireClient.connect(addr, token: nil, role: "client")
+    let lister = try await WireClient.connect(addr, token: nil, role: "client")
+    let worker = try await WireClient.connect(addr, token: nil, role: "worker")
+    defer { admin.close(); lister.close(); worker.close() }
+    let caps = Capabilities(hostname: "sim", trainers: ["command"], gpus: [], cpu_cores: 1, ram_gb: 1)
+    _ = try await worker.send(Register(worker_id: "grid-side", name: "grid-side", capabilities: caps, max_jobs: 1, running: []))
+    _ = try await admin.send(Submit(spec: "name: side\ntrainer: command\ncommand: [x]\npriority: 1\ni: [\((0..<100_000).map(String.init).joined(separator: ","))]"))
+    _ = peakRSS(reset: true)
+    let done = ManagedFlag()
+    if !load { done.set() }
+    async let listing: [Double] = {
+        var out: [Double] = []
+        while !done.isSet {
+            let t = now()
+            _ = try await lister.send(ListSweeps())
+            out.append(now() - t)
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        return out
+    }()
+    async let leases: [Double] = {
+        var out: [Double] = []
+        while !done.isSet {
+            let t = now()
+            let lease = try await worker.send(JobRequest(free_gpus: [], trainers: ["command"]))
+            out.append(now() - t)
+            _ = try await worker.send(JobDone(job: lease.job, attempt: lease.attempt))
+        }
+        return out
+    }()
+    let t0 = now()
+    let s = try await admin.send(Submit(spec: spec))
+    let seconds = now() - t0
+    done.set()
+    precondition(s.jobs == opts.grid, "the grid's every job stored")
+    let run = GridRun(seconds: seconds, peakRSSMB: peakRSS(), listing: try await listing, leases: try await leases)
+    return run
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    private var value = false
+    private let lock = NSLock()
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// Two grids of opts.grid jobs: a command trainer's (small specs, as the issue's finding) and a
+/// native LoRA trainer's (every default of a LoRA job stored with each: about 1 KB a job).
+func gridSpecs() -> [(String, String)] {
+    let a = Int(Double(opts.grid).squareRoot()), b = opts.grid / a
+    precondition(a * b == opts.grid, "--grid must be a product of two near-equal factors (like 1000000)")
+    let axis = { (n: Int) in (0..<n).map(String.init).joined(separator: ",") }
+    let lr = (0..<a).map { String(format: "%.8g", 1e-5 * (1 + Double($0) / Double(a))) }.joined(separator: ",")
+    return [
+        ("command", "name: grid-command\ntrainer: command\ncommand: [x]\na: [\(axis(a))]\nb: [\(axis(b))]"),
+        ("native LoRA", """
+            name: grid-lora
+            trainer: native
+            model: /models/gpt-oss-20b
+            dataset: {path: /data/train.jsonl, format: chat}
+            lora: {rank: 16, alpha: 32, target_modules: [q_proj, k_proj, v_proj, o_proj]}
+            train: {max_steps: 100, learning_rate: [\(lr)], seed: [\(axis(b))]}
+            """),
+    ]
+}
+
 let baseline = try sqliteCommitsPerSecond()
 let (ready, loaded, dps, mps) = try await runDispatch()
 let (submitSeconds, querySeconds, cliSeconds) = try await timeResults()
+var grids: [(String, GridRun)] = []
+for (kind, spec) in gridSpecs() {
+    if kind == "command" { grids.append(("\(kind), alone", try await timeGrid(spec, load: false))) }
+    grids.append((kind, try await timeGrid(spec, load: true)))
+}
 let ms = { (x: Double) in String(format: "%.2f ms", x * 1000) }
 print("Tuna control-plane benchmark: \(opts.workers) simulated workers, \(opts.jobs) jobs, sqlite synchronous=\(opts.sync.uppercased()), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 print("baseline  bare SQLite commits/s on this disk:      \(String(format: "%8.0f", baseline))")
@@ -223,3 +315,8 @@ print("dispatch  under saturation, request→lease p50 / p99: \(ms(percentile(lo
 print("dispatch  jobs/s (lease + result):                  \(String(format: "%8.0f", dps))   (goal >= 1000; \(String(format: "%.2f", dps / (baseline / 2)))x the \(String(format: "%.0f", baseline / 2)) jobs/s ceiling of one commit per write, 2 per job)")
 print("metrics   lines/s ingested (batches of 50):         \(String(format: "%8.0f", mps))   (goal >= 10000)")
 print("results   \(opts.bigSweep)-job sweep: submit \(ms(submitSeconds)), query \(ms(querySeconds)), `tuna results --json` \(ms(cliSeconds))   (goal < 200 ms)")
+for (kind, g) in grids {
+    print("grid      \(opts.grid) \(kind) jobs accepted in \(String(format: "%.1f s", g.seconds)), coordinator peak RSS \(String(format: "%.0f MB", g.peakRSSMB))   (goal < 20 s, < 500 MB)")
+    if g.listing.isEmpty { continue }
+    print("          meanwhile: \(g.listing.count) sweep listings p50 / max \(ms(percentile(g.listing, 0.5))) / \(ms(percentile(g.listing, 1))), \(g.leases.count) leases of another sweep p50 / p99 \(ms(percentile(g.leases, 0.5))) / \(ms(percentile(g.leases, 0.99)))")
+}

@@ -53,10 +53,10 @@ extension JSONValue {
     /// Compact JSON with object keys sorted: the form parameter hashes are computed over, so
     /// two specs that differ only in key order or whitespace hash the same.
     public var canonicalJSON: String {
-        var out = ""
-        out.reserveCapacity(64)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(to: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Sorted keys, one field per line, `indent` spaces a level (the files in contract/,
@@ -68,9 +68,7 @@ extension JSONValue {
             return "[\n" + a.map { pad + $0.pretty(indent: indent, level: level + 1) }.joined(separator: ",\n") + "\n\(end)]"
         case .object(let o) where !o.isEmpty:
             return "{\n" + o.keys.sorted().map { k in
-                var key = ""
-                JSONValue.writeString(k, to: &key)
-                return pad + key + ": " + o[k]!.pretty(indent: indent, level: level + 1)
+                pad + JSONValue.string(k).canonicalJSON + ": " + o[k]!.pretty(indent: indent, level: level + 1)
             }.joined(separator: ",\n") + "\n\(end)}"
         case .array(let a):
             return "[" + a.map(\.canonicalJSON).joined(separator: ", ") + "]"
@@ -79,54 +77,67 @@ extension JSONValue {
         }
     }
 
-    public func write(to out: inout String) {
+    /// Appends the canonical form as UTF-8 bytes (a million-job sweep writes a million specs:
+    /// bytes, not String appends).
+    public func write(to out: inout [UInt8]) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .number(let d): out += JSONValue.format(d)
+        case .null: out += "null".utf8
+        case .bool(let b): out += (b ? "true" : "false").utf8
+        case .int(let i): out += String(i).utf8
+        case .number(let d): out += JSONValue.format(d).utf8
         case .string(let s): JSONValue.writeString(s, to: &out)
         case .array(let a):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 v.write(to: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let o):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, k) in o.keys.sorted().enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(k, to: &out)
-                out += ":"
+                out.append(UInt8(ascii: ":"))
                 o[k]!.write(to: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
     /// Shortest round-tripping decimal; non-finite numbers have no JSON form and become null.
+    /// Whole numbers below 10^15 keep one decimal (`16.0`), so they stay apart from integers.
     static func format(_ d: Double) -> String {
         guard d.isFinite else { return "null" }
-        if d.rounded() == d && abs(d) < 1e15 { return String(format: "%.1f", d) }
+        if d.rounded() == d && abs(d) < 1e15 {
+            return d == 0 && d.sign == .minus ? "-0.0" : String(Int(d)) + ".0"
+        }
         return "\(d)"
     }
 
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
+    static func writeString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        // Most strings (every key) need no escape: copied whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""): out += #"\""#.utf8
+            case UInt8(ascii: "\\"): out += #"\\"#.utf8
+            case UInt8(ascii: "\n"): out += #"\n"#.utf8
+            case UInt8(ascii: "\r"): out += #"\r"#.utf8
+            case UInt8(ascii: "\t"): out += #"\t"#.utf8
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out += #"\u00"#.utf8
+                out.append(hex[Int(c >> 4)]); out.append(hex[Int(c & 15)])
+            default: out.append(c)  // UTF-8 passes through as it is
             }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 

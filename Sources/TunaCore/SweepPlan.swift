@@ -18,13 +18,82 @@ public struct ExpandedJob: Sendable, Equatable {
     public let hash: String
 }
 
-/// A validated sweep, ready to store: the whole spec is checked before anything is kept.
+/// A validated sweep, ready to store: `SweepSpec.plan` checks every job before it returns.
+///
+/// The jobs are not kept: `jobs[i]` expands job i again from the spec when asked (expansion is
+/// deterministic), so a 1,000,000-job grid costs its axes' values, not a million job specs,
+/// and the coordinator can store it in chunks while it answers other requests.
 public struct SweepPlan: Sendable {
     public let name: String
     public let method: SweepMethod
     /// The dotted paths that vary across jobs (the columns of `tuna results`).
     public let varyingKeys: [String]
-    public let jobs: [ExpandedJob]
+    /// The jobs, in order; each is expanded on access.
+    public let jobs: SweepJobs
+}
+
+/// The jobs of a plan as a collection: `count` is known, each element is expanded when read.
+public struct SweepJobs: RandomAccessCollection, Sendable {
+    let axes: [SweepAxis]
+    let base: JSONValue
+    let points: SweepPoints
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { points.count }
+
+    /// Job `i`, encoded and hashed. The plan validated every job, so this cannot fail.
+    public subscript(i: Int) -> ExpandedJob {
+        let c = checked(i)
+        guard let job = c.spec else { preconditionFailure("job \(i) of a validated plan is invalid: \(c.problems)") }
+        let params = job.json
+        let json = params.canonicalJSON
+        let hash = SHA256.hash(data: Data(json.utf8)).hex
+        return ExpandedJob(index: i, spec: job, params: params, varying: c.varying, paramsJSON: json, hash: hash)
+    }
+
+    /// Job `i` validated, not yet encoded: all that checking a sweep needs.
+    func checked(_ i: Int) -> (spec: JobSpec?, varying: [String: JSONValue], problems: [String]) {
+        let point = points[i]
+        var spec = base
+        var varying: [String: JSONValue] = [:]
+        varying.reserveCapacity(axes.count)
+        for (axis, value) in zip(axes, point) {
+            spec = spec.setting(axis.path[...], to: value)
+            varying[axis.name] = value
+        }
+        if case .object(var o) = spec { o.removeValue(forKey: "sweep"); spec = .object(o) }
+        let checked = JobValidator.validate(spec)
+        return (checked.spec, varying, checked.problems)
+    }
+}
+
+/// Where each job's axis values come from: a grid is decoded from the job's index (no list
+/// of points is built); random points are drawn once when the plan is made.
+enum SweepPoints: Sendable {
+    case grid([[JSONValue]], count: Int)
+    case drawn([[JSONValue]])
+
+    var count: Int {
+        switch self {
+        case .grid(_, let n): return n
+        case .drawn(let p): return p.count
+        }
+    }
+
+    /// The axis values of point `i`; for a grid the last axis varies fastest.
+    subscript(i: Int) -> [JSONValue] {
+        switch self {
+        case .drawn(let p): return p[i]
+        case .grid(let lists, _):
+            var out = [JSONValue](repeating: .null, count: lists.count)
+            var rest = i
+            for k in lists.indices.reversed() {
+                out[k] = lists[k][rest % lists[k].count]
+                rest /= lists[k].count
+            }
+            return out
+        }
+    }
 }
 
 public enum SweepMethod: String, Sendable, Codable { case grid, random }
@@ -47,39 +116,81 @@ public enum SweepSpec {
     public static func plan(spec root: JSONValue) throws -> SweepPlan {
         let search = try SearchSettings(root["sweep"])
         let (axes, base) = try SweepAxis.discover(in: root)
-        let points = try search.method == .grid ? gridPoints(axes) : randomPoints(axes, search, base: base)
-
-        var jobs: [ExpandedJob] = []
-        jobs.reserveCapacity(points.count)
-        var problems: [String] = []
-        var seenProblems = Set<String>()
-        var seenHashes: [String: Int] = [:]
-        for (i, point) in points.enumerated() {
-            var spec = base
-            var varying: [String: JSONValue] = [:]
-            for (axis, value) in zip(axes, point) {
-                spec = spec.setting(axis.path[...], to: value)
-                varying[axis.name] = value
-            }
-            if case .object(var o) = spec { o.removeValue(forKey: "sweep"); spec = .object(o) }
-            let checked = JobValidator.validate(spec)
-            for p in checked.problems where seenProblems.insert(p).inserted { problems.append(p) }
-            // A job whose values were refused is not compared with others: that would only add
-            // noise to the real message.
-            guard let job = checked.spec else { continue }
-            let params = job.json
-            let json = params.canonicalJSON
-            let hash = SHA256.hash(data: Data(json.utf8)).hex
-            if let other = seenHashes[hash] {
-                let p = "sweep: jobs \(other) and \(i) have identical parameters (\(varying.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ", ")))"
-                if seenProblems.insert(p).inserted { problems.append(p) }
-            }
-            seenHashes[hash] = i
-            jobs.append(ExpandedJob(index: i, spec: job, params: params, varying: varying, paramsJSON: json, hash: hash))
-        }
-        if !problems.isEmpty { throw TunaError.invalidSpec(Array(problems.prefix(50))) }
+        let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))
+        let jobs = SweepJobs(axes: axes, base: base, points: points)
+        try validate(jobs)
         let name = root["name"]?.stringValue ?? ""
         return SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs)
+    }
+
+    /// Checks every job once: each must be valid, and no two may have the same parameters.
+    /// Lists each distinct problem once (at most 50). Duplicates are found by each validated
+    /// spec's hash value, confirmed by comparing the two specs: exact, and no job is encoded
+    /// (the parameters' JSON is a function of the spec, so equal specs are exactly the jobs
+    /// that would store equal parameters). The jobs are checked on every core, in contiguous
+    /// ranges; the duplicate search then runs over 16 bytes a job.
+    static func validate(_ jobs: SweepJobs) throws {
+        let parts = max(1, min(ProcessInfo.processInfo.activeProcessorCount, jobs.count / 10_000))
+        let results = Results(parts)
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            results[p] = CheckedRange(jobs, jobs.count * p / parts..<jobs.count * (p + 1) / parts)
+        }
+        let checked = results.all
+        var problems: [String] = []
+        var seenProblems = Set<String>()
+        for part in checked {
+            for p in part.problems where seenProblems.insert(p).inserted { problems.append(p) }
+        }
+        var first: [Int: Int32] = [:]        // hash value → first job with it
+        var collided: [Int: [Int32]] = [:]   // later jobs with an equal hash value but another spec
+        first.reserveCapacity(jobs.count)
+        for part in checked {
+            for (h, i) in part.hashes where problems.count < 50 {
+                guard let earlier = first[h] else { first[h] = i; continue }
+                let spec = jobs.checked(Int(i)).spec
+                if let same = ([earlier] + (collided[h] ?? [])).first(where: { jobs.checked(Int($0)).spec == spec }) {
+                    let varying = jobs.checked(Int(i)).varying.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ", ")
+                    let p = "sweep: jobs \(same) and \(i) have identical parameters (\(varying))"
+                    if seenProblems.insert(p).inserted { problems.append(p) }
+                } else {
+                    collided[h, default: []].append(i)
+                }
+            }
+        }
+        if !problems.isEmpty { throw TunaError.invalidSpec(Array(problems.prefix(50))) }
+    }
+
+    /// The ranges' results, each set by one thread.
+    private final class Results: @unchecked Sendable {
+        // @unchecked: every slot is written once, under the lock.
+        private var slots: [CheckedRange?]
+        private let lock = NSLock()
+        init(_ n: Int) { slots = Array(repeating: nil, count: n) }
+        subscript(i: Int) -> CheckedRange? {
+            get { lock.withLock { slots[i] } }
+            set { lock.withLock { slots[i] = newValue } }
+        }
+        var all: [CheckedRange] { lock.withLock { slots.map { $0! } } }
+    }
+
+    /// One range of jobs checked: the problems of the invalid ones (each once, at most 50),
+    /// and the spec hash value of each valid one.
+    private struct CheckedRange {
+        var problems: [String] = []
+        var hashes: [(Int, Int32)] = []
+
+        init(_ jobs: SweepJobs, _ range: Range<Int>) {
+            var seen = Set<String>()
+            hashes.reserveCapacity(range.count)
+            for i in range {
+                let c = jobs.checked(i)
+                if let spec = c.spec { hashes.append((spec.hashValue, Int32(i))); continue }
+                // A job whose values were refused is not compared with others: that would only
+                // add noise to the real message.
+                for p in c.problems where seen.insert(p).inserted { problems.append(p) }
+                if problems.count >= 50 { break }
+            }
+        }
     }
 
     public static func paramsHash(_ params: JSONValue) -> String {
@@ -88,7 +199,7 @@ public enum SweepSpec {
 
     // MARK: Grid
 
-    static func gridPoints(_ axes: [SweepAxis]) throws -> [[JSONValue]] {
+    static func gridPoints(_ axes: [SweepAxis]) throws -> SweepPoints {
         var lists: [[JSONValue]] = []
         var total = 1
         for axis in axes {
@@ -101,11 +212,7 @@ public enum SweepSpec {
                 throw TunaError.invalidSpec(["sweep: the grid expands to more than \(maxJobs) jobs"])
             }
         }
-        var points: [[JSONValue]] = [[]]
-        for values in lists {
-            points = points.flatMap { p in values.map { p + [$0] } }
-        }
-        return points
+        return .grid(lists, count: total)
     }
 
     // MARK: Random

@@ -76,7 +76,10 @@ public struct WaitingRow: Codable, Sendable {
     public var reason: String
     /// True when no connected worker can ever take it as things stand.
     public var blocked: Bool
-    public init(job: JobID, sweep: SweepID, reason: String, blocked: Bool) {
-        self.job = job; self.sweep = sweep; self.reason = reason; self.blocked = blocked
+    /// In a grouped reply (`WaitingQuery.grouped`): how many queued jobs of the sweep wait for
+    /// this reason; `job` is the first of them.
+    public var jobs: Int?
+    public init(job: JobID, sweep: SweepID, reason: String, blocked: Bool, jobs: Int? = nil) {
+        self.job = job; self.sweep = sweep; self.reason = reason; self.blocked = blocked; self.jobs = jobs
     }
 }

@@ -42,9 +42,10 @@ struct SubmitCommand: AsyncParsableCommand {
         print("sweep \(r.sweep): \(r.jobs) jobs queued")
         // Say at once when no connected worker can take some of them, instead of letting them
         // wait in silence (a torch job with no torch worker, more GPU memory than any box has).
-        let blocked = try await waitingReasons(c, sweep: r.sweep).values.filter(\.blocked)
-        for (reason, jobs) in Dictionary(grouping: blocked, by: \.reason).sorted(by: { $0.key < $1.key }) {
-            print("note: \(jobs.count) job(s) cannot start yet: \(reason)")
+        // Grouped by the coordinator: a row per reason, whatever the sweep's size.
+        let groups = try await c.send(WaitingQuery(sweep: r.sweep, grouped: true)).rows.filter(\.blocked)
+        for g in groups.sorted(by: { $0.reason < $1.reason }) {
+            print("note: \(g.jobs ?? 1) job(s) cannot start yet: \(g.reason)")
         }
     }
 }

@@ -119,6 +119,25 @@ final class SweepSpecTests: XCTestCase {
         XCTAssert(ps.contains { $0.contains("identical parameters") }, "\(ps)")
     }
 
+    /// A grid large enough to be checked on several threads (ranges of 10,000 jobs and more):
+    /// a duplicate whose two jobs fall in different ranges is still found, and named.
+    func testDuplicatesAcrossCheckingRangesAreFound() {
+        let values = (0..<30_000).map(String.init).joined(separator: ",")
+        let ps = problems("name: c\ntrainer: command\ncommand: [x]\na: [\(values), 7]")
+        XCTAssertEqual(ps, ["sweep: jobs 7 and 30000 have identical parameters (a=7)"])
+    }
+
+    /// Jobs are expanded on access, not kept: every access gives the same job, and a large grid
+    /// decodes its points from the index in order (the last axis fastest).
+    func testJobsAreExpandedOnAccessInGridOrder() throws {
+        let p = try SweepSpec.plan(yaml: "name: c\ntrainer: command\ncommand: [x]\na: [1, 2, 3]\nb: [x, y]")
+        XCTAssertEqual(p.jobs.count, 6)
+        XCTAssertEqual(p.jobs.map { [$0.varying["a"]!, $0.varying["b"]!] },
+                       [[1, "x"], [1, "y"], [2, "x"], [2, "y"], [3, "x"], [3, "y"]])
+        XCTAssertEqual(p.jobs[4], p.jobs[4])
+        XCTAssertEqual(Set(p.jobs.map(\.hash)).count, 6)
+    }
+
     func testHashIgnoresKeyOrderAndFormatting() throws {
         let a = try SweepSpec.plan(yaml: "name: c\ntrainer: command\ncommand: [x]\na: 1\nb: 2")
         let b = try SweepSpec.plan(yaml: "{b: 2, a: 1, command: [x], trainer: command, name: c}")

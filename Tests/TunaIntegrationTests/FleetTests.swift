@@ -123,6 +123,20 @@ final class FleetTests: XCTestCase {
         let json = try cluster.cli(["jobs", "--json"])
         XCTAssert(json.out.contains("\"waiting\" : \"no connected worker offering"), json.out)
 
+        // `tuna submit` asks for the reasons grouped: a line per reason with its count, for a
+        // sweep of any size; the jobs that fit are not listed.
+        let mixedFile = cluster.dir.appendingPathComponent("mixed.yaml")
+        try cluster.toySpec(name: "mixed", "resources: {gpus: [0, 2], gpu_memory_gb: 200}\nsteps: 2\nshard: [1, 2, 3]\n")
+            .write(to: mixedFile, atomically: true, encoding: .utf8)
+        let mixed = try cluster.cli(["submit", "--json", mixedFile.path])
+        let mixedSweep = try XCTUnwrap(try JSONValue.parse(mixed.out)["sweep"]?.intValue, mixed.out)
+        let groups = try await c.send(WaitingQuery(sweep: Int64(mixedSweep), grouped: true)).rows.filter(\.blocked)
+        XCTAssertEqual(groups.map(\.jobs), [3], "\(groups)")
+        XCTAssertEqual(groups.first?.reason.hasPrefix("no connected worker offering `command` has 2 GPU(s)"), true, "\(groups)")
+        let again = try cluster.cli(["submit", mixedFile.path])
+        XCTAssert(again.out.contains("note: 3 job(s) cannot start yet: no connected worker offering `command` has 2 GPU(s)"), again.out)
+        XCTAssertEqual(again.out.components(separatedBy: "note:").count, 2, again.out)
+
         // With no worker connected at all, that is what it says.
         cluster.kill9(worker: "box")
         try await cluster.waitUntil("worker gone") { try await !workers().contains { $0.connected } }

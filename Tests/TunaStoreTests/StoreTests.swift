@@ -197,6 +197,72 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.results(sweep: s.sweep, sort: nil).map(\.index), Array(0..<6))
     }
 
+    /// `tuna sweeps` reads counts the triggers on `jobs` keep; they must equal a count of the
+    /// jobs themselves after every kind of status change.
+    func testSweepCountsFollowEveryStatusChange() throws {
+        try submit("i: [1, 2, 3, 4]\nmax_attempts: 1")
+        try submit("j: [1, 2]")
+        func agree(_ step: String) throws {
+            let direct = try store.db.db.read { db in
+                try Row.fetchAll(db, sql: "SELECT sweep_id, status, COUNT(*) FROM jobs GROUP BY sweep_id, status")
+                    .reduce(into: [Int64: [String: Int]]()) { $0[$1[0], default: [:]][$1[1]] = $1[2] }
+            }
+            for row in try store.sweeps() {
+                let d = direct[row.id] ?? [:]
+                XCTAssertEqual([row.jobs, row.queued, row.running, row.succeeded, row.failed, row.cancelled],
+                               [d.values.reduce(0, +), d["queued"] ?? 0, d["running"] ?? 0, d["succeeded"] ?? 0, d["failed"] ?? 0, d["cancelled"] ?? 0],
+                               "sweep \(row.id) after \(step)")
+            }
+        }
+        try agree("submit")
+        let a = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let b = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 0, policy: policy))
+        try agree("two leases")
+        try store.finish(AttemptRef(job: a.job, attempt: a.attempt), worker: "w1", outcome: .succeeded, now: 1, policy: policy)
+        try store.finish(AttemptRef(job: b.job, attempt: b.attempt), worker: "w2", outcome: .failed("boom"), now: 1, policy: policy)
+        try agree("a success and a failure")
+        _ = try store.renew(worker: "w1", leases: [], now: 2, policy: policy)
+        let c = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 2, policy: policy))
+        _ = try store.renew(worker: "w1", leases: [AttemptRef(job: c.job, attempt: c.attempt)], now: 3, policy: policy)
+        _ = try store.expireLeases(now: 10_000, policy: policy)
+        try agree("an expired lease")
+        _ = try store.cancel(CancelRequest(sweep: 2), now: 10_001)
+        try agree("cancel")
+        _ = try store.retry(sweep: 1)
+        _ = try store.retry(sweep: 2)
+        try agree("retry")
+    }
+
+    /// A coordinator killed while it stored a large sweep left a prefix of its jobs and the
+    /// sweep marked `expanding`; the next start stores the rest: every job once, in order, with
+    /// the parameters a whole submit would have stored. A sweep cancelled meanwhile gets its
+    /// remaining jobs as cancelled.
+    func testAnInterruptedSubmitIsFinishedAtStartAndACancelHolds() throws {
+        let n = Store.jobsPerChunk * 2 + 123
+        let yaml = "name: big\ntrainer: command\ncommand: [x]\na: [\((0..<n).map(String.init).joined(separator: ","))]"
+        let plan = try SweepSpec.plan(yaml: yaml)
+        let whole = try store.insertSweep(plan, specYAML: yaml, now: 0)
+        let raw = store.db
+        let expected = try store.db.db.read { try Row.fetchAll($0, sql: "SELECT idx, params_hash, params FROM jobs ORDER BY idx").map { "\($0[0] as Int) \($0[1] as String) \($0[2] as String)" } }
+        for (cut, cancelled) in [(Store.jobsPerChunk, false), (0, false), (Store.jobsPerChunk * 2, true)] {
+            let cutSweep = try store.insertSweep(plan, specYAML: yaml, now: 0).sweep
+            try store.db.db.write { db in
+                try db.execute(sql: "DELETE FROM jobs WHERE sweep_id = ? AND idx >= ?", arguments: [cutSweep, cut])
+                try db.execute(sql: "UPDATE sweeps SET expanding = 1 WHERE id = ?", arguments: [cutSweep])
+            }
+            if cancelled { _ = try store.cancel(CancelRequest(sweep: cutSweep), now: 1) }
+            XCTAssertEqual(try block { try await raw.resumeExpansion(now: 2) }, [cutSweep])
+            let stored = try store.db.db.read { db in
+                try Row.fetchAll(db, sql: "SELECT idx, params_hash, params, status FROM jobs WHERE sweep_id = ? ORDER BY idx", arguments: [cutSweep])
+            }
+            XCTAssertEqual(stored.map { "\($0[0] as Int) \($0[1] as String) \($0[2] as String)" }, expected, "cut at \(cut)")
+            XCTAssertEqual(Set(stored.map { $0[3] as String }), [cancelled ? "cancelled" : "queued"], "cut at \(cut)")
+            XCTAssertEqual(try block { try await raw.resumeExpansion(now: 3) }, [], "nothing left expanding")
+        }
+        XCTAssertEqual(try store.sweeps().map(\.jobs), Array(repeating: n, count: 4))
+        XCTAssertEqual(whole.jobs, n)
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -244,5 +310,7 @@ final class StoreTests: XCTestCase {
         let spec = try JobSpec(json: JobSpec.specOfJobFile(lease.spec))
         XCTAssertEqual(spec.task, .lora)
         XCTAssertEqual(spec.lora?.rank, 8)
+        // The jobs table was rebuilt (v7) and the sweep's counts filled in from its jobs.
+        XCTAssertEqual(try store.sweeps().map { [$0.jobs, $0.running] }, [[1, 1]])
     }
 }

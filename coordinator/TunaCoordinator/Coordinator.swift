@@ -94,10 +94,25 @@ public actor Coordinator {
 
     /// Why each queued job waits (`tuna jobs`, `tuna submit`): blocked when no connected worker
     /// could ever take it as things stand (`WaitReason`), else for a free slot or its backoff.
-    func waiting(sweep: SweepID?) async throws -> [WaitingRow] {
+    func waiting(sweep: SweepID?, grouped: Bool) async throws -> [WaitingRow] {
         let now = clock()
         let offers = try store.workers(connected: connectedWorkers).map {
             WaitReason.Offer(name: $0.name, connected: $0.connected, quarantined: $0.quarantined, capabilities: $0.capabilities)
+        }
+        if grouped {
+            // Rows of one sweep with the same reason merge (two needs can both be unmet by
+            // "no worker is connected").
+            var rows: [WaitingRow] = []
+            for g in try store.queuedNeedGroups(sweep: sweep, now: now) {
+                let blocked = WaitReason.blocked(g.need, offers: offers)
+                let reason = blocked ?? (g.backingOff ? "retry backoff" : "waiting for a free worker slot or GPU")
+                if let k = rows.firstIndex(where: { $0.sweep == g.sweep && $0.reason == reason }) {
+                    rows[k].jobs! += g.jobs
+                } else {
+                    rows.append(WaitingRow(job: g.first, sweep: g.sweep, reason: reason, blocked: blocked != nil, jobs: g.jobs))
+                }
+            }
+            return rows
         }
         let queued = try store.queuedNeeds(sweep: sweep)
         // Jobs of a sweep share a few needs: judge each distinct one once.

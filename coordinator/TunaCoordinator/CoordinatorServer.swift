@@ -101,6 +101,15 @@ public final class CoordinatorServer: Sendable {
                     if await self.storageWritable() { await coordinator.reap() }
                 }
             }
+            group.addTask { [store, log, coordinator] in
+                // Sweeps a stopped coordinator was still storing are finished first thing.
+                do {
+                    for sweep in try await store.resumeExpansion(now: await coordinator.now) {
+                        log.info("sweep \(sweep): finished storing the jobs of a submit interrupted by a restart")
+                        await coordinator.dispatch()
+                    }
+                } catch { log.error("could not finish storing an interrupted sweep: \(error)") }
+            }
             try await server.executeThenClose { inbound in
                 var next = 0
                 for try await accepted in inbound {

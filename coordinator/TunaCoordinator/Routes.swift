@@ -59,7 +59,9 @@ extension CoordinatorServer {
         case .submit:
             try await reply(msg, s) { (sub: Submit) in
                 let plan: SweepPlan
-                do { plan = try SweepSpec.plan(yaml: sub.spec) } catch let e as TunaError {
+                // Validating a large grid takes seconds of CPU: done on its own thread, so
+                // the tasks serving other connections keep theirs.
+                do { plan = try await onOwnThread { try SweepSpec.plan(yaml: sub.spec) } } catch let e as TunaError {
                     throw ErrorReply(code: .invalidSpec, message: e.description)
                 }
                 return try await store.insertSweep(plan, specYAML: sub.spec, now: now, by: actor)
@@ -104,7 +106,7 @@ extension CoordinatorServer {
             }
             await coordinator.dispatch()
         case .waiting:
-            try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep)) }
+            try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep, grouped: q.grouped ?? false)) }
         case .listWorkers:
             try await reply(msg, s) { (_: ListWorkers) in Rows(try store.workers(connected: await coordinator.connectedWorkers)) }
         case .gc:
@@ -169,4 +171,12 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     var diff: UInt8 = 0
     for i in 0..<x.count { diff |= x[i] ^ y[i] }
     return diff == 0
+}
+
+/// Runs CPU-heavy work on a Dispatch thread rather than on Swift concurrency's cooperative
+/// pool (one thread per core: two here), and waits for it.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        DispatchQueue.global(qos: .userInitiated).async { cont.resume(with: Result { try body() }) }
+    }
 }

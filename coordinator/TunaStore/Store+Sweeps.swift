@@ -3,29 +3,116 @@ import GRDB
 import TunaCore
 
 extension Store {
-    /// Stores a validated sweep and all its jobs in one transaction: a sweep is there whole
-    /// or not at all, and (sweep, params_hash) is unique, so its job count is exact.
+    /// Jobs stored per transaction: small enough that leases, heartbeats and queries wait at
+    /// most a few tens of milliseconds behind a 1,000,000-job submit.
+    public static let jobsPerChunk = 2_000
+
+    /// Stores a validated sweep and its jobs. The sweep row comes first, with the first chunk
+    /// of `jobsPerChunk` jobs; the others follow, each chunk its own transaction, and are
+    /// dispatchable as soon as their chunk commits (every job was validated before the first
+    /// was stored, so none will be taken back). Until the last chunk commits the sweep is marked
+    /// `expanding`; a coordinator that dies meanwhile finishes it when it starts again
+    /// (`resumeExpansion`): (sweep, idx) is unique and expansion is deterministic, so the job
+    /// count comes out exact. A sweep of one chunk is one transaction, as before chunks.
     public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64, by who: Actor = .local) async throws -> Submitted {
-        try await write { db in
-            try db.execute(sql: "INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name])
+        let jobs = plan.jobs
+        let first = await Task.detached { Store.rows(jobs, 0, min(Store.jobsPerChunk, jobs.count)) }.value
+        let whole = first.count == plan.jobs.count
+        let sweep = try await write { db in
+            try db.execute(sql: """
+                INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by, expanding)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name, !whole])
             let sweep = db.lastInsertedRowID
             try self.audit(db, now: now, who, "submit", "sweep \(sweep)", "\(plan.name): \(plan.jobs.count) jobs")
-            let stmt = try db.makeStatement(sql: """
-                INSERT INTO jobs (sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb,
-                                  priority, max_attempts, status, created_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
-                """)
-            for job in plan.jobs {
-                let p = job.spec
-                try stmt.execute(arguments: [
-                    sweep, job.index, job.hash, job.paramsJSON, jsonText(JSONValue.object(job.varying)),
-                    p.trainer.rawValue, p.resources.gpus, p.resources.gpuMemoryGB, p.priority, p.maxAttempts,
-                    now,
-                ])
-            }
-            return Submitted(sweep: sweep, jobs: plan.jobs.count)
+            try self.insert(first, sweep: sweep, now: now, db)
+            return sweep
         }
+        if !whole { try await storeJobs(plan, sweep: sweep, from: first.count, now: now) }
+        return Submitted(sweep: sweep, jobs: plan.jobs.count)
+    }
+
+    /// Stores jobs `from...` of `plan`; the last chunk's transaction clears the sweep's
+    /// `expanding` mark. Chunks are expanded off the writer thread, one per core at a time,
+    /// while earlier ones commit in order.
+    func storeJobs(_ plan: SweepPlan, sweep: SweepID, from: Int, now: Int64) async throws {
+        let jobs = plan.jobs
+        var next = from
+        var expanding: [Task<[JobRow], Never>] = []
+        func startChunk() {
+            guard next < jobs.count else { return }
+            let begin = next, end = min(next + Store.jobsPerChunk, jobs.count)
+            expanding.append(Task.detached { Store.rows(jobs, begin, end) })
+            next = end
+        }
+        for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) { startChunk() }
+        var stored = from
+        repeat {
+            let rows = expanding.isEmpty ? [] : await expanding.removeFirst().value
+            startChunk()
+            stored += rows.count
+            let last = stored == jobs.count
+            try await write { db in
+                try self.insert(rows, sweep: sweep, now: now, db)
+                if last { try db.execute(sql: "UPDATE sweeps SET expanding = 0 WHERE id = ?", arguments: [sweep]) }
+            }
+        } while !expanding.isEmpty
+    }
+
+    /// One chunk's rows, in the order of the INSERT's columns after (sweep_id).
+    private static func rows(_ jobs: SweepJobs, _ from: Int, _ to: Int) -> [JobRow] {
+        (from..<to).map { i in
+            let job = jobs[i], p = job.spec
+            return JobRow(index: i, hash: job.hash, params: job.paramsJSON, varying: jsonText(JSONValue.object(job.varying)),
+                          trainer: p.trainer.rawValue, gpus: p.resources.gpus, gpuMemoryGB: p.resources.gpuMemoryGB,
+                          priority: p.priority, maxAttempts: p.maxAttempts)
+        }
+    }
+
+    struct JobRow: Sendable {
+        let index: Int, hash: String, params: String, varying: String, trainer: String
+        let gpus: Int, gpuMemoryGB: Double, priority: Int, maxAttempts: Int
+    }
+
+    private func insert(_ rows: [JobRow], sweep: SweepID, now: Int64, _ db: Database) throws {
+        // A sweep cancelled while it expands gets its remaining jobs as cancelled.
+        guard !rows.isEmpty else { return }
+        let cancelled = try Bool.fetchOne(db, sql: "SELECT cancelled_ms IS NOT NULL FROM sweeps WHERE id = ?", arguments: [sweep]) ?? false
+        let stmt = try db.cachedStatement(sql: """
+            INSERT INTO jobs (sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb,
+                              priority, max_attempts, status, error, created_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        let status = cancelled ? JobStatus.cancelled.rawValue : JobStatus.queued.rawValue
+        let error: String? = cancelled ? "cancelled by user" : nil
+        for r in rows {
+            try stmt.execute(arguments: [sweep, r.index, r.hash, r.params, r.varying, r.trainer, r.gpus, r.gpuMemoryGB,
+                                         r.priority, r.maxAttempts, status, error, now])
+        }
+        // The jobs' count (Schema v7: the only place jobs are created, so the only place
+        // creation is counted; status changes are counted by triggers).
+        try db.execute(sql: """
+            INSERT INTO sweep_counts (sweep_id, status, jobs) VALUES (?, ?, ?)
+            ON CONFLICT (sweep_id, status) DO UPDATE SET jobs = jobs + excluded.jobs
+            """, arguments: [sweep, status, rows.count])
+    }
+
+    /// Finishes the sweeps a stopped coordinator left expanding; returns their ids.
+    public func resumeExpansion(now: Int64) async throws -> [SweepID] {
+        let open = try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT s.id, s.spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = s.id)
+                FROM sweeps s WHERE s.expanding = 1 ORDER BY s.id
+                """).map { (id: $0[0] as SweepID, yaml: $0[1] as String, stored: $0[2] as Int) }
+        }
+        for s in open {
+            let plan: SweepPlan
+            do { plan = try SweepSpec.plan(yaml: s.yaml) } catch {
+                throw StoreError.database("sweep \(s.id) was accepted but its spec no longer expands: \(error)")
+            }
+            try await storeJobs(plan, sweep: s.id, from: s.stored, now: now)
+        }
+        return open.map(\.id)
     }
 
     /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);
@@ -41,6 +128,7 @@ extension Store {
                 WHERE sweep_id = ? AND status IN \(retry.from.sqlList)
                 """, arguments: [retry.to.rawValue, sweep])
             let n = db.changesCount
+            try db.execute(sql: "UPDATE sweeps SET cancelled_ms = NULL WHERE id = ?", arguments: [sweep])
             try self.audit(db, now: now, who, "retry", "sweep \(sweep)", "\(n) jobs requeued")
             return n
         }
@@ -68,6 +156,7 @@ extension Store {
             try db.execute(sql: "UPDATE jobs SET status = ?, error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN \(cancel.from.sqlList)",
                            arguments: [cancel.to.rawValue, arg])
             let n = db.changesCount
+            if target.job == nil { try db.execute(sql: "UPDATE sweeps SET cancelled_ms = ? WHERE id = ?", arguments: [now, arg]) }
             try self.audit(db, now: now, who, "cancel", "\(target.job != nil ? "job" : "sweep") \(arg)", "\(n) jobs cancelled")
             return (n, running)
         }

@@ -23,6 +23,10 @@ public final class Store: @unchecked Sendable {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             try db.execute(sql: "PRAGMA busy_timeout = 5000")
+            // 64 MiB of page cache (SQLite's default is 2 MiB): storing a 1,000,000-job sweep
+            // inserts into indexes of a few hundred MB, and re-reading their pages from the OS
+            // for every chunk was a third of the time.
+            try db.execute(sql: "PRAGMA cache_size = -65536")
         }
         do {
             if let path {

@@ -5,14 +5,17 @@ import Foundation
 extension Checker {
     /// A section's fields; `keys` (the section type's coding keys) are the fields it may have.
     mutating func section<K: CodingKey & CaseIterable>(_ v: JSONValue?, _ path: String, keys: K.Type) -> [String: JSONValue] {
-        let keys = Set(K.allCases.map(\.stringValue))
         guard let v, v != .null else { return [:] }
         guard let o = v.objectValue else {
             problems.append("\(path): \(v) is not a mapping")
             return [:]
         }
-        for k in o.keys.sorted() where !keys.contains(k) {
-            problems.append("\(path).\(k): unknown field (expected one of \(keys.sorted().joined(separator: ", ")))")
+        // Checked without building the list of fields (every job of a large sweep passes here);
+        // the list is made only for the message.
+        guard o.keys.contains(where: { K(stringValue: $0) == nil }) else { return o }
+        let keys = K.allCases.map(\.stringValue).sorted()
+        for k in o.keys.sorted() where K(stringValue: k) == nil {
+            problems.append("\(path).\(k): unknown field (expected one of \(keys.joined(separator: ", ")))")
         }
         return o
     }
@@ -37,7 +40,8 @@ extension Checker {
     /// One of an enum's raw values; nil (and a problem) when it is not.
     mutating func enumeration<E: RawRepresentable & CaseIterable>(_ key: String, in o: [String: JSONValue], path: String,
                                                                     required: Bool = false, as: E.Type) -> E? where E.RawValue == String {
-        string(key, in: o, path: path, required: required, oneOf: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
+        if let s = o[key]?.stringValue, let e = E(rawValue: s) { return e }
+        return string(key, in: o, path: path, required: required, oneOf: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
     }
 
     mutating func int(_ key: String, in o: [String: JSONValue], path: String, default d: Int, min: Int) -> Int {

@@ -9,7 +9,7 @@ import Foundation
 ///
 /// The validated form is strict: decoding it (`JobSpec(json:)`) needs every field the validator
 /// fills in, so a trainer never guesses a value the coordinator did not choose.
-public struct JobSpec: Codable, Sendable, Equatable {
+public struct JobSpec: Codable, Sendable, Hashable {
     public enum Trainer: String, Codable, Sendable, CaseIterable { case native, torch, command }
     public enum Task: String, Codable, Sendable, CaseIterable { case lora, prune }
 
@@ -37,7 +37,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public init(name: String, trainer: Trainer) { self.name = name; self.trainer = trainer }
 
     /// What a job needs of a worker to run; 0 means "no requirement".
-    public struct Resources: Codable, Sendable, Equatable {
+    public struct Resources: Codable, Sendable, Hashable {
         public var gpus = 0
         public var gpuMemoryGB = 0.0
         public var cpuCores = 0
@@ -49,7 +49,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     /// The training data and how examples are rendered (docs/job-spec.md §1).
-    public struct Dataset: Codable, Sendable, Equatable {
+    public struct Dataset: Codable, Sendable, Hashable {
         public enum Format: String, Codable, Sendable, CaseIterable { case csv, jsonl, chat }
         public enum Template: String, Codable, Sendable, CaseIterable { case harmony, imStart = "im_start" }
         public var path: String
@@ -74,7 +74,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         }
     }
 
-    public struct LoRA: Codable, Sendable, Equatable {
+    public struct LoRA: Codable, Sendable, Hashable {
         /// What `target_modules` may name. No router: transformers' gpt-oss router is a bare
         /// nn.Parameter, not an nn.Linear, so PEFT cannot put a LoRA on it by module name.
         public static let moduleTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "all-linear"]
@@ -94,7 +94,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Train: Codable, Sendable, Equatable {
+    public struct Train: Codable, Sendable, Hashable {
         public enum Scheduler: String, Codable, Sendable, CaseIterable {
             case constant, linear, cosine, cosineWithMinLR = "cosine_with_min_lr"
         }
@@ -130,7 +130,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     /// `task: prune` (docs/job-spec.md §2): how to score experts and how many to keep.
-    public struct Prune: Codable, Sendable, Equatable {
+    public struct Prune: Codable, Sendable, Hashable {
         public enum Score: String, Codable, Sendable, CaseIterable { case frequency, reap, easyEP = "easy_ep" }
         /// Experts kept per layer (required: no default).
         public var keep: Int
@@ -156,7 +156,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
 
     /// How the torch trainer computes (worker/README.md). `auto`: the fast kernel on CUDA and
     /// the eager one elsewhere; `experts: mxfp4` keeps an MXFP4 checkpoint's experts packed.
-    public struct Torch: Codable, Sendable, Equatable {
+    public struct Torch: Codable, Sendable, Hashable {
         public enum Attention: String, Codable, Sendable, CaseIterable { case auto, eager, flexAttention = "flex_attention" }
         public enum Experts: String, Codable, Sendable, CaseIterable { case auto, eager, groupedMM = "grouped_mm", mxfp4 }
         public var attention = Attention.auto

@@ -74,7 +74,8 @@ struct Checker {
             job.extra = root.filter { !JobSpec.commandFields.contains($0.key) && $0.key != "sweep" }
             return job
         }
-        for k in root.keys.sorted() where !JobSpec.fields.contains(k) && k != "sweep" {
+        let unknown = root.keys.filter { !JobSpec.fields.contains($0) && $0 != "sweep" }
+        for k in unknown.sorted() {
             problems.append("\(k): unknown field (expected one of \(JobSpec.fields.union(["sweep"]).sorted().joined(separator: ", ")))")
         }
         if root["command"] != nil { problems.append("command: only the command trainer takes a command") }

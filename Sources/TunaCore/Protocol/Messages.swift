@@ -406,10 +406,12 @@ public struct ResultsQuery: Codable, Sendable {
     public init(sweep: SweepID? = nil, sort: String? = nil) { self.sweep = sweep; self.sort = sort }
 }
 
-/// `waiting`: why a sweep's (or every) queued job waits.
+/// `waiting`: why a sweep's (or every) queued job waits. `grouped`: one row per sweep and
+/// reason, with the number of jobs (what `tuna submit` prints for a sweep of any size).
 public struct WaitingQuery: Codable, Sendable {
     public var sweep: SweepID?
-    public init(sweep: SweepID? = nil) { self.sweep = sweep }
+    public var grouped: Bool?
+    public init(sweep: SweepID? = nil, grouped: Bool? = nil) { self.sweep = sweep; self.grouped = grouped }
 }
 
 public struct LogsQuery: Codable, Sendable {
