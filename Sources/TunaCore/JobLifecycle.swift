@@ -9,6 +9,7 @@
 ///       │  └──────────────┤ returned (worker shut down; does not count as a failure)
 ///       │                 └─ fail/lost (failures = max_attempts) ──▶ failed
 ///       └──retry── failed, cancelled          queued, running ──cancel──▶ cancelled
+///                                             running ──early stopping──▶ stopped
 public enum JobEvent: Sendable, Equatable {
     case leased
     case succeeded
@@ -16,6 +17,8 @@ public enum JobEvent: Sendable, Equatable {
     case failed(failures: Int, maxAttempts: Int)
     case returned
     case cancelled
+    /// The sweep's early-stopping rule ended it (EarlyStopping).
+    case stopped
     case retried
 }
 
@@ -29,6 +32,7 @@ public enum JobLifecycle {
         case (.running, .failed(let failures, let max)): return failures >= max ? .failed : .queued
         case (.running, .returned): return .queued
         case (.queued, .cancelled), (.running, .cancelled): return .cancelled
+        case (.running, .stopped): return .stopped
         case (.failed, .retried), (.cancelled, .retried): return .queued
         default: return nil
         }
@@ -46,7 +50,7 @@ public enum JobLifecycle {
 /// worker gave the job back unfailed (shutting down, `scancel`); the job is queued again and the
 /// return does not count as a failure.
 public enum AttemptState: String, Codable, Sendable, CaseIterable {
-    case running, succeeded, failed, lost, returned, cancelled
+    case running, succeeded, failed, lost, returned, cancelled, stopped
 }
 
 /// How an attempt ended, as its worker (or the lease reaper: `lost`) reports it.

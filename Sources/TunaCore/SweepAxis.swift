@@ -46,7 +46,7 @@ extension SweepAxis {
     private static func walk(_ v: JSONValue, path: [String], axes: inout [SweepAxis],
                              problems: inout [String]) -> JSONValue {
         let name = path.joined(separator: ".")
-        if path == ["sweep"] { return v }
+        if path.count == 1, SweepSpec.sweepSections.contains(path[0]) { return v }
         switch v {
         case .array(let items):
             if listValuedFields.contains(name) {

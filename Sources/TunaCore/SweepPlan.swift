@@ -30,6 +30,10 @@ public struct SweepPlan: Sendable {
     public let varyingKeys: [String]
     /// The jobs, in order; each is expanded on access.
     public let jobs: SweepJobs
+    /// What the sweep optimises (the default when the spec names none).
+    public let objective: Objective
+    /// `sweep.early_stopping`, if the spec has it.
+    public let earlyStopping: EarlyStopping?
 }
 
 /// The jobs of a plan as a collection: `count` is known, each element is expanded when read.
@@ -61,7 +65,10 @@ public struct SweepJobs: RandomAccessCollection, Sendable {
             spec = spec.setting(axis.path[...], to: value)
             varying[axis.name] = value
         }
-        if case .object(var o) = spec { o.removeValue(forKey: "sweep"); spec = .object(o) }
+        if case .object(var o) = spec {
+            for k in SweepSpec.sweepSections { o.removeValue(forKey: k) }
+            spec = .object(o)
+        }
         let checked = JobValidator.validate(spec)
         return (checked.spec, varying, checked.problems)
     }
@@ -103,6 +110,10 @@ public enum SweepSpec {
     /// should be refused, not stored.
     public static let maxJobs = 1_000_000
 
+    /// Top-level sections that configure the sweep rather than its jobs: never axes, never
+    /// passed to a job.
+    public static let sweepSections: Set<String> = ["sweep", "objective"]
+
     /// Parses, expands and validates a YAML spec. Throws `TunaError.invalidSpec` listing
     /// every problem (field, value, what was expected) if any job is invalid.
     public static func plan(yaml: String) throws -> SweepPlan {
@@ -115,12 +126,14 @@ public enum SweepSpec {
 
     public static func plan(spec root: JSONValue) throws -> SweepPlan {
         let search = try SearchSettings(root["sweep"])
+        let objective = try Objective(spec: root["objective"])
         let (axes, base) = try SweepAxis.discover(in: root)
         let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))
         let jobs = SweepJobs(axes: axes, base: base, points: points)
         try validate(jobs)
         let name = root["name"]?.stringValue ?? ""
-        return SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs)
+        return SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
+                         earlyStopping: search.earlyStopping)
     }
 
     /// Checks every job once: each must be valid, and no two may have the same parameters.
@@ -250,14 +263,16 @@ struct SearchSettings {
     var method: SweepMethod = .grid
     var count = 0
     var seed: UInt64 = 0
+    var earlyStopping: EarlyStopping?
 
     init(_ v: JSONValue?) throws {
         guard let v, v != .null else { return }
         guard let o = v.objectValue else { throw TunaError.invalidSpec(["sweep: expected a mapping {method, count, seed}, got \(v)"]) }
         var problems: [String] = []
-        for k in o.keys where !["method", "count", "seed"].contains(k) {
-            problems.append("sweep.\(k): unknown field (expected method, count, seed)")
+        for k in o.keys.sorted() where !["method", "count", "seed", "early_stopping"].contains(k) {
+            problems.append("sweep.\(k): unknown field (expected method, count, seed, early_stopping)")
         }
+        if let e = o["early_stopping"] { earlyStopping = EarlyStopping.parse(e, problems: &problems) }
         if let m = o["method"] {
             if let s = m.stringValue, let parsed = SweepMethod(rawValue: s) { method = parsed }
             else { problems.append("sweep.method: \(m) is not one of grid, random") }

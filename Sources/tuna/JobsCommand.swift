@@ -21,7 +21,7 @@ struct JobsCommand: AsyncParsableCommand {
             let j = d.job
             print("job \(j.id) of sweep \(j.sweep) (#\(j.index)): \(j.status.rawValue), \(j.attempts) attempt(s)")
             print("params: " + j.params.keys.sorted().map { "\($0)=\(j.params[$0]!.canonicalJSON)" }.joined(separator: " "))
-            if let e = j.error { print("error: \(e)") }
+            if let e = j.error { print(j.status == .stopped ? e : "error: \(e)") }  // a stop's reason reads as it is
             if j.status == .queued, let w = try await waitingReasons(c, sweep: j.sweep)[j.id] { print("waiting: \(w.reason)") }
             var t = Table(["attempt", "worker", "state", "started", "seconds", "error"])
             for a in d.attempts {

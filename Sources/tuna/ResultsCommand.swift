@@ -8,7 +8,7 @@ struct ResultsCommand: AsyncParsableCommand {
         abstract: "The results table: swept parameters, status and losses of every job.")
 
     @Option(help: "Only this sweep.") var sweep: Int64?
-    @Option(help: "Sort by id, final_train_loss, best_val_loss, final_val_loss, tokens_per_s, attempts or status.") var sort: String?
+    @Option(help: "Sort by id, objective, final_train_loss, best_val_loss, final_val_loss, tokens_per_s, attempts or status (the table: objective, best first; --json and --csv: id).") var sort: String?
     @Flag(help: "Print JSON (one object per job).") var json = false
     @Flag(help: "Print CSV.") var csv = false
     @OptionGroup var connection: ConnectionOptions
@@ -24,21 +24,43 @@ struct ResultsCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("\n".utf8))
             return
         }
-        let rows = try await c.sendRaw(ResultsQuery(sweep: sweep, sort: sort)).resultRows()
+        // The table reads best first by each sweep's objective; files (CSV) keep job order
+        // unless asked, so they diff cleanly between runs.
+        let rows = try await c.sendRaw(ResultsQuery(sweep: sweep, sort: sort ?? (csv ? nil : "objective"))).resultRows()
+        let objectives = Dictionary(uniqueKeysWithValues: try await c.send(ListSweeps()).rows.map { ($0.id, $0.objective ?? .default) })
+        let best = Self.bestJobs(rows, objectives: objectives)
         let keys = Array(Set(rows.flatMap { $0.params.keys })).sorted()
         // Evaluation numbers beyond the loss, a column each where any job has them (the
         // baseline loss; a prune sweep's KL, top-1 agreement, pruned-hit share, ...).
         let metricKeys = Array(Set(rows.flatMap { ($0.metrics ?? [:]).keys })).sorted()
-        var t = Table(["job"] + keys + ["status", "attempts", "train_loss", "best_val", "final_val"] + metricKeys
+        var t = Table(["best", "job"] + keys + ["status", "attempts", "objective", "train_loss", "best_val", "final_val"] + metricKeys
                       + ["tok/s", "worker", "adapter"])
         for r in rows {
-            t.add(["\(r.id)"] + keys.map { r.params[$0].map(cellText) ?? "-" } + [
-                r.status.rawValue, "\(r.attempts)", fmt(r.final_train_loss), fmt(r.best_val_loss), fmt(r.final_val_loss),
+            t.add([best.values.contains(r.id) ? "*" : "", "\(r.id)"] + keys.map { r.params[$0].map(cellText) ?? "-" } + [
+                r.status.rawValue, "\(r.attempts)", fmt(r.objective), fmt(r.final_train_loss), fmt(r.best_val_loss), fmt(r.final_val_loss),
             ] + metricKeys.map { fmt(r.metrics?[$0]) } + [
                 fmt(r.tokens_per_s, 0), r.worker ?? "-", r.adapter_sha256.map { String($0.prefix(12)) } ?? "-",
             ])
         }
         print(csv ? t.csv() : t.render())
+        guard !csv else { return }
+        for (sweep, job) in best.sorted(by: { $0.key < $1.key }) {
+            let o = objectives[sweep] ?? .default
+            print("sweep \(sweep): best job \(job) (\(o.metric) \(fmt(rows.first { $0.id == job }?.objective)), \(o.mode == .min ? "lowest" : "highest"))")
+        }
+    }
+
+    /// Each sweep's best job by its objective (ties: the lower id); sweeps with no value yet
+    /// have none.
+    static func bestJobs(_ rows: [ResultRow], objectives: [SweepID: Objective]) -> [SweepID: JobID] {
+        var best: [SweepID: ResultRow] = [:]
+        for r in rows {
+            guard let v = r.objective else { continue }
+            let o = objectives[r.sweep] ?? .default
+            if let b = best[r.sweep], let bv = b.objective, !o.better(v, than: bv), !(v == bv && r.id < b.id) { continue }
+            best[r.sweep] = r
+        }
+        return best.mapValues(\.id)
     }
 }
 

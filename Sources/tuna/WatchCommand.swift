@@ -9,7 +9,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     @Argument(help: "The sweep id (default: the newest sweep).") var sweep: Int64?
     @Option(help: "Seconds between updates.") var interval = 1.0
-    @Flag(help: "Print each update as one line of JSON: the sweep's counts and its best job.") var json = false
+    @Flag(help: "Print each update as one line of JSON: the sweep's counts and its best job by its objective.") var json = false
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
@@ -21,13 +21,16 @@ struct WatchCommand: AsyncParsableCommand {
             guard let s = sweep.map({ id in sweeps.first { $0.id == id } }) ?? sweeps.last else {
                 throw Failure(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
             }
-            let rows = try await c.sendRaw(ResultsQuery(sweep: s.id, sort: "best_val_loss")).resultRows()
-            let best = rows.first { $0.best_val_loss != nil }
+            let rows = try await c.sendRaw(ResultsQuery(sweep: s.id, sort: "objective")).resultRows()
+            let best = rows.first { $0.objective != nil }
+            let objective = s.objective ?? .default
             let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
-                + "\(s.failed) failed, \(s.cancelled) cancelled"
-                + (best.map { " | best val loss \(fmt($0.best_val_loss)) (job \($0.id))" } ?? "")
+                + "\(s.failed) failed, \(s.cancelled) cancelled" + ((s.stopped ?? 0) > 0 ? ", \(s.stopped!) stopped early" : "")
+                + (best.map { " | best \(objective.metric) \(fmt($0.objective)) (job \($0.id))" } ?? "")
             if line != last {
-                if json { printJSONLine(Update(sweep: s, best_job: best?.id, best_val_loss: best?.best_val_loss)) } else { print(line) }
+                if json {
+                    printJSONLine(Update(sweep: s, best_job: best?.id, best_objective: best?.objective, best_val_loss: best?.best_val_loss))
+                } else { print(line) }
                 last = line
             }
             if s.queued + s.running == 0 {
@@ -41,7 +44,9 @@ struct WatchCommand: AsyncParsableCommand {
 
     struct Update: Encodable {
         var sweep: SweepRow
+        /// Best by the sweep's objective.
         var best_job: JobID?
+        var best_objective: Double?
         var best_val_loss: Double?
     }
 }

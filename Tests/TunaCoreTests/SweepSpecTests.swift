@@ -138,6 +138,24 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Set(p.jobs.map(\.hash)).count, 6)
     }
 
+    /// `objective` configures the sweep: read and checked, never an axis, never in a job.
+    func testObjectiveIsTheSweepsAndIsChecked() throws {
+        XCTAssertEqual(try plan("").objective, .default)
+        let p = try plan("objective: {metric: top1_agreement, mode: max}\nlora: {rank: [4, 8]}")
+        XCTAssertEqual(p.objective, Objective(metric: "top1_agreement", mode: .max))
+        XCTAssertEqual(p.varyingKeys, ["lora.rank"])
+        XCTAssertNil(p.jobs[0].params["objective"])
+        XCTAssertEqual(problems(base + "\nobjective: {metric: \"x'); DROP\", mode: lowest, goal: 1}"), [
+            "objective.goal: unknown field (expected metric, mode)",
+            #"objective.metric: "x'); DROP" is not val_loss or the name of an eval field (letters, digits, '_'; not epoch, event, keep, loss, step, tokens)"#,
+            "objective.mode: \"lowest\" is not min or max",
+        ])
+        XCTAssertEqual(problems(base + "\nobjective: {metric: loss}").count, 1, "`loss` is val_loss's field, named val_loss")
+        // A command trainer's job does not receive it either.
+        let c = try SweepSpec.plan(yaml: "name: c\ntrainer: command\ncommand: [x]\nobjective: {metric: score, mode: max}\na: [1, 2]")
+        XCTAssertNil(c.jobs[0].params["extra"]?["objective"])
+    }
+
     func testHashIgnoresKeyOrderAndFormatting() throws {
         let a = try SweepSpec.plan(yaml: "name: c\ntrainer: command\ncommand: [x]\na: 1\nb: 2")
         let b = try SweepSpec.plan(yaml: "{b: 2, a: 1, command: [x], trainer: command, name: c}")

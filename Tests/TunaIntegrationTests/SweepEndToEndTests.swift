@@ -61,8 +61,55 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssertEqual(losses, losses.sorted(), "sorted by final_train_loss")
         let table = try cluster.cli(["results", "--sweep", "\(submitted.sweep)"])
         XCTAssert(table.out.contains("lr") && table.out.contains("steps") && table.out.contains("succeeded"), table.out)
+        // The objective (the default: val_loss, lowest first) is each job's last eval loss; the
+        // table lists the best first, marks it and names it.
+        let best = try XCTUnwrap(rows.min { ($0.final_val_loss ?? .infinity, $0.id) < ($1.final_val_loss ?? .infinity, $1.id) })
+        XCTAssertEqual(rows.map(\.objective), rows.map(\.final_val_loss))
+        XCTAssert(table.out.contains("sweep \(submitted.sweep): best job \(best.id) (val_loss \(String(format: "%.4f", best.final_val_loss ?? 0)), lowest)"), table.out)
+        let firstRow = try XCTUnwrap(table.out.split(separator: "\n").dropFirst().first)
+        XCTAssert(firstRow.hasPrefix("*") && firstRow.contains(" \(best.id) "), "\(firstRow)")
+        let client = try await cluster.client()
+        defer { client.close() }
+        let byObjective = try await client.sendRaw(ResultsQuery(sweep: submitted.sweep, sort: "objective")).resultRows()
+        XCTAssertEqual(byObjective.compactMap(\.objective), rows.compactMap(\.objective).sorted())
         let csv = try cluster.cli(["results", "--csv"])
         XCTAssertEqual(csv.out.split(separator: "\n").count, 9, csv.out)
+    }
+
+    /// ASHA in stopping mode through a real coordinator and workers. The grid runs the best
+    /// learning rates first (the toy loss falls faster with a higher one), so once three jobs
+    /// have reached the first rung every later job is outside its best third and is stopped
+    /// there, told through its worker, with the decision explained; the best job succeeds.
+    func testEarlyStoppingStopsJobsOutsideARungsBest() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let lrs = [0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01]
+        let s = try await cluster.submit(cluster.toySpec("""
+            lr: [\(lrs.map { "\($0)" }.joined(separator: ", "))]
+            steps: 60
+            step_ms: 20
+            eval_every: 5
+            sweep: {early_stopping: {type: asha, mode: stopping, grace_steps: 10, max_steps: 60, reduction_factor: 3}}
+            """))
+        let watched = try cluster.cli(["watch", "\(s.sweep)", "--interval", "0.2"])
+        XCTAssertEqual(watched.status, 0, "stopped jobs are not failures: \(watched.out)")
+        let rows = try await cluster.results(s.sweep)
+        XCTAssertEqual(rows.first?.status, .succeeded, "the best learning rate trains to the end")
+        // Job 1 runs beside job 0 and usually ends before a third job reaches rung 10; on a slow
+        // machine it may still be running then, and is stopped too.
+        let stopped = rows.filter { $0.status == .stopped }
+        let table = "\(rows.map { "\($0.index): \($0.status) \($0.error ?? "")" })"
+        XCTAssert(Set(stopped.map(\.index)).isSuperset(of: 2..<9) && !stopped.contains { $0.index == 0 }, table)
+        for r in stopped where r.index >= 2 {
+            let reason = try XCTUnwrap(r.error)
+            XCTAssert(reason.hasPrefix("stopped at step 10: val_loss ") && reason.contains(" at rung 10 (cut "), reason)
+            let steps = try await cluster.events(r.id).compactMap { $0.event["event"]?.stringValue == "step" ? $0.event["step"]?.intValue : nil }
+            XCTAssertLessThan(steps.max() ?? 0, 60, "job \(r.id) was stopped before its end")
+            let detail = try cluster.cli(["jobs", "\(r.id)"])
+            XCTAssert(detail.out.contains("stopped at step 10"), detail.out)
+        }
+        XCTAssert(watched.out.contains("\(stopped.count) stopped early"), watched.out)
     }
 
     func testKilledWorkersJobFinishesOnTheOtherWorker() async throws {

@@ -263,6 +263,64 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(whole.jobs, n)
     }
 
+    /// A sweep's objective can name any eval field: its value is the field at the job's last
+    /// eval, `sort: objective` puts the best first by the sweep's mode, jobs without one last.
+    func testResultsSortByTheSweepsObjective() throws {
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\nobjective: {metric: accuracy, mode: max}\ni: [1, 2, 3]"
+        let s = try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        for (k, accuracy) in [(0, [0.5, 0.7]), (1, [0.9, 0.6])] {
+            let l = try XCTUnwrap(store.leaseNext(worker: "w\(k + 1)", request: cpu, now: 0, policy: policy))
+            let events = accuracy.enumerated().map { EventRecord(seq: Int64($0.offset), at_ms: 0, event: ["event": "eval", "loss": 1.0, "tokens": 10, "accuracy": .number($0.element)]) }
+            _ = try store.appendEvents(Events(job: l.job, attempt: l.attempt, events: events), worker: "w\(k + 1)", now: 1)
+        }
+        let rows = try store.results(sweep: s.sweep, sort: "objective")
+        XCTAssertEqual(rows.map(\.objective), [0.7, 0.6, nil], "the last eval's value, highest first, none last")
+        XCTAssertEqual(rows.map(\.index), [0, 1, 2])
+        XCTAssertEqual(try store.sweeps().first?.objective, Objective(metric: "accuracy", mode: .max))
+        XCTAssertEqual(try store.jobDetail(rows[0].id).job.objective, 0.7)
+    }
+
+    /// Early stopping through the store, on a hand-made order of evals: a rung is judged again
+    /// each time a job records there, so a job that went on while too few had reached it is
+    /// stopped once enough have; finished jobs are never stopped; a stopped attempt's late
+    /// events and result are refused; evals without a step do not count.
+    func testEarlyStoppingJudgesEachRungAgainAsJobsArrive() throws {
+        for w in ["w3", "w4"] {
+            _ = try store.upsertWorker(Register(worker_id: w, name: w, capabilities: Capabilities(hostname: w, trainers: ["command"], gpus: [], cpu_cores: 2, ram_gb: 8),
+                                                max_jobs: 1, running: []), now: 0)
+        }
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\ni: [1, 2, 3, 4]\nsweep: {early_stopping: {type: asha, mode: stopping, grace_steps: 10, max_steps: 100, reduction_factor: 2}}"
+        _ = try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        var leases: [Lease] = []
+        for w in ["w1", "w2", "w3", "w4"] { leases.append(try XCTUnwrap(store.leaseNext(worker: w, request: cpu, now: 0, policy: policy))) }
+        func eval(_ k: Int, step: Int?, loss: Double, seq: Int64) throws -> [(ref: AttemptRef, worker: String, reason: String)] {
+            var fields: [String: JSONValue] = ["event": "eval", "loss": .number(loss), "tokens": 1]
+            if let step { fields["step"] = .int(step) }
+            let e = JSONValue.object(fields)
+            let batch = Events(job: leases[k].job, attempt: leases[k].attempt, events: [EventRecord(seq: seq, at_ms: 0, event: e)])
+            let raw: Store = store.db
+            return try block { try await raw.ingest(batch, worker: "w\(k + 1)", now: 1).stopped }
+        }
+        // Job 3 finishes before anyone reaches a rung: a finished job is never stopped.
+        try store.finish(AttemptRef(job: leases[3].job, attempt: 1), worker: "w4", outcome: .succeeded, now: 1, policy: policy)
+        XCTAssertEqual(try eval(0, step: nil, loss: 9, seq: 0).count, 0, "an eval without a step records nothing")
+        XCTAssertEqual(try eval(0, step: 10, loss: 1.0, seq: 1).count, 0, "one value at rung 10: no top half yet")
+        let first = try eval(1, step: 11, loss: 2.0, seq: 0)
+        XCTAssertEqual(first.map(\.ref.job), [leases[1].job], "two values: job 1 is not in the best half")
+        XCTAssertEqual(first.first?.reason, "stopped at step 11: val_loss 2 not in the top 1/2 of 2 jobs at rung 10 (cut 1)")
+        let second = try eval(2, step: 12, loss: 0.5, seq: 0)
+        XCTAssertEqual(second.map(\.ref.job), [leases[0].job], "three values: job 0 went on earlier and is stopped now")
+        XCTAssertEqual(try store.sweeps()[0].stopped, 2)
+        let statuses = try store.results(sweep: 1, sort: nil).map(\.status)
+        XCTAssertEqual(statuses, [.stopped, .stopped, .running, .succeeded])
+        XCTAssertEqual(try store.jobDetail(leases[0].job).attempts.map(\.state), ["stopped"])
+        // The stopped attempts' late events and results are refused (fencing).
+        XCTAssertThrowsError(try eval(1, step: 20, loss: 0.1, seq: 1))
+        XCTAssertThrowsError(try store.finish(AttemptRef(job: leases[0].job, attempt: 1), worker: "w1", outcome: .succeeded, now: 2, policy: policy))
+        // A retry of the sweep does not requeue what early stopping decided.
+        XCTAssertEqual(try store.retry(sweep: 1), 0)
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

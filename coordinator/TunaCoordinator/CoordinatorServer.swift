@@ -101,15 +101,8 @@ public final class CoordinatorServer: Sendable {
                     if await self.storageWritable() { await coordinator.reap() }
                 }
             }
-            group.addTask { [store, log, coordinator] in
-                // Sweeps a stopped coordinator was still storing are finished first thing.
-                do {
-                    for sweep in try await store.resumeExpansion(now: await coordinator.now) {
-                        log.info("sweep \(sweep): finished storing the jobs of a submit interrupted by a restart")
-                        await coordinator.dispatch()
-                    }
-                } catch { log.error("could not finish storing an interrupted sweep: \(error)") }
-            }
+            // Sweeps a stopped coordinator was still storing are finished first thing.
+            group.addTask { await self.finishStoringSweeps() }
             try await server.executeThenClose { inbound in
                 var next = 0
                 for try await accepted in inbound {
@@ -193,6 +186,16 @@ extension CoordinatorServer {
     /// Whether leases may be expired now. While the disk refused writes, heartbeats could not
     /// renew leases, so none expires then; once a write works again (extending every running
     /// lease is that write) the outage is over, and no attempt is lost for it.
+    /// Stores the rest of the sweeps whose submit was interrupted (a restart, a full disk).
+    func finishStoringSweeps() async {
+        do {
+            for sweep in try await store.resumeExpansion(now: await coordinator.now) {
+                log.info("sweep \(sweep): finished storing the jobs of an interrupted submit")
+                await coordinator.dispatch()
+            }
+        } catch { log.error("could not finish storing an interrupted sweep: \(error)") }
+    }
+
     func storageWritable() async -> Bool {
         guard storage.problem != nil else { return true }
         // Room for a couple of upload chunks, or the next one would be refused at once.
@@ -201,6 +204,7 @@ extension CoordinatorServer {
         do {
             try await store.extendRunningLeases(now: now, policy: config.policy)
             storage.recovered(nowMs: now)
+            Task { await finishStoringSweeps() }
             return true
         } catch { return false }
     }

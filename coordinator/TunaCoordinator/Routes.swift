@@ -37,7 +37,15 @@ extension CoordinatorServer {
                 return HeartbeatAck(lost: lost, quarantined: try store.isQuarantined(worker: worker))
             }
         case .events:
-            try await reply(msg, s) { (e: Events) in EventsAck(through_seq: try await store.appendEvents(e, worker: worker, now: now)) }
+            try await reply(msg, s) { (e: Events) in
+                let ingested = try await store.ingest(e, worker: worker, now: now)
+                // Early stopping's decisions, told to the workers running those attempts.
+                for (ref, worker, reason) in ingested.stopped {
+                    await coordinator.notifyCancelled([(ref, worker)], reason: reason)
+                }
+                if !ingested.stopped.isEmpty { await coordinator.dispatch() }
+                return EventsAck(through_seq: ingested.through)
+            }
         case .uploadBegin:
             try await reply(msg, s) { (b: UploadBegin) in try await intake.begin(b, worker: worker) }
         case .uploadChunk:

@@ -213,6 +213,27 @@ enum Schema {
                 END;
                 """)
         }
+        // What each sweep optimises (`objective:` in its spec); NULL for the sweeps stored before,
+        // which optimise the default (val_loss, min).
+        m.registerMigration("v8-objective") { db in
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN objective_metric TEXT")
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN objective_mode TEXT")
+        }
+        // Early stopping (`sweep.early_stopping`, EarlyStopping): the rule of each sweep that has
+        // one (JSON), and each job's objective at each rung it reached, which the rule judges.
+        m.registerMigration("v9-early-stopping") { db in
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN early_stopping TEXT")
+            try db.execute(sql: """
+                CREATE TABLE rungs (
+                    sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+                    rung INTEGER NOT NULL,          -- training steps
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    value REAL NOT NULL,            -- the objective at the job's first eval at or after the rung
+                    step INTEGER NOT NULL,          -- that eval's step
+                    PRIMARY KEY (sweep_id, rung, job_id)
+                ) WITHOUT ROWID
+                """)
+        }
         return m
     }
 }

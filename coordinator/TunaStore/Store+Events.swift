@@ -3,16 +3,32 @@ import GRDB
 import TunaCore
 
 extension Store {
-    /// Stores a batch of trainer events of a live attempt and updates the job's summary
-    /// (final train loss, best and final validation loss, tokens/s) in the same transaction.
-    /// Events already stored (a batch resent after a reconnect) are ignored by (attempt, seq).
+    /// What storing a batch of events did: the last sequence number it covers, and the running
+    /// attempts the sweep's early-stopping rule stopped because of it (their workers must be
+    /// told), with the reason stored for each.
+    public struct Ingested: Sendable {
+        public var through: Int64
+        public var stopped: [(ref: AttemptRef, worker: String, reason: String)]
+    }
+
+    /// `ingest`, for callers that only need the acknowledgement.
     public func appendEvents(_ batch: Events, worker: String, now: Int64) async throws -> Int64 {
+        try await ingest(batch, worker: worker, now: now).through
+    }
+
+    /// Stores a batch of trainer events of a live attempt and updates the job's summary
+    /// (final train loss, best and final validation loss, tokens/s) in the same transaction,
+    /// and with it records the job's evals at its sweep's rungs and applies the early-stopping
+    /// rule (`EarlyStopping`), so a decision is durable with the values it was made from.
+    /// Events already stored (a batch resent after a reconnect) are ignored by (attempt, seq).
+    public func ingest(_ batch: Events, worker: String, now: Int64) async throws -> Ingested {
         try await write { db in
             let ref = AttemptRef(job: batch.job, attempt: batch.attempt)
             let attemptID = try self.currentAttemptID(db, ref, worker: worker)
             let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, ?, ?)")
             var trainLoss: Double?, valLoss: Double?, bestVal: Double?, tps: Double?
             var metrics: [String: JSONValue] = [:]
+            var evals: [JSONValue] = []
             var through: Int64 = -1
             for e in batch.events {
                 try insert.execute(arguments: [attemptID, e.seq, e.at_ms, jsonText(e.event)])
@@ -23,6 +39,7 @@ extension Store {
                     if let l = e.event["loss"]?.doubleValue { trainLoss = l }
                     if let t = e.event["tokens_per_s"]?.doubleValue { tps = t }
                 case .eval:
+                    evals.append(e.event)
                     if let l = e.event["loss"]?.doubleValue { valLoss = l; bestVal = min(bestVal ?? l, l) }
                     metrics.merge(Self.evalMetrics(e.event)) { $1 }
                 case .baseline:
@@ -46,17 +63,61 @@ extension Store {
                     WHERE id = ?
                     """, arguments: [trainLoss, valLoss, bestVal, bestVal, bestVal, tps, batch.job])
             }
-            return through
+            let stopped = evals.isEmpty ? [] : try self.applyEarlyStopping(db, job: batch.job, evals: evals, now: now)
+            return Ingested(through: through, stopped: stopped)
         }
+    }
+
+    /// Records a job's evals at its sweep's rungs, then judges each rung it reached: every
+    /// running job of the sweep outside the rung's best is stopped (its attempt `stopped`, its
+    /// job `stopped` with the reason). Nothing for a sweep without early stopping.
+    func applyEarlyStopping(_ db: Database, job: JobID, evals: [JSONValue], now: Int64) throws -> [(ref: AttemptRef, worker: String, reason: String)] {
+        guard let row = try Row.fetchOne(db, sql: """
+                SELECT s.id, s.early_stopping, s.objective_metric, s.objective_mode FROM jobs j JOIN sweeps s ON s.id = j.sweep_id
+                WHERE j.id = ? AND s.early_stopping IS NOT NULL
+                """, arguments: [job]),
+              let rule = try? JSONDecoder().decode(EarlyStopping.self, from: Data((row[1] as String).utf8)) else { return [] }
+        let sweep: SweepID = row[0]
+        let objective = Store.objective(metric: row[2], mode: row[3])
+        var recorded = Set(try Int.fetchAll(db, sql: "SELECT rung FROM rungs WHERE sweep_id = ? AND job_id = ?", arguments: [sweep, job]))
+        var reached: [Int] = []
+        for e in evals {
+            guard let step = e["step"]?.intValue, let value = EarlyStopping.value(of: e, objective: objective) else { continue }
+            for rung in rule.rungsReached(at: step, recorded: recorded) {
+                try db.execute(sql: "INSERT INTO rungs (sweep_id, rung, job_id, value, step) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [sweep, rung, job, value, step])
+                recorded.insert(rung)
+                reached.append(rung)
+            }
+        }
+        var stopped: [(ref: AttemptRef, worker: String, reason: String)] = []
+        for rung in reached {
+            let rows = try Row.fetchAll(db, sql: "SELECT job_id, value, step FROM rungs WHERE sweep_id = ? AND rung = ?", arguments: [sweep, rung])
+            let judgement = rule.judge(rows.map { (job: $0[0], value: $0[1]) }, objective: objective)
+            let recordedAt = Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as JobID, (value: $0[1] as Double, step: $0[2] as Int)) })
+            for out in judgement.out {
+                guard let running = try Row.fetchOne(db, sql: """
+                        SELECT a.number, a.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.current_attempt
+                        WHERE j.id = ? AND j.status = 'running' AND a.state = 'running'
+                        """, arguments: [out]),
+                      let next = JobLifecycle.next(.running, .stopped), let at = recordedAt[out] else { continue }
+                let reason = rule.explain(step: at.step, rung: rung, value: at.value, objective: objective, judgement: judgement)
+                let ref = AttemptRef(job: out, attempt: running[0])
+                try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
+                               arguments: [AttemptState.stopped.rawValue, now, reason, ref.job, ref.attempt])
+                try db.execute(sql: "UPDATE jobs SET status = ?, error = ? WHERE id = ?", arguments: [next.rawValue, reason, out])
+                stopped.append((ref, running[1], reason))
+            }
+        }
+        return stopped
     }
 
     /// An eval event's numbers beyond what the summary has columns for (loss, tokens) and its
     /// position (step, epoch, keep): a prune job's KL, top-1 agreement, pruned-hit and routing
     /// mass shares, general-set figures. Empty for a LoRA job's eval.
     static func evalMetrics(_ event: JSONValue) -> [String: JSONValue] {
-        let skip: Set<String> = ["event", "step", "epoch", "loss", "tokens", "keep"]
         var out: [String: JSONValue] = [:]
-        for (k, v) in event.objectValue ?? [:] where !skip.contains(k) {
+        for (k, v) in event.objectValue ?? [:] where !Objective.notMetrics.contains(k) {
             if let d = v.doubleValue, d.isFinite { out[k] = .number(d) }
         }
         return out

@@ -4,19 +4,35 @@ import GRDBSQLite
 import TunaCore
 
 extension Store {
-    public static let sortableColumns = ["id", "final_train_loss", "best_val_loss", "final_val_loss", "tokens_per_s", "attempts", "status"]
+    public static let sortableColumns = ["id", "objective", "final_train_loss", "best_val_loss", "final_val_loss", "tokens_per_s", "attempts", "status"]
+
+    /// A sweep's stored objective (NULL columns: stored before objectives, the default).
+    static func objective(metric: String?, mode: String?) -> Objective {
+        guard let metric, let mode = mode.flatMap(Objective.Mode.init(rawValue:)) else { return .default }
+        return Objective(metric: metric, mode: mode)
+    }
+
+    /// SQL for a job's objective value (`j` the job, `s` its sweep): the final validation loss,
+    /// or the named field of its eval metrics (names are checked by Objective.isMetricName, so
+    /// the JSON path is safe to build).
+    static let objectiveValueSQL = """
+        CASE WHEN COALESCE(s.objective_metric, 'val_loss') = 'val_loss' THEN j.final_val_loss
+             ELSE json_extract(j.metrics, '$.' || s.objective_metric) END
+        """
 
     public func sweeps() throws -> [SweepRow] {
         try read { db in
             try Row.fetchAll(db, sql: """
                 SELECT s.id, s.name, s.created_ms, s.varying, COALESCE(SUM(c.jobs), 0),
                        SUM(c.jobs * (c.status = 'queued')), SUM(c.jobs * (c.status = 'running')), SUM(c.jobs * (c.status = 'succeeded')),
-                       SUM(c.jobs * (c.status = 'failed')), SUM(c.jobs * (c.status = 'cancelled'))
+                       SUM(c.jobs * (c.status = 'failed')), SUM(c.jobs * (c.status = 'cancelled')), s.objective_metric, s.objective_mode,
+                       SUM(c.jobs * (c.status = 'stopped'))
                 FROM sweeps s LEFT JOIN sweep_counts c ON c.sweep_id = s.id GROUP BY s.id ORDER BY s.id
                 """).map { r in
                 let varying = (try? JSONDecoder().decode([String].self, from: Data((r[3] as String).utf8))) ?? []
                 return SweepRow(id: r[0], name: r[1], created_ms: r[2], varying: varying, jobs: r[4],
-                                queued: r[5] ?? 0, running: r[6] ?? 0, succeeded: r[7] ?? 0, failed: r[8] ?? 0, cancelled: r[9] ?? 0)
+                                queued: r[5] ?? 0, running: r[6] ?? 0, succeeded: r[7] ?? 0, failed: r[8] ?? 0, cancelled: r[9] ?? 0,
+                                stopped: r[12] ?? 0, objective: Self.objective(metric: r[10], mode: r[11]))
             }
         }
     }
@@ -44,6 +60,8 @@ extension Store {
         // stored in index order, so (sweep_id, idx) gives id order; across sweeps, the rowid.
         case "id": order = sweep == nil ? "j.id" : "j.idx"
         case "tokens_per_s": order = "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id"
+        // Best first by each sweep's own mode; jobs with no value yet last.
+        case "objective": order = "objective IS NULL, CASE WHEN s.objective_mode = 'max' THEN -objective ELSE objective END, j.id"
         default: order = "j.\(column) IS NULL, j.\(column), j.id"
         }
         return try read { db in
@@ -53,8 +71,8 @@ extension Store {
             let filter = sweep == nil ? "" : "WHERE j.sweep_id = ?"
             let stmt = try db.makeStatement(sql: """
                 SELECT j.adapter_sha256, j.attempts, j.best_val_loss, j.error, j.final_train_loss, j.final_val_loss, j.id, j.idx,
-                       j.varying, j.status, j.sweep_id, j.tokens_per_s, w.name, j.metrics
-                FROM jobs j LEFT JOIN workers w ON w.id = j.worker \(filter) ORDER BY \(order)
+                       j.varying, j.status, j.sweep_id, j.tokens_per_s, w.name, j.metrics, \(Store.objectiveValueSQL) AS objective
+                FROM jobs j JOIN sweeps s ON s.id = j.sweep_id LEFT JOIN workers w ON w.id = j.worker \(filter) ORDER BY \(order)
                 """)
             try stmt.setArguments(sweep.map { [$0] } ?? [])
             // Stepped through SQLite's C API: per-row overhead is what decides the time here.
@@ -82,6 +100,7 @@ extension Store {
                 w.raw(",\"id\":"); w.integer(q, 6)
                 w.raw(",\"index\":"); w.integer(q, 7)
                 w.raw(",\"metrics\":"); w.verbatim(q, 13)
+                w.raw(",\"objective\":"); w.real(q, 14)
                 w.raw(",\"params\":"); w.verbatim(q, 8)
                 w.raw(",\"status\":"); w.text(q, 9)
                 w.raw(",\"sweep\":"); w.integer(q, 10)
@@ -98,14 +117,15 @@ extension Store {
         try read { db in
             guard let r = try Row.fetchOne(db, sql: """
                 SELECT j.id, j.sweep_id, j.idx, j.status, j.attempts, j.varying, j.final_train_loss, j.best_val_loss,
-                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error, j.metrics
-                FROM jobs j LEFT JOIN workers w ON w.id = j.worker WHERE j.id = ?
+                       j.final_val_loss, j.tokens_per_s, w.name, j.adapter_sha256, j.error, j.metrics, \(Store.objectiveValueSQL)
+                FROM jobs j JOIN sweeps s ON s.id = j.sweep_id LEFT JOIN workers w ON w.id = j.worker WHERE j.id = ?
                 """, arguments: [job]) else { throw StoreError.notFound("no job \(job)") }
             let row = ResultRow(id: r[0], sweep: r[1], index: r[2], status: JobStatus(rawValue: r[3]) ?? .queued, attempts: r[4],
                                 params: (try? JSONValue.parse(Data((r[5] as String).utf8)))?.objectValue ?? [:],
                                 final_train_loss: r[6], best_val_loss: r[7], final_val_loss: r[8], tokens_per_s: r[9],
                                 worker: r[10], adapter_sha256: r[11], error: r[12],
-                                metrics: (r[13] as String?).flatMap { try? JSONDecoder().decode([String: Double].self, from: Data($0.utf8)) })
+                                metrics: (r[13] as String?).flatMap { try? JSONDecoder().decode([String: Double].self, from: Data($0.utf8)) },
+                                objective: r[14])
             let attempts = try Row.fetchAll(db, sql: """
                 SELECT a.job_id, a.number, COALESCE(w.name, a.worker_id), a.state, a.started_ms, a.ended_ms, a.error
                 FROM attempts a LEFT JOIN workers w ON w.id = a.worker_id WHERE a.job_id = ? ORDER BY a.number

@@ -20,15 +20,25 @@ extension Store {
         let whole = first.count == plan.jobs.count
         let sweep = try await write { db in
             try db.execute(sql: """
-                INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by, expanding)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name, !whole])
+                INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by, expanding, objective_metric, objective_mode,
+                                    early_stopping)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name, !whole,
+                                 plan.objective.metric, plan.objective.mode.rawValue, plan.earlyStopping.map { jsonText($0) }])
             let sweep = db.lastInsertedRowID
             try self.audit(db, now: now, who, "submit", "sweep \(sweep)", "\(plan.name): \(plan.jobs.count) jobs")
             try self.insert(first, sweep: sweep, now: now, db)
             return sweep
         }
-        if !whole { try await storeJobs(plan, sweep: sweep, from: first.count, now: now) }
+        if !whole {
+            _ = storing.insert(sweep)
+            defer { storing.remove(sweep) }
+            do { try await storeJobs(plan, sweep: sweep, from: first.count, now: now) } catch StoreError.storage(let why) {
+                // Accepted, partly stored: the rest follows once the disk has room (the
+                // coordinator resumes expanding sweeps then, and at every start).
+                throw StoreError.storage("sweep \(sweep) was accepted and is being stored; storing its remaining jobs waits for room: \(why)")
+            }
+        }
         return Submitted(sweep: sweep, jobs: plan.jobs.count)
     }
 
@@ -97,7 +107,8 @@ extension Store {
             """, arguments: [sweep, status, rows.count])
     }
 
-    /// Finishes the sweeps a stopped coordinator left expanding; returns their ids.
+    /// Finishes the sweeps left expanding by a stopped coordinator (at start) or by a submit
+    /// the disk refused (once it has room), except those being stored now; returns their ids.
     public func resumeExpansion(now: Int64) async throws -> [SweepID] {
         let open = try read { db in
             try Row.fetchAll(db, sql: """
@@ -105,14 +116,17 @@ extension Store {
                 FROM sweeps s WHERE s.expanding = 1 ORDER BY s.id
                 """).map { (id: $0[0] as SweepID, yaml: $0[1] as String, stored: $0[2] as Int) }
         }
-        for s in open {
+        var resumed: [SweepID] = []
+        for s in open where storing.insert(s.id) {
+            defer { storing.remove(s.id) }
             let plan: SweepPlan
             do { plan = try SweepSpec.plan(yaml: s.yaml) } catch {
                 throw StoreError.database("sweep \(s.id) was accepted but its spec no longer expands: \(error)")
             }
             try await storeJobs(plan, sweep: s.id, from: s.stored, now: now)
+            resumed.append(s.id)
         }
-        return open.map(\.id)
+        return resumed
     }
 
     /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);

@@ -14,6 +14,9 @@ public final class Store: @unchecked Sendable {
     // @unchecked: DatabaseQueue serializes every access itself.
     let db: DatabaseQueue
     let committer: GroupCommitter
+    /// Sweeps whose jobs this process is storing now (`insertSweep`, `resumeExpansion`): a
+    /// resume skips them, so no job is stored twice.
+    let storing = SweepSet()
 
     public enum Sync: String, Sendable { case full = "FULL", normal = "NORMAL" }
 
@@ -57,6 +60,16 @@ public final class Store: @unchecked Sendable {
     }
 }
 
+
+/// A set of sweep ids shared between tasks.
+final class SweepSet: @unchecked Sendable {
+    // @unchecked: `ids` is guarded by `lock`.
+    private var ids = Set<SweepID>()
+    private let lock = NSLock()
+    /// Adds `id`; false if it was there.
+    func insert(_ id: SweepID) -> Bool { lock.withLock { ids.insert(id).inserted } }
+    func remove(_ id: SweepID) { _ = lock.withLock { ids.remove(id) } }
+}
 
 func jsonText(_ v: JSONValue) -> String { v.canonicalJSON }
 func jsonText<T: Encodable>(_ v: T) -> String {

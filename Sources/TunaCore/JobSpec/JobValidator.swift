@@ -71,12 +71,12 @@ struct Checker {
         if trainer == .command {
             job.command = command()
             // Everything else goes through to the program as written.
-            job.extra = root.filter { !JobSpec.commandFields.contains($0.key) && $0.key != "sweep" }
+            job.extra = root.filter { !JobSpec.commandFields.contains($0.key) && !SweepSpec.sweepSections.contains($0.key) }
             return job
         }
-        let unknown = root.keys.filter { !JobSpec.fields.contains($0) && $0 != "sweep" }
+        let unknown = root.keys.filter { !JobSpec.fields.contains($0) && !SweepSpec.sweepSections.contains($0) }
         for k in unknown.sorted() {
-            problems.append("\(k): unknown field (expected one of \(JobSpec.fields.union(["sweep"]).sorted().joined(separator: ", ")))")
+            problems.append("\(k): unknown field (expected one of \(JobSpec.fields.union(SweepSpec.sweepSections).sorted().joined(separator: ", ")))")
         }
         if root["command"] != nil { problems.append("command: only the command trainer takes a command") }
         job.model = string("model", in: root, path: "model", required: true) ?? ""

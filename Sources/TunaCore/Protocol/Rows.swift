@@ -4,6 +4,9 @@ import Foundation
 
 public enum JobStatus: String, Codable, Sendable, CaseIterable {
     case queued, running, succeeded, failed, cancelled
+    /// Ended early by its sweep's early-stopping rule (`sweep.early_stopping`): a decision
+    /// about its results so far, not a failure and not a user's cancel.
+    case stopped
 }
 
 public struct SweepRow: Codable, Sendable {
@@ -17,8 +20,12 @@ public struct SweepRow: Codable, Sendable {
     public var succeeded: Int
     public var failed: Int
     public var cancelled: Int
-    public init(id: SweepID, name: String, created_ms: Int64, varying: [String], jobs: Int, queued: Int, running: Int, succeeded: Int, failed: Int, cancelled: Int) {
-        self.id = id; self.name = name; self.created_ms = created_ms; self.varying = varying; self.jobs = jobs; self.queued = queued; self.running = running; self.succeeded = succeeded; self.failed = failed; self.cancelled = cancelled
+    /// Jobs ended by early stopping (absent from older coordinators: none).
+    public var stopped: Int?
+    /// What the sweep optimises (absent from coordinators before objectives: the default).
+    public var objective: Objective?
+    public init(id: SweepID, name: String, created_ms: Int64, varying: [String], jobs: Int, queued: Int, running: Int, succeeded: Int, failed: Int, cancelled: Int, stopped: Int? = nil, objective: Objective? = nil) {
+        self.id = id; self.name = name; self.created_ms = created_ms; self.varying = varying; self.jobs = jobs; self.queued = queued; self.running = running; self.succeeded = succeeded; self.failed = failed; self.cancelled = cancelled; self.stopped = stopped; self.objective = objective
     }
 }
 
@@ -41,8 +48,10 @@ public struct ResultRow: Codable, Sendable {
     /// prune job's `kl`, `top1_agreement`, `pruned_hit_share`, `routing_mass_kept`, `general_*`
     /// from its last eval. Absent (nil) when a job has reported none.
     public var metrics: [String: Double]?
-    public init(id: JobID, sweep: SweepID, index: Int, status: JobStatus, attempts: Int, params: [String: JSONValue], final_train_loss: Double? = nil, best_val_loss: Double? = nil, final_val_loss: Double? = nil, tokens_per_s: Double? = nil, worker: String? = nil, adapter_sha256: String? = nil, error: String? = nil, metrics: [String: Double]? = nil) {
-        self.id = id; self.sweep = sweep; self.index = index; self.status = status; self.attempts = attempts; self.params = params; self.final_train_loss = final_train_loss; self.best_val_loss = best_val_loss; self.final_val_loss = final_val_loss; self.tokens_per_s = tokens_per_s; self.worker = worker; self.adapter_sha256 = adapter_sha256; self.error = error; self.metrics = metrics
+    /// The job's value of its sweep's objective (the metric at its last eval), if it has one.
+    public var objective: Double?
+    public init(id: JobID, sweep: SweepID, index: Int, status: JobStatus, attempts: Int, params: [String: JSONValue], final_train_loss: Double? = nil, best_val_loss: Double? = nil, final_val_loss: Double? = nil, tokens_per_s: Double? = nil, worker: String? = nil, adapter_sha256: String? = nil, error: String? = nil, metrics: [String: Double]? = nil, objective: Double? = nil) {
+        self.id = id; self.sweep = sweep; self.index = index; self.status = status; self.attempts = attempts; self.params = params; self.final_train_loss = final_train_loss; self.best_val_loss = best_val_loss; self.final_val_loss = final_val_loss; self.tokens_per_s = tokens_per_s; self.worker = worker; self.adapter_sha256 = adapter_sha256; self.error = error; self.metrics = metrics; self.objective = objective
     }
 }
 
