@@ -44,8 +44,8 @@ sed "s|@DEMO@|$demo|; s|@REPO@|$repo|" jobs/demo-native.yaml >"$demo/sweep.yaml"
 "$bin/tuna" watch
 
 echo "== results (validation loss before training is in each job's log as the 'baseline' event)"
-"$bin/tuna" results --sort best_val_loss
-best=$("$bin/tuna" results --sort best_val_loss --csv | sed -n 2p | cut -d, -f1)
+"$bin/tuna" results
+best=$("$bin/tuna" results --sort objective --csv | sed -n 2p | cut -d, -f1)
 echo "== loss curve of the best job ($best)"
 "$bin/tuna" logs "$best" | grep -E "baseline|eval|done" | tail -n 5
 "$bin/tuna" fetch "$best" --out "$demo/adapter-$best"

@@ -38,6 +38,9 @@ public struct Objective: Codable, Sendable, Equatable {
         if let m = o["mode"] {
             if let s = m.stringValue, let parsed = Mode(rawValue: s) { mode = parsed }
             else { problems.append("objective.mode: \(m) is not min or max") }
+        } else if metric != "val_loss" && problems.isEmpty {
+            // Lower is better for a loss; for any other metric nobody should have to guess.
+            problems.append("objective.mode: required with a metric other than val_loss (min or max)")
         }
         if !problems.isEmpty { throw TunaError.invalidSpec(problems) }
     }

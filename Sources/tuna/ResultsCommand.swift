@@ -33,10 +33,12 @@ struct ResultsCommand: AsyncParsableCommand {
         // Evaluation numbers beyond the loss, a column each where any job has them (the
         // baseline loss; a prune sweep's KL, top-1 agreement, pruned-hit share, ...).
         let metricKeys = Array(Set(rows.flatMap { ($0.metrics ?? [:]).keys })).sorted()
-        var t = Table(["best", "job"] + keys + ["status", "attempts", "objective", "train_loss", "best_val", "final_val"] + metricKeys
+        // The `best` mark is for people; CSV keeps the job id first, as scripts read it.
+        let mark = csv ? [] : ["best"]
+        var t = Table(mark + ["job"] + keys + ["status", "attempts", "objective", "train_loss", "best_val", "final_val"] + metricKeys
                       + ["tok/s", "worker", "adapter"])
         for r in rows {
-            t.add([best.values.contains(r.id) ? "*" : "", "\(r.id)"] + keys.map { r.params[$0].map(cellText) ?? "-" } + [
+            t.add((csv ? [] : [best.values.contains(r.id) ? "*" : ""]) + ["\(r.id)"] + keys.map { r.params[$0].map(cellText) ?? "-" } + [
                 r.status.rawValue, "\(r.attempts)", fmt(r.objective), fmt(r.final_train_loss), fmt(r.best_val_loss), fmt(r.final_val_loss),
             ] + metricKeys.map { fmt(r.metrics?[$0]) } + [
                 fmt(r.tokens_per_s, 0), r.worker ?? "-", r.adapter_sha256.map { String($0.prefix(12)) } ?? "-",
@@ -50,11 +52,11 @@ struct ResultsCommand: AsyncParsableCommand {
         }
     }
 
-    /// Each sweep's best job by its objective (ties: the lower id); sweeps with no value yet
-    /// have none.
+    /// Each sweep's best succeeded job by its objective (ties: the lower id): a running or
+    /// stopped job has no adapter to take away. Sweeps with none yet have none.
     static func bestJobs(_ rows: [ResultRow], objectives: [SweepID: Objective]) -> [SweepID: JobID] {
         var best: [SweepID: ResultRow] = [:]
-        for r in rows {
+        for r in rows where r.status == .succeeded {
             guard let v = r.objective else { continue }
             let o = objectives[r.sweep] ?? .default
             if let b = best[r.sweep], let bv = b.objective, !o.better(v, than: bv), !(v == bv && r.id < b.id) { continue }

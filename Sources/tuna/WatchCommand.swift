@@ -22,7 +22,7 @@ struct WatchCommand: AsyncParsableCommand {
                 throw Failure(sweep.map { "no sweep \($0)" } ?? "no sweeps yet")
             }
             let rows = try await c.sendRaw(ResultsQuery(sweep: s.id, sort: "objective")).resultRows()
-            let best = rows.first { $0.objective != nil }
+            let best = rows.first { $0.objective != nil && $0.status == .succeeded }
             let objective = s.objective ?? .default
             let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
                 + "\(s.failed) failed, \(s.cancelled) cancelled" + ((s.stopped ?? 0) > 0 ? ", \(s.stopped!) stopped early" : "")

@@ -112,6 +112,27 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssert(watched.out.contains("\(stopped.count) stopped early"), watched.out)
     }
 
+    /// A coordinator killed -9 while it stores a large sweep (chunk by chunk, jobs dispatchable
+    /// as they commit) finishes storing it after it starts again: every job once, in order.
+    func testASweepInterruptedByKill9IsFinishedAfterTheRestart() async throws {
+        try cluster.startCoordinator()
+        let axis = (0..<300).map(String.init).joined(separator: ",")
+        let n = 300 * 300
+        let submitting = Task { [cluster] in try? await cluster!.submit("name: big\ntrainer: command\ncommand: [x]\na: [\(axis)]\nb: [\(axis)]") }
+        func stored() async throws -> Int {
+            let c = try await cluster.client(); defer { c.close() }
+            return try await c.send(ListSweeps()).rows.first?.jobs ?? 0
+        }
+        try await cluster.waitUntil("part of the sweep is stored") { let k = try await stored(); return k > 0 && k < n / 2 }
+        cluster.kill9Coordinator()
+        _ = await submitting.value
+        try cluster.startCoordinator()
+        try await cluster.waitUntil("the sweep is whole") { try await stored() == n }
+        let indices = try await cluster.results(1).map(\.index)
+        XCTAssertEqual(indices, Array(0..<n))
+        XCTAssert(cluster.log("coordinator.log").contains("sweep 1: finished storing the jobs of an interrupted submit"), cluster.log("coordinator.log"))
+    }
+
     func testKilledWorkersJobFinishesOnTheOtherWorker() async throws {
         try cluster.startCoordinator()
         try cluster.startWorker("w1")

@@ -46,6 +46,8 @@ public final class CoordinatorServer: Sendable {
     let counter: ConnectionCounter
     let storage: StorageHealth
     let tokens: NIOLockedValueBox<TokenTable>
+    /// Whether `finishStoringSweeps` is running (the reaper starts it at most once at a time).
+    let finishing = NIOLockedValueBox(false)
     let tlsContext: NIOSSLContext?
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     let log: Logger
@@ -98,11 +100,13 @@ public final class CoordinatorServer: Sendable {
             group.addTask { [coordinator] in
                 while !Task.isCancelled {
                     try await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000)
-                    if await self.storageWritable() { await coordinator.reap() }
+                    if await self.storageWritable() {
+                        await coordinator.reap()
+                        // Sweeps a stopped coordinator or a full disk left half stored.
+                        if (try? self.store.hasExpandingSweeps()) == true { self.finishStoringSweepsInBackground() }
+                    }
                 }
             }
-            // Sweeps a stopped coordinator was still storing are finished first thing.
-            group.addTask { await self.finishStoringSweeps() }
             try await server.executeThenClose { inbound in
                 var next = 0
                 for try await accepted in inbound {
@@ -183,19 +187,28 @@ extension CoordinatorServer {
         }
     }
 
+    /// Stores the rest of the sweeps whose submit was interrupted (a restart, a full disk), in
+    /// a task of its own so that the reaper goes on meanwhile. A sweep a submit is still storing
+    /// is left to it (`Store.resumeExpansion` skips the sweeps being stored).
+    func finishStoringSweepsInBackground() {
+        guard finishing.withLockedValue({ busy in defer { busy = true }; return !busy }) else { return }
+        Task {
+            defer { finishing.withLockedValue { $0 = false } }
+            do {
+                for sweep in try await store.resumeExpansion(now: await coordinator.now) {
+                    log.info("sweep \(sweep): finished storing the jobs of an interrupted submit")
+                    await coordinator.dispatch()
+                }
+            } catch StoreError.storage(let why) {
+                // Full again: the storage health check says so and this is retried once there is room.
+                storage.failed(why, nowMs: await coordinator.now)
+            } catch { log.error("could not finish storing an interrupted sweep: \(error)") }
+        }
+    }
+
     /// Whether leases may be expired now. While the disk refused writes, heartbeats could not
     /// renew leases, so none expires then; once a write works again (extending every running
     /// lease is that write) the outage is over, and no attempt is lost for it.
-    /// Stores the rest of the sweeps whose submit was interrupted (a restart, a full disk).
-    func finishStoringSweeps() async {
-        do {
-            for sweep in try await store.resumeExpansion(now: await coordinator.now) {
-                log.info("sweep \(sweep): finished storing the jobs of an interrupted submit")
-                await coordinator.dispatch()
-            }
-        } catch { log.error("could not finish storing an interrupted sweep: \(error)") }
-    }
-
     func storageWritable() async -> Bool {
         guard storage.problem != nil else { return true }
         // Room for a couple of upload chunks, or the next one would be refused at once.
@@ -204,7 +217,6 @@ extension CoordinatorServer {
         do {
             try await store.extendRunningLeases(now: now, policy: config.policy)
             storage.recovered(nowMs: now)
-            Task { await finishStoringSweeps() }
             return true
         } catch { return false }
     }

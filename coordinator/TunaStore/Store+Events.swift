@@ -80,18 +80,18 @@ extension Store {
         let sweep: SweepID = row[0]
         let objective = Store.objective(metric: row[2], mode: row[3])
         var recorded = Set(try Int.fetchAll(db, sql: "SELECT rung FROM rungs WHERE sweep_id = ? AND job_id = ?", arguments: [sweep, job]))
-        var reached: [Int] = []
         for e in evals {
             guard let step = e["step"]?.intValue, let value = EarlyStopping.value(of: e, objective: objective) else { continue }
             for rung in rule.rungsReached(at: step, recorded: recorded) {
                 try db.execute(sql: "INSERT INTO rungs (sweep_id, rung, job_id, value, step) VALUES (?, ?, ?, ?, ?)",
                                arguments: [sweep, rung, job, value, step])
                 recorded.insert(rung)
-                reached.append(rung)
             }
         }
+        // The rungs it reached now, and those it reached before: a job that was queued again
+        // (a lost lease) when it fell outside a rung's best is judged again when it runs.
         var stopped: [(ref: AttemptRef, worker: String, reason: String)] = []
-        for rung in reached {
+        for rung in recorded.sorted() {
             let rows = try Row.fetchAll(db, sql: "SELECT job_id, value, step FROM rungs WHERE sweep_id = ? AND rung = ?", arguments: [sweep, rung])
             let judgement = rule.judge(rows.map { (job: $0[0], value: $0[1]) }, objective: objective)
             let recordedAt = Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as JobID, (value: $0[1] as Double, step: $0[2] as Int)) })

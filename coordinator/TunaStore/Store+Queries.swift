@@ -61,7 +61,8 @@ extension Store {
         case "id": order = sweep == nil ? "j.id" : "j.idx"
         case "tokens_per_s": order = "j.tokens_per_s IS NULL, j.tokens_per_s DESC, j.id"
         // Best first by each sweep's own mode; jobs with no value yet last.
-        case "objective": order = "objective IS NULL, CASE WHEN s.objective_mode = 'max' THEN -objective ELSE objective END, j.id"
+        // (Across sweeps, sweep by sweep: one sweep's values mean nothing against another's.)
+        case "objective": order = "j.sweep_id, objective IS NULL, CASE WHEN s.objective_mode = 'max' THEN -objective ELSE objective END, j.id"
         default: order = "j.\(column) IS NULL, j.\(column), j.id"
         }
         return try read { db in

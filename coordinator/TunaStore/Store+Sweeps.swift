@@ -18,7 +18,12 @@ extension Store {
         let jobs = plan.jobs
         let first = await Task.detached { Store.rows(jobs, 0, min(Store.jobsPerChunk, jobs.count)) }.value
         let whole = first.count == plan.jobs.count
-        let sweep = try await write { db in
+        // A sweep of several chunks is claimed in the transaction that creates it, so a resume
+        // (which reads expanding sweeps in a transaction of its own) can never take it too.
+        let claimed = ClaimedSweep()
+        let sweep: SweepID
+        do {
+            sweep = try await write { db in
             try db.execute(sql: """
                 INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by, expanding, objective_metric, objective_mode,
                                     early_stopping)
@@ -28,11 +33,15 @@ extension Store {
             let sweep = db.lastInsertedRowID
             try self.audit(db, now: now, who, "submit", "sweep \(sweep)", "\(plan.name): \(plan.jobs.count) jobs")
             try self.insert(first, sweep: sweep, now: now, db)
+            if !whole, self.storing.insert(sweep) { claimed.set(sweep) }
             return sweep
+            }
+        } catch {
+            if let id = claimed.id { storing.remove(id) }  // rolled back: nothing to store
+            throw error
         }
         if !whole {
-            _ = storing.insert(sweep)
-            defer { storing.remove(sweep) }
+            defer { if let id = claimed.id { storing.remove(id) } }
             do { try await storeJobs(plan, sweep: sweep, from: first.count, now: now) } catch StoreError.storage(let why) {
                 // Accepted, partly stored: the rest follows once the disk has room (the
                 // coordinator resumes expanding sweeps then, and at every start).
@@ -107,24 +116,31 @@ extension Store {
             """, arguments: [sweep, status, rows.count])
     }
 
+    /// Whether any sweep is marked as still being stored (cheap: the sweeps table).
+    public func hasExpandingSweeps() throws -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sweeps WHERE expanding = 1)") ?? false }
+    }
+
     /// Finishes the sweeps left expanding by a stopped coordinator (at start) or by a submit
     /// the disk refused (once it has room), except those being stored now; returns their ids.
     public func resumeExpansion(now: Int64) async throws -> [SweepID] {
-        let open = try read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.id, s.spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = s.id)
-                FROM sweeps s WHERE s.expanding = 1 ORDER BY s.id
-                """).map { (id: $0[0] as SweepID, yaml: $0[1] as String, stored: $0[2] as Int) }
-        }
+        let open = try read { db in try SweepID.fetchAll(db, sql: "SELECT id FROM sweeps WHERE expanding = 1 ORDER BY id") }
         var resumed: [SweepID] = []
-        for s in open where storing.insert(s.id) {
-            defer { storing.remove(s.id) }
+        for id in open where storing.insert(id) {
+            defer { storing.remove(id) }
+            // Read again now that it is ours: another task may have finished it meanwhile.
+            guard let s = try read({ db in
+                try Row.fetchOne(db, sql: """
+                    SELECT spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = ?) FROM sweeps
+                    WHERE id = ? AND expanding = 1
+                    """, arguments: [id, id]).map { (yaml: $0[0] as String, stored: $0[1] as Int) }
+            }) else { continue }
             let plan: SweepPlan
             do { plan = try SweepSpec.plan(yaml: s.yaml) } catch {
-                throw StoreError.database("sweep \(s.id) was accepted but its spec no longer expands: \(error)")
+                throw StoreError.database("sweep \(id) was accepted but its spec no longer expands: \(error)")
             }
-            try await storeJobs(plan, sweep: s.id, from: s.stored, now: now)
-            resumed.append(s.id)
+            try await storeJobs(plan, sweep: id, from: s.stored, now: now)
+            resumed.append(id)
         }
         return resumed
     }

@@ -71,6 +71,15 @@ final class SweepSet: @unchecked Sendable {
     func remove(_ id: SweepID) { _ = lock.withLock { ids.remove(id) } }
 }
 
+/// The sweep a submit claimed inside its write transaction, read after it.
+final class ClaimedSweep: @unchecked Sendable {
+    // @unchecked: `value` is guarded by `lock`.
+    private var value: SweepID?
+    private let lock = NSLock()
+    var id: SweepID? { lock.withLock { value } }
+    func set(_ id: SweepID) { lock.withLock { value = id } }
+}
+
 func jsonText(_ v: JSONValue) -> String { v.canonicalJSON }
 func jsonText<T: Encodable>(_ v: T) -> String {
     let e = JSONEncoder(); e.outputFormatting = .sortedKeys
