@@ -206,10 +206,6 @@ public enum SweepSpec {
         }
     }
 
-    public static func paramsHash(_ params: JSONValue) -> String {
-        SHA256.hash(data: Data(params.canonicalJSON.utf8)).hex
-    }
-
     // MARK: Grid
 
     static func gridPoints(_ axes: [SweepAxis]) throws -> SweepPoints {

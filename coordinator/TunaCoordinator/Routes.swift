@@ -180,11 +180,3 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     for i in 0..<x.count { diff |= x[i] ^ y[i] }
     return diff == 0
 }
-
-/// Runs CPU-heavy work on a Dispatch thread rather than on Swift concurrency's cooperative
-/// pool (one thread per core: two here), and waits for it.
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { cont in
-        DispatchQueue.global(qos: .userInitiated).async { cont.resume(with: Result { try body() }) }
-    }
-}

@@ -16,7 +16,7 @@ extension Store {
     /// count comes out exact. A sweep of one chunk is one transaction, as before chunks.
     public func insertSweep(_ plan: SweepPlan, specYAML: String, now: Int64, by who: Actor = .local) async throws -> Submitted {
         let jobs = plan.jobs
-        let first = await Task.detached { Store.rows(jobs, 0, min(Store.jobsPerChunk, jobs.count)) }.value
+        let first = try await onOwnThread { Store.rows(jobs, 0, min(Store.jobsPerChunk, jobs.count)) }
         let whole = first.count == plan.jobs.count
         // A sweep of several chunks is claimed in the transaction that creates it, so a resume
         // (which reads expanding sweeps in a transaction of its own) can never take it too.
@@ -57,17 +57,17 @@ extension Store {
     func storeJobs(_ plan: SweepPlan, sweep: SweepID, from: Int, now: Int64) async throws {
         let jobs = plan.jobs
         var next = from
-        var expanding: [Task<[JobRow], Never>] = []
+        var expanding: [Task<[JobRow], Error>] = []
         func startChunk() {
             guard next < jobs.count else { return }
             let begin = next, end = min(next + Store.jobsPerChunk, jobs.count)
-            expanding.append(Task.detached { Store.rows(jobs, begin, end) })
+            expanding.append(Task { try await onOwnThread { Store.rows(jobs, begin, end) } })
             next = end
         }
         for _ in 0..<max(1, ProcessInfo.processInfo.activeProcessorCount) { startChunk() }
         var stored = from
         repeat {
-            let rows = expanding.isEmpty ? [] : await expanding.removeFirst().value
+            let rows = expanding.isEmpty ? [] : try await expanding.removeFirst().value
             startChunk()
             stored += rows.count
             let last = stored == jobs.count
