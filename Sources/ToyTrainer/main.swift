@@ -6,7 +6,9 @@
 // Job fields it reads (all optional, passed through by the `command` trainer):
 //   steps (20), step_ms (10), lr (1e-3), fail_attempts (0: fail while attempt <= N),
 //   checkpoint_every (5), adapter_bytes (4096), exit_code (1), extra_output_file (none),
-//   eval_every (0: one eval, at the end; N: also an eval with its step every N steps).
+//   eval_every (0: one eval, at the end; N: also an eval with its step every N steps),
+//   loss_scale (1: multiplies the loss curve, so jobs of a sweep can differ by more than lr).
+// And the lease's `pause_at_step`: eval, checkpoint, print `paused` there and exit 0.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +33,8 @@ let failAttempts = Int(number("fail_attempts", 0))
 let checkpointEvery = max(1, Int(number("checkpoint_every", 5)))
 let adapterBytes = Int(number("adapter_bytes", 4096))
 let evalEvery = Int(number("eval_every", 0))
+let lossScale = number("loss_scale", 1)
+let pauseAt = (job["pause_at_step"] as? NSNumber)?.intValue
 
 func emit(_ object: [String: Any]) {
     let d = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
@@ -59,13 +63,18 @@ if let resume = env["TUNA_RESUME_DIR"], let s = try? String(contentsOfFile: "\(r
 }
 FileHandle.standardOutput.write(Data("toy trainer: \(steps) steps at lr \(lr), attempt \(attempt)\n".utf8))
 
-func loss(_ step: Int) -> Double { 0.5 + 2.0 / (1.0 + Double(step) * lr * 100) }
+func loss(_ step: Int) -> Double { lossScale * (0.5 + 2.0 / (1.0 + Double(step) * lr * 100)) }
 
 for step in start..<steps {
     currentStep = step
     usleep(useconds_t(stepMs * 1000))
     emit(["event": "step", "step": step + 1, "loss": loss(step + 1), "lr": lr, "tokens": 512, "tokens_per_s": 1000.0 / max(stepMs, 0.001) * 512])
-    if evalEvery > 0 && (step + 1) % evalEvery == 0 { emit(["event": "eval", "step": step + 1, "loss": loss(step + 1) + 0.05, "tokens": 64]) }
+    if (evalEvery > 0 && (step + 1) % evalEvery == 0) || step + 1 == pauseAt { emit(["event": "eval", "step": step + 1, "loss": loss(step + 1) + 0.05, "tokens": 64]) }
+    if step + 1 == pauseAt && step + 1 < steps {
+        writeCheckpoint(step + 1)
+        emit(["event": "paused", "step": step + 1])
+        exit(0)
+    }
     if (step + 1) % checkpointEvery == 0 { writeCheckpoint(step + 1) }
     if attempt <= failAttempts && step + 1 == steps / 2 {
         FileHandle.standardError.write(Data("simulated failure on attempt \(attempt)\n".utf8))

@@ -10,6 +10,8 @@
 ///       │                 └─ fail/lost (failures = max_attempts) ──▶ failed
 ///       └──retry── failed, cancelled          queued, running ──cancel──▶ cancelled
 ///                                             running ──early stopping──▶ stopped
+///     running ──pause at a rung──▶ paused ──promoted──▶ queued (resumes from its checkpoint)
+///                                    └──cancel──▶ cancelled; sweep has nothing left ──▶ stopped
 public enum JobEvent: Sendable, Equatable {
     case leased
     case succeeded
@@ -19,6 +21,10 @@ public enum JobEvent: Sendable, Equatable {
     case cancelled
     /// The sweep's early-stopping rule ended it (EarlyStopping).
     case stopped
+    /// The attempt trained to the rung it was asked to pause at and checkpointed (ASHA, promotion mode).
+    case paused
+    /// The sweep's rule promoted a paused job to the next rung.
+    case promoted
     case retried
 }
 
@@ -31,8 +37,10 @@ public enum JobLifecycle {
         case (.running, .succeeded): return .succeeded
         case (.running, .failed(let failures, let max)): return failures >= max ? .failed : .queued
         case (.running, .returned): return .queued
-        case (.queued, .cancelled), (.running, .cancelled): return .cancelled
-        case (.running, .stopped): return .stopped
+        case (.queued, .cancelled), (.running, .cancelled), (.paused, .cancelled): return .cancelled
+        case (.running, .stopped), (.paused, .stopped): return .stopped
+        case (.running, .paused): return .paused
+        case (.paused, .promoted): return .queued
         case (.failed, .retried), (.cancelled, .retried): return .queued
         default: return nil
         }
@@ -51,6 +59,8 @@ public enum JobLifecycle {
 /// return does not count as a failure.
 public enum AttemptState: String, Codable, Sendable, CaseIterable {
     case running, succeeded, failed, lost, returned, cancelled, stopped
+    /// Trained to the rung it was asked to pause at and left a checkpoint (ASHA, promotion mode).
+    case paused
 }
 
 /// How an attempt ended, as its worker (or the lease reaper: `lost`) reports it.
@@ -59,6 +69,8 @@ public enum AttemptOutcome: Sendable, Equatable {
     case failed(String)
     case lost(String)
     case returned(String)
+    /// Trained to `step`, the rung the lease asked it to pause at, and left a checkpoint there.
+    case paused(step: Int)
 }
 
 extension JobLifecycle {
@@ -70,6 +82,7 @@ extension JobLifecycle {
         case .failed(let why): return (.failed, .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
         case .lost(let why): return (.lost, .failed(failures: failures + 1, maxAttempts: maxAttempts), why)
         case .returned(let why): return (.returned, .returned, why)
+        case .paused: return (.paused, .paused, nil)
         }
     }
 

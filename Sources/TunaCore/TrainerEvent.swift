@@ -9,6 +9,9 @@ import Foundation
 public enum TrainerEvent {
     public enum Kind: String, CaseIterable, Sendable, Codable {
         case config, resumed, baseline, step, eval, checkpoint, done
+        /// Trained to the job file's `pause_at_step`, evaluated and checkpointed there; the
+        /// trainer then exits 0 without an adapter (ASHA's promotion mode).
+        case paused
         case resumeFailed = "resume_failed", pruneProfile = "prune_profile", pruneEval = "prune_eval"
 
         /// The `event` field of a line of this kind.
@@ -19,7 +22,7 @@ public enum TrainerEvent {
     public static func required(_ kind: Kind) -> [String] {
         switch kind {
         case .config: return ["trainable_parameters", "train_examples", "validation_examples", "micro_batches_per_epoch", "steps", "warmup_steps"]
-        case .resumed, .checkpoint: return ["step"]
+        case .resumed, .checkpoint, .paused: return ["step"]
         case .resumeFailed: return ["reason"]
         case .baseline: return ["loss"]
         case .step: return ["step", "epoch", "loss", "lr", "grad_norm", "tokens", "scored_tokens", "tokens_per_s"]

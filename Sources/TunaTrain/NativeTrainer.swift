@@ -20,11 +20,14 @@ public final class NativeTrainer {
     let resumeDir: URL?
     let emit: Emit
     let shouldStop: () -> Bool
+    /// The job file's `pause_at_step`: train through this step (the schedule stays the whole
+    /// run's), evaluate, checkpoint, print `paused` and return without an adapter.
+    let pauseAtStep: Int?
 
     public init(job: TrainJob, outputDir: URL, checkpointDir: URL?, resumeDir: URL?,
-                emit: @escaping Emit, shouldStop: @escaping () -> Bool = { false }) {
+                emit: @escaping Emit, shouldStop: @escaping () -> Bool = { false }, pauseAtStep: Int? = nil) {
         self.job = job; self.outputDir = outputDir; self.checkpointDir = checkpointDir; self.resumeDir = resumeDir
-        self.emit = emit; self.shouldStop = shouldStop
+        self.emit = emit; self.shouldStop = shouldStop; self.pauseAtStep = pauseAtStep
     }
 
     public struct Summary: Sendable {
@@ -33,6 +36,8 @@ public final class NativeTrainer {
         public var baselineValLoss: Double?
         public var valLoss: Double?
         public var seconds: Double
+        /// Set when the run paused at `pauseAtStep` (no adapter was written).
+        public var pausedAt: Int?
     }
 
     public func run() throws -> Summary {
@@ -104,11 +109,20 @@ public final class NativeTrainer {
                   "peak_rss_mb": .int((Memory.peakRSS() ?? 0) / 1_048_576)])
 
             let endOfEpoch = step % stepsPerEpoch == 0 || step == totalSteps
-            if !validation.isEmpty, endOfEpoch || (t.evalEverySteps > 0 && step % t.evalEverySteps == 0) {
+            let pausing = step == pauseAtStep && step < totalSteps
+            if !validation.isEmpty, endOfEpoch || pausing || (t.evalEverySteps > 0 && step % t.evalEverySteps == 0) {
                 let (v, n) = try evaluate(model, adapter: adapter, validation)
                 lastVal = v
                 emit(["event": TrainerEvent.Kind.eval.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
                       "loss": Self.number(v), "tokens": .int(n)])
+            }
+            if pausing {
+                // The checkpoint is the next attempt's start: it resumes the same curve.
+                guard checkpointDir != nil else { throw TrainError.badJob("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)") }
+                try saveCheckpoint(adapter, optimizer, step: step)
+                emit(["event": TrainerEvent.Kind.paused.json, "step": .int(step)])
+                return Summary(steps: step, trainLoss: lastTrain, baselineValLoss: baseline, valLoss: lastVal,
+                               seconds: Date().timeIntervalSince(started), pausedAt: step)
             }
             if t.checkpointEverySteps > 0, step % t.checkpointEverySteps == 0, step < totalSteps {
                 try saveCheckpoint(adapter, optimizer, step: step)

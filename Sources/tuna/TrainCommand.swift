@@ -23,6 +23,7 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let env = ProcessInfo.processInfo.environment
         let spec = try JobFile.load(job, index: index)
+        let pauseAt = try JobFile.pauseAtStep(job)
         let rootURL = URL(fileURLWithPath: root ?? FileManager.default.currentDirectoryPath)
         if let threads { BLAS.setThreads(max(1, threads)) }
         if spec.task == .prune {
@@ -51,7 +52,7 @@ struct TrainCommand: ParsableCommand {
                 // unbuffered: one write per event line, so the worker sees each as it happens
                 FileHandle.standardOutput.write(Data((JSONValue.object(event).canonicalJSON + "\n").utf8))
             },
-            shouldStop: { stop.isSet })
+            shouldStop: { stop.isSet }, pauseAtStep: pauseAt)
         do {
             _ = try trainer.run()
         } catch TrainError.interrupted {
@@ -68,6 +69,15 @@ struct TrainCommand: ParsableCommand {
 /// either way it is validated, which fills in what a hand-written one leaves out), or one
 /// validated job of a YAML sweep spec (`--index` picks one when it expands to several).
 enum JobFile {
+    /// The step a job file asks its attempt to pause at (`pause_at_step`, set by the lease in a
+    /// sweep whose ASHA promotes); nil for a YAML spec or a job file without one.
+    static func pauseAtStep(_ path: String) throws -> Int? {
+        guard path.hasSuffix(".json"), let data = FileManager.default.contents(atPath: path),
+              let v = (try? JSONValue.parse(data))?[JobSpec.pauseAtStepKey], v != .null else { return nil }
+        guard let step = v.intValue, step >= 1 else { throw Failure("\(path): \(JobSpec.pauseAtStepKey): \(v) is not a step >= 1") }
+        return step
+    }
+
     static func load(_ path: String, index: Int?) throws -> JobSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw Failure("cannot read \(path)") }
         let spec: JobSpec

@@ -321,6 +321,105 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.retry(sweep: 1), 0)
     }
 
+    /// ASHA in promotion mode, step by step on a hand-made order of evals (eta 2: rungs 10, 20,
+    /// 40, 80): pauses at the asked rung, promotion of the best paused job as soon as it
+    /// qualifies (and before any job that never ran), a pause at another step refused, a
+    /// trainer that ignores the pause succeeding, and the paused jobs that can never be promoted
+    /// stopped once nothing is left to run, each decision stored with its reason.
+    func testPromotionPausesAtRungsPromotesTheBestAndStopsTheRestWhenNothingIsLeft() throws {
+        _ = try store.upsertWorker(Register(worker_id: "w3", name: "w3", capabilities: Capabilities(hostname: "w3", trainers: ["command"], gpus: [], cpu_cores: 2, ram_gb: 8),
+                                            max_jobs: 1, running: []), now: 0)
+        try submit("i: [1, 2, 3, 4]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100, reduction_factor: 2}}")
+        let raw: Store = store.db
+        func lease(_ w: String, now: Int64 = 1) throws -> Lease { try XCTUnwrap(store.leaseNext(worker: w, request: cpu, now: now, policy: policy)) }
+        func pause(_ l: Lease, _ w: String, step: Int, loss: Double, now: Int64 = 1) throws {
+            let e: JSONValue = ["event": "eval", "step": .int(step), "loss": .number(loss), "tokens": 1]
+            let batch = Events(job: l.job, attempt: l.attempt, events: [EventRecord(seq: 0, at_ms: 0, event: e)])
+            _ = try block { try await raw.ingest(batch, worker: w, now: now) }
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .paused(step: step), now: now, policy: policy)
+        }
+        func statuses() throws -> [JobStatus] { try store.results(sweep: 1, sort: nil).map(\.status) }
+        let (j1, j2, j3) = (try lease("w1"), try lease("w2"), try lease("w3"))
+        XCTAssertEqual([j1, j2, j3].map { $0.spec["pause_at_step"] }, [10, 10, 10])
+        try pause(j1, "w1", step: 10, loss: 1.0)
+        XCTAssertEqual(try statuses(), [.paused, .running, .running, .queued], "one value at rung 10: nobody is promoted")
+        XCTAssertEqual(try store.sweeps()[0].paused, 1)
+        try pause(j2, "w2", step: 10, loss: 2.0)
+        XCTAssertEqual(try statuses(), [.queued, .paused, .running, .queued], "two values: job 1 is the best half and promoted")
+        let j1b = try lease("w1")
+        XCTAssertEqual(j1b.job, j1.job, "a promoted job goes before the jobs that never ran")
+        XCTAssertEqual(j1b.spec["pause_at_step"], 20)
+        try pause(j3, "w3", step: 10, loss: 0.5)
+        XCTAssertEqual(try statuses(), [.running, .paused, .queued, .queued], "three values, keep 1: job 3 is promoted, job 2 stays")
+        // A pause anywhere but the asked step fails the attempt.
+        try store.finish(AttemptRef(job: j1b.job, attempt: j1b.attempt), worker: "w1", outcome: .paused(step: 30), now: 1, policy: policy)
+        XCTAssertEqual(try store.jobDetail(j1.job).attempts.last?.error, "the trainer paused at step 30, but was asked to pause at step 20")
+        let (j1c, j3b) = (try lease("w2", now: 1_000), try lease("w3", now: 1_000))
+        XCTAssertEqual([j1c.job, j3b.job], [j1.job, j3.job])
+        XCTAssertEqual([j1c.spec["pause_at_step"], j3b.spec["pause_at_step"]], [20, 20])
+        try pause(j1c, "w2", step: 20, loss: 0.8, now: 1_000)
+        try pause(j3b, "w3", step: 20, loss: 0.4, now: 1_000)
+        let j3c = try lease("w1", now: 1_000)
+        XCTAssertEqual(j3c.job, j3.job)
+        XCTAssertEqual(j3c.spec["pause_at_step"], 40)
+        // A trainer that ignores the pause and finishes has finished.
+        try store.finish(AttemptRef(job: j3c.job, attempt: j3c.attempt), worker: "w1", outcome: .succeeded, now: 1_000, policy: policy)
+        XCTAssertEqual(try statuses(), [.paused, .paused, .succeeded, .queued], "job 4 never ran: the sweep goes on")
+        let j4 = try lease("w2", now: 1_000)
+        try pause(j4, "w2", step: 10, loss: 5.0, now: 1_000)
+        XCTAssertEqual(try statuses(), [.stopped, .stopped, .succeeded, .stopped], "nothing left to run: the paused jobs are stopped")
+        XCTAssertEqual(try store.jobDetail(j1.job).decisions?.map(\.kind), [.paused, .promoted, .paused, .stopped])
+        XCTAssertEqual(try store.jobDetail(j1.job).decisions?.map(\.reason), [
+            "paused at step 10: val_loss 1, waiting for the rung to be judged",
+            "promoted at step 10: val_loss 1 in the top 1/2 of 2 jobs at rung 10 (cut 1)",
+            "paused at step 20: val_loss 0.8, waiting for the rung to be judged",
+            "stopped at step 20: val_loss 0.8 not in the top 1/2 of 2 jobs at rung 20 (cut 0.4); the sweep has nothing left to run",
+        ])
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil)[3].error,
+                       "stopped at step 10: val_loss 5 not in the top 1/2 of 4 jobs at rung 10 (cut 1); the sweep has nothing left to run")
+        // Late results of an attempt that paused are refused (fencing), and nothing is requeued by a retry.
+        XCTAssertThrowsError(try store.finish(AttemptRef(job: j2.job, attempt: j2.attempt), worker: "w2", outcome: .succeeded, now: 2_000, policy: policy))
+        XCTAssertEqual(try store.retry(sweep: 1), 0)
+        XCTAssertEqual(try raw.decisions(sweep: 1).count, 12)
+    }
+
+    /// Cancelling a promoting sweep cancels its paused jobs too; cancelling its last live job
+    /// settles it.
+    func testCancellingAPromotingSweepCancelsItsPausedJobs() throws {
+        try submit("i: [1, 2, 3]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+        try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", outcome: .paused(step: 10), now: 1, policy: policy)
+        XCTAssertEqual(try store.jobDetail(l.job).decisions?.first?.reason, "paused at step 10: no val_loss at this rung, so it cannot be promoted")
+        _ = try store.cancel(CancelRequest(sweep: nil, job: 2), now: 2)
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.paused, .cancelled, .queued])
+        _ = try store.cancel(CancelRequest(sweep: 1, job: nil), now: 3)
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.cancelled, .cancelled, .cancelled])
+    }
+
+    /// The median rule stops a running job whose best is worse than the median of the
+    /// completed jobs' running averages at the same step.
+    func testTheMedianRuleStopsAJobBehindTheCompletedOnes() throws {
+        try submit("i: [1, 2, 3]\nsweep: {early_stopping: {type: median, grace_steps: 10, max_steps: 100, min_completed: 2}}")
+        let raw: Store = store.db
+        func eval(_ l: Lease, _ w: String, _ points: [(Int, Double)], seq: Int64 = 0) throws -> [Store.StoppedAttempt] {
+            let events = points.enumerated().map { i, p in
+                EventRecord(seq: seq + Int64(i), at_ms: 0, event: ["event": "eval", "step": .int(p.0), "loss": .number(p.1), "tokens": 1])
+            }
+            let batch = Events(job: l.job, attempt: l.attempt, events: events)
+            return try block { try await raw.ingest(batch, worker: w, now: 1).stopped }
+        }
+        for (w, curve) in [("w1", [(10, 1.0), (20, 0.6)]), ("w2", [(10, 2.0), (20, 1.2)])] {
+            let l = try XCTUnwrap(store.leaseNext(worker: w, request: cpu, now: 1, policy: policy))
+            XCTAssertEqual(try eval(l, w, curve).count, 0, "nothing is judged before two jobs completed")
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .succeeded, now: 1, policy: policy)
+        }
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+        XCTAssertEqual(try eval(l, "w1", [(10, 1.4)]).count, 0, "1.4 beats the median 1.5 of the averages 1.0 and 2.0")
+        let stopped = try eval(l, "w1", [(20, 1.3)], seq: 1)
+        XCTAssertEqual(stopped.map(\.reason), ["stopped at step 20: best val_loss 1.3 worse than the median 1.2 of the running averages of 2 completed jobs"])
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.succeeded, .succeeded, .stopped])
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -25,7 +25,8 @@ struct SyncStore {
         try block { try await store.renew(worker: worker, leases: leases, now: now, policy: policy) }
     }
     func expireLeases(now: Int64, policy: LeasePolicy) throws -> [(ref: AttemptRef, worker: String, confirmed: Bool)] { try block { try await store.expireLeases(now: now, policy: policy) } }
-    func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws {
+    @discardableResult
+    func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws -> Bool {
         try block { try await store.finish(ref, worker: worker, outcome: outcome, now: now, policy: policy) }
     }
     func appendEvents(_ e: Events, worker: String, now: Int64) throws -> Int64 { try block { try await store.appendEvents(e, worker: worker, now: now) } }

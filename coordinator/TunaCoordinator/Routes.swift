@@ -43,7 +43,7 @@ extension CoordinatorServer {
                 for (ref, worker, reason) in ingested.stopped {
                     await coordinator.notifyCancelled([(ref, worker)], reason: reason)
                 }
-                if !ingested.stopped.isEmpty { await coordinator.dispatch() }
+                if !ingested.stopped.isEmpty || ingested.promoted { await coordinator.dispatch() }
                 return EventsAck(through_seq: ingested.through)
             }
         case .uploadBegin:
@@ -53,10 +53,13 @@ extension CoordinatorServer {
         case .uploadEnd:
             try await reply(msg, s) { (u: UploadEnd) in try await intake.end(u.upload, worker: worker, now: now); return Empty() }
         case .jobDone:
+            var promoted = false
             try await reply(msg, s) { (d: JobDone) in
-                try await store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: .succeeded, now: now, policy: config.policy)
+                let outcome: AttemptOutcome = d.paused_at_step.map { .paused(step: $0) } ?? .succeeded
+                promoted = try await store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
                 return Empty()
             }
+            if promoted { await coordinator.dispatch() }
         case .jobFailed:
             try await reply(msg, s) { (f: JobFailed) in
                 let outcome: AttemptOutcome = f.returned ? .returned(f.reason) : .failed(f.reason)

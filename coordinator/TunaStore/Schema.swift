@@ -234,6 +234,26 @@ enum Schema {
                 ) WITHOUT ROWID
                 """)
         }
+        // ASHA's promotion mode and the median rule: where each attempt was asked to pause, each
+        // recorded value's bracket (asha with brackets), and every decision of a sweep's rule
+        // with its reason (what `tuna jobs` shows, and what a restarted coordinator goes on from).
+        m.registerMigration("v10-promotion") { db in
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN pause_at_step INTEGER")
+            try db.execute(sql: "ALTER TABLE rungs ADD COLUMN bracket INTEGER NOT NULL DEFAULT 0")
+            try db.execute(sql: """
+                CREATE TABLE decisions (
+                    id INTEGER PRIMARY KEY,
+                    sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    kind TEXT NOT NULL,             -- paused, promoted, stopped (DecisionRow.Kind)
+                    rung INTEGER NOT NULL,          -- training steps
+                    at_ms INTEGER NOT NULL,
+                    reason TEXT NOT NULL
+                );
+                CREATE INDEX decisions_job ON decisions(job_id);
+                CREATE INDEX decisions_sweep ON decisions(sweep_id, id);
+                """)
+        }
         return m
     }
 }

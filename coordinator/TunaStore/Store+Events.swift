@@ -3,12 +3,14 @@ import GRDB
 import TunaCore
 
 extension Store {
-    /// What storing a batch of events did: the last sequence number it covers, and the running
+    /// What storing a batch of events did: the last sequence number it covers, the running
     /// attempts the sweep's early-stopping rule stopped because of it (their workers must be
-    /// told), with the reason stored for each.
+    /// told), with the reason stored for each, and whether it promoted paused jobs (queued
+    /// again: waiting workers may have work).
     public struct Ingested: Sendable {
         public var through: Int64
-        public var stopped: [(ref: AttemptRef, worker: String, reason: String)]
+        public var stopped: [StoppedAttempt]
+        public var promoted: Bool
     }
 
     /// `ingest`, for callers that only need the acknowledgement.
@@ -63,53 +65,9 @@ extension Store {
                     WHERE id = ?
                     """, arguments: [trainLoss, valLoss, bestVal, bestVal, bestVal, tps, batch.job])
             }
-            let stopped = evals.isEmpty ? [] : try self.applyEarlyStopping(db, job: batch.job, evals: evals, now: now)
-            return Ingested(through: through, stopped: stopped)
+            let applied: (stopped: [StoppedAttempt], promoted: Bool) = evals.isEmpty ? ([], false) : try self.applyEarlyStopping(db, job: batch.job, evals: evals, now: now)
+            return Ingested(through: through, stopped: applied.stopped, promoted: applied.promoted)
         }
-    }
-
-    /// Records a job's evals at its sweep's rungs, then judges each rung it reached: every
-    /// running job of the sweep outside the rung's best is stopped (its attempt `stopped`, its
-    /// job `stopped` with the reason). Nothing for a sweep without early stopping.
-    func applyEarlyStopping(_ db: Database, job: JobID, evals: [JSONValue], now: Int64) throws -> [(ref: AttemptRef, worker: String, reason: String)] {
-        guard let row = try Row.fetchOne(db, sql: """
-                SELECT s.id, s.early_stopping, s.objective_metric, s.objective_mode FROM jobs j JOIN sweeps s ON s.id = j.sweep_id
-                WHERE j.id = ? AND s.early_stopping IS NOT NULL
-                """, arguments: [job]),
-              let rule = try? JSONDecoder().decode(EarlyStopping.self, from: Data((row[1] as String).utf8)) else { return [] }
-        let sweep: SweepID = row[0]
-        let objective = Store.objective(metric: row[2], mode: row[3])
-        var recorded = Set(try Int.fetchAll(db, sql: "SELECT rung FROM rungs WHERE sweep_id = ? AND job_id = ?", arguments: [sweep, job]))
-        for e in evals {
-            guard let step = e["step"]?.intValue, let value = EarlyStopping.value(of: e, objective: objective) else { continue }
-            for rung in rule.rungsReached(at: step, recorded: recorded) {
-                try db.execute(sql: "INSERT INTO rungs (sweep_id, rung, job_id, value, step) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [sweep, rung, job, value, step])
-                recorded.insert(rung)
-            }
-        }
-        // The rungs it reached now, and those it reached before: a job that was queued again
-        // (a lost lease) when it fell outside a rung's best is judged again when it runs.
-        var stopped: [(ref: AttemptRef, worker: String, reason: String)] = []
-        for rung in recorded.sorted() {
-            let rows = try Row.fetchAll(db, sql: "SELECT job_id, value, step FROM rungs WHERE sweep_id = ? AND rung = ?", arguments: [sweep, rung])
-            let judgement = rule.judge(rows.map { (job: $0[0], value: $0[1]) }, objective: objective)
-            let recordedAt = Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as JobID, (value: $0[1] as Double, step: $0[2] as Int)) })
-            for out in judgement.out {
-                guard let running = try Row.fetchOne(db, sql: """
-                        SELECT a.number, a.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.current_attempt
-                        WHERE j.id = ? AND j.status = 'running' AND a.state = 'running'
-                        """, arguments: [out]),
-                      let next = JobLifecycle.next(.running, .stopped), let at = recordedAt[out] else { continue }
-                let reason = rule.explain(step: at.step, rung: rung, value: at.value, objective: objective, judgement: judgement)
-                let ref = AttemptRef(job: out, attempt: running[0])
-                try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
-                               arguments: [AttemptState.stopped.rawValue, now, reason, ref.job, ref.attempt])
-                try db.execute(sql: "UPDATE jobs SET status = ?, error = ? WHERE id = ?", arguments: [next.rawValue, reason, out])
-                stopped.append((ref, running[1], reason))
-            }
-        }
-        return stopped
     }
 
     /// An eval event's numbers beyond what the summary has columns for (loss, tokens) and its

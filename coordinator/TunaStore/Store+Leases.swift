@@ -83,15 +83,16 @@ extension Store {
         let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
         let number = attempts + 1
         guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
-        try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, ?, ?, 'running', ?, ?)",
-                       arguments: [job, number, worker, now + policy.leaseMs, now])
+        let pauseAt = try self.pauseAt(db, job: job)
+        try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms, pause_at_step) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                       arguments: [job, number, worker, now + policy.leaseMs, now, pauseAt])
         try db.execute(sql: """
             UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
                 final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL, metrics = NULL
             WHERE id = ?
             """, arguments: [next.rawValue, number, number, worker, job])
         let stored = (try? JSONValue.parse(Data((row[2] as String).utf8))) ?? [:]
-        let spec = JobSpec.jobFile(stored, job: Int(job), sweep: Int(sweep), attempt: number)
+        let spec = JobSpec.jobFile(stored, job: Int(job), sweep: Int(sweep), attempt: number, pauseAtStep: pauseAt)
         return Lease(job: job, attempt: number, sweep: sweep, spec: spec, lease_ms: policy.leaseMs,
                      resume: try self.latestCheckpoint(db, job: job))
     }
@@ -150,10 +151,20 @@ extension Store {
     /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
     /// is the job's current one, still running, and held by this worker: the fencing check
     /// that makes at most one attempt the job's result.
-    public func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) async throws {
+    /// A pause is taken only at the step the lease asked for; any other fails the attempt.
+    /// Returns whether paused jobs were promoted (waiting workers may have work).
+    @discardableResult
+    public func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) async throws -> Bool {
         try await write { db in
-            _ = try self.currentAttemptID(db, ref, worker: worker)
-            try self.endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
+            let id = try self.currentAttemptID(db, ref, worker: worker)
+            var outcome = outcome
+            if case .paused(let step) = outcome {
+                let asked = try Int.fetchOne(db, sql: "SELECT pause_at_step FROM attempts WHERE id = ?", arguments: [id])
+                if asked != step {
+                    outcome = .failed("the trainer paused at step \(step), but " + (asked.map { "was asked to pause at step \($0)" } ?? "was not asked to pause"))
+                }
+            }
+            return try self.endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
         }
     }
 
@@ -173,12 +184,15 @@ extension Store {
         return row[0]
     }
 
-    func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws {
+    /// Ends an attempt and moves its job on; in a sweep whose ASHA promotes, then promotes what
+    /// qualifies (returned: whether any job was) and settles the sweep's end.
+    @discardableResult
+    func endAttempt(_ db: Database, _ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws -> Bool {
         let row = try Row.fetchOne(db, sql: "SELECT status, failures, max_attempts FROM jobs WHERE id = ?", arguments: [ref.job])
-        guard let row, let status = JobStatus(rawValue: row[0]) else { return }
+        guard let row, let status = JobStatus(rawValue: row[0]) else { return false }
         let failures: Int = row[1], maxAttempts: Int = row[2]
         let (attemptState, event, error) = JobLifecycle.end(outcome, failures: failures, maxAttempts: maxAttempts)
-        guard let next = JobLifecycle.next(status, event) else { return }
+        guard let next = JobLifecycle.next(status, event) else { return false }
         let stored = error.map { String($0.prefix(2000)) }
         try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
                        arguments: [attemptState.rawValue, now, stored, ref.job, ref.attempt])
@@ -196,10 +210,15 @@ extension Store {
             try db.execute(sql: "UPDATE jobs SET status = ?, failures = ?, not_before_ms = ?, error = ?, current_attempt = NULL WHERE id = ?",
                            arguments: [next.rawValue, n, now + delay, stored, ref.job])
             if case .failed = outcome { try self.countWorkerFailure(db, worker: worker, why: stored ?? "", policy: policy) }
+        case .paused:
+            try db.execute(sql: "UPDATE jobs SET status = ?, current_attempt = NULL, error = NULL WHERE id = ?", arguments: [next.rawValue, ref.job])
+            if case .paused(let step) = outcome { try self.recordPause(db, job: ref.job, step: step, now: now) }
+            try db.execute(sql: "UPDATE workers SET consecutive_failures = 0 WHERE id = ?", arguments: [worker])
         default:
             try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, current_attempt = NULL, error = ? WHERE id = ?",
                            arguments: [next.rawValue, now, stored, ref.job])
         }
+        return try self.settlePromotions(db, job: ref.job, now: now)
     }
 
     func countWorkerFailure(_ db: Database, worker: String, why: String, policy: LeasePolicy) throws {

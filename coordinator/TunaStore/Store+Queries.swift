@@ -26,13 +26,13 @@ extension Store {
                 SELECT s.id, s.name, s.created_ms, s.varying, COALESCE(SUM(c.jobs), 0),
                        SUM(c.jobs * (c.status = 'queued')), SUM(c.jobs * (c.status = 'running')), SUM(c.jobs * (c.status = 'succeeded')),
                        SUM(c.jobs * (c.status = 'failed')), SUM(c.jobs * (c.status = 'cancelled')), s.objective_metric, s.objective_mode,
-                       SUM(c.jobs * (c.status = 'stopped'))
+                       SUM(c.jobs * (c.status = 'stopped')), SUM(c.jobs * (c.status = 'paused'))
                 FROM sweeps s LEFT JOIN sweep_counts c ON c.sweep_id = s.id GROUP BY s.id ORDER BY s.id
                 """).map { r in
                 let varying = (try? JSONDecoder().decode([String].self, from: Data((r[3] as String).utf8))) ?? []
                 return SweepRow(id: r[0], name: r[1], created_ms: r[2], varying: varying, jobs: r[4],
                                 queued: r[5] ?? 0, running: r[6] ?? 0, succeeded: r[7] ?? 0, failed: r[8] ?? 0, cancelled: r[9] ?? 0,
-                                stopped: r[12] ?? 0, objective: Self.objective(metric: r[10], mode: r[11]))
+                                stopped: r[12] ?? 0, objective: Self.objective(metric: r[10], mode: r[11]), paused: r[13] ?? 0)
             }
         }
     }
@@ -142,7 +142,7 @@ extension Store {
                 """, arguments: [job]).map {
                 AttemptRow(job: $0[0], attempt: $0[1], worker: $0[2], state: $0[3], started_ms: $0[4], ended_ms: $0[5], error: $0[6])
             }
-            return JobDetail(job: row, attempts: attempts, artifacts: try artifacts(db, job: job))
+            return JobDetail(job: row, attempts: attempts, artifacts: try artifacts(db, job: job), decisions: try decisions(db, job: job))
         }
     }
 

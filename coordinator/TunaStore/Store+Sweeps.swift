@@ -186,6 +186,8 @@ extension Store {
             try db.execute(sql: "UPDATE jobs SET status = ?, error = 'cancelled by user' WHERE \(clause.replacingOccurrences(of: "j.", with: "")) AND status IN \(cancel.from.sqlList)",
                            arguments: [cancel.to.rawValue, arg])
             let n = db.changesCount
+            // One job of a promoting sweep cancelled: the rest of the sweep may have ended with it.
+            if let job = target.job { try self.settlePromotions(db, job: job, now: now) }
             if target.job == nil { try db.execute(sql: "UPDATE sweeps SET cancelled_ms = ? WHERE id = ?", arguments: [now, arg]) }
             try self.audit(db, now: now, who, "cancel", "\(target.job != nil ? "job" : "sweep") \(arg)", "\(n) jobs cancelled")
             return (n, running)

@@ -46,6 +46,9 @@ actor JobRunner {
     /// (e.g. a pruning job's expert profile for another N). Trainers write it atomically.
     let cacheDir: URL
 
+    /// The step of the trainer's `paused` event, if it printed one (it was asked to pause there).
+    private var pausedAt: Int?
+
     func run() async {
         let outcome: (ok: Bool, reason: String)
         do { outcome = try await execute() } catch { outcome = (false, "\(error)") }
@@ -98,6 +101,7 @@ actor JobRunner {
         for await (stream, line) in child.lines {
             if stream == "stdout", line.first == "{", let v = try? JSONValue.parse(line), v["event"]?.stringValue != nil {
                 if v["event"]?.stringValue == "done" { sawDone = true }
+                if TrainerEvent.kind(of: v) == .paused, let step = v["step"]?.intValue { pausedAt = step }
                 await daemon.event(ref, v)
             } else {
                 await daemon.event(ref, ["event": "log", "stream": .string(stream), "line": .string(String(line.prefix(4096)))])
@@ -115,7 +119,7 @@ actor JobRunner {
         _ = await sync.value
         if case .cancelled(let why)? = stop { return (false, why) }
         // A trainer that finished while being asked to stop has finished: keep its result.
-        if code == 0 { return (true, sawDone ? "done" : "exited 0") }
+        if code == 0 { return (true, pausedAt.map { "paused at step \($0)" } ?? (sawDone ? "done" : "exited 0")) }
         if stop == .returned { return (false, "returned (worker shutting down)") }
         return (false, "trainer exited with code \(code)")
     }
@@ -126,10 +130,11 @@ actor JobRunner {
         let returned = !ok && stop == .returned
         do {
             do {
-                if ok {
+                if ok, pausedAt == nil {
                     try await daemon.upload(ref, directory: output, kind: "adapter")
                 } else {
-                    // The latest checkpoint lets the next attempt resume instead of starting over.
+                    // Failed, returned or paused: the latest checkpoint lets the next attempt
+                    // resume instead of starting over (a paused job's is the one it resumes from).
                     try await daemon.upload(ref, directory: checkpoints, kind: "checkpoint")
                 }
             } catch let e as ErrorReply where e.code != .staleAttempt {
@@ -140,7 +145,7 @@ actor JobRunner {
                 ok = false
                 reason = "upload failed: \(e)"
             }
-            try await daemon.report(ref, ok: ok, reason: reason, returned: returned)
+            try await daemon.report(ref, ok: ok, reason: reason, returned: returned, pausedAt: ok ? pausedAt : nil)
         } catch {
             await daemon.log("job \(ref.job) attempt \(ref.attempt): could not report: \(error)")
         }

@@ -290,15 +290,15 @@ public actor WorkerDaemon {
     }
 
     /// Reports the outcome once every event of the attempt is stored.
-    func report(_ ref: AttemptRef, ok: Bool, reason: String, returned: Bool) async throws {
+    func report(_ ref: AttemptRef, ok: Bool, reason: String, returned: Bool, pausedAt: Int? = nil) async throws {
         try await sink.drained(ref)
         try await withClient { c in
             if ok {
-                _ = try await c.send(JobDone(job: ref.job, attempt: ref.attempt))
+                _ = try await c.send(JobDone(job: ref.job, attempt: ref.attempt, paused_at_step: pausedAt))
             } else {
                 _ = try await c.send(JobFailed(job: ref.job, attempt: ref.attempt, reason: reason, returned: returned))
             }
         }
-        log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? "succeeded" : (returned ? "returned to the queue" : "failed: \(reason)"))")
+        log.info("job \(ref.job) attempt \(ref.attempt): \(ok ? (pausedAt.map { "paused at step \($0)" } ?? "succeeded") : (returned ? "returned to the queue" : "failed: \(reason)"))")
     }
 }

@@ -151,11 +151,14 @@ class Job:
     train: Optional[Train] = None
     prune: Optional[Prune] = None
     torch: Optional[Torch] = None
-    # The run's identity, which the worker adds at the top level of job.json
-    # (contract/job-file.json); a bare spec has none.
+    # The attempt's identity and instructions, which the worker adds at the top level of
+    # job.json (contract/job-file.json); a bare spec has none. `pause_at_step`: train through
+    # that step (the schedule stays the whole run's), evaluate, checkpoint, print `paused`,
+    # exit 0 without an adapter (a sweep whose ASHA promotes).
     job_id: Optional[int] = None
     sweep_id: Optional[int] = None
     attempt: Optional[int] = None
+    pause_at_step: Optional[int] = None
 
 
 def load(path):

@@ -222,10 +222,19 @@ def run(args, emit, dist, stop):
         emit("step", **fields)
 
         end_of_epoch = step % per_epoch == 0 or step == total_steps
-        if validation and (end_of_epoch or (eval_every > 0 and step % eval_every == 0)):
+        pausing = step == job.pause_at_step and step < total_steps
+        if validation and (end_of_epoch or pausing or (eval_every > 0 and step % eval_every == 0)):
             v, n = evaluate(model, validation, dist, device, chunk_rows)
             last_val = v
             emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
+        if pausing:
+            # The checkpoint is the next attempt's start: it resumes the same curve.
+            if not ckpt_dir:
+                raise ValueError("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)")
+            save_checkpoint(step)
+            dist.barrier()
+            emit("paused", step=step)
+            return 0
         if ckpt_every > 0 and step % ckpt_every == 0 and step < total_steps:
             save_checkpoint(step)
     stop.in_loop = False

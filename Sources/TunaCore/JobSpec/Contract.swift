@@ -7,7 +7,7 @@ import Foundation
 ///                          for each kind of job (the minimal input of each shows every default)
 ///   job-spec/enums.json    the allowed values of every enumerated field, by dotted path
 ///   job-file.json          what a worker writes to job.json: a validated spec and the run's
-///                          identity (`JobSpec.runIdentityKeys`) at its top level
+///                          identity and instructions (`JobSpec.attemptKeys`) at its top level
 ///   trainer-events.json    each kind of event Tuna's trainers print and its required fields
 ///   prepared-plan.json     each plan.json format `tuna prepare` writes and its fields
 ///
@@ -76,7 +76,7 @@ public enum Contract {
         let torch = try JobValidator.spec(jobCases.first { $0.name == "lora-torch" }!.input)
         out["trainer-events.json"] = TrainerEvent.contract.pretty() + "\n"
         out["prepared-plan.json"] = PreparedPlan.contract.pretty() + "\n"
-        out["job-file.json"] = JobSpec.jobFile(torch.json, job: 41, sweep: 7, attempt: 2).pretty() + "\n"
+        out["job-file.json"] = JobSpec.jobFile(torch.json, job: 41, sweep: 7, attempt: 2, pauseAtStep: 90).pretty() + "\n"
         for c in jobCases {
             let spec = try JobValidator.spec(c.input)
             let doc: JSONValue = ["input": c.input, "validated": spec.json]

@@ -183,22 +183,28 @@ public struct JobSpec: Codable, Sendable, Hashable {
 // MARK: - The job file
 
 extension JobSpec {
-    /// The fields a lease adds at the top level of the validated spec, naming the run: what
-    /// the worker writes to job.json (docs/trainer-contract.md). Not part of the spec: a job's
-    /// hash never covers them, and the validator takes them off a job file it is given.
-    public static let runIdentityKeys: Set<String> = ["job_id", "sweep_id", "attempt"]
+    /// The fields a lease adds at the top level of the validated spec: which run it is, and
+    /// where the attempt is to pause (`pause_at_step`: train through that step with the
+    /// schedule of the whole run, evaluate, checkpoint, print `paused`, exit 0; only in a sweep
+    /// whose ASHA promotes). What the worker writes to job.json (docs/trainer-contract.md).
+    /// Not part of the spec: a job's hash never covers them, and the validator takes them off a
+    /// job file it is given.
+    public static let attemptKeys: Set<String> = ["job_id", "sweep_id", "attempt", pauseAtStepKey]
+    public static let pauseAtStepKey = "pause_at_step"
 
-    /// The job file of one attempt: `spec` (the validated form) and which job, sweep and attempt it is.
-    public static func jobFile(_ spec: JSONValue, job: Int, sweep: Int, attempt: Int) -> JSONValue {
+    /// The job file of one attempt: `spec` (the validated form), which job, sweep and attempt
+    /// it is, and the step to pause at, if any.
+    public static func jobFile(_ spec: JSONValue, job: Int, sweep: Int, attempt: Int, pauseAtStep: Int? = nil) -> JSONValue {
         var o = spec.objectValue ?? [:]
         o["job_id"] = .int(job); o["sweep_id"] = .int(sweep); o["attempt"] = .int(attempt)
+        if let pauseAtStep { o[pauseAtStepKey] = .int(pauseAtStep) }
         return .object(o)
     }
 
-    /// A job file's spec: the job file without its run identity.
+    /// A job file's spec: the job file without the attempt's fields.
     public static func specOfJobFile(_ json: JSONValue) -> JSONValue {
         guard case .object(let o) = json else { return json }
-        return .object(o.filter { !runIdentityKeys.contains($0.key) })
+        return .object(o.filter { !attemptKeys.contains($0.key) })
     }
 }
 

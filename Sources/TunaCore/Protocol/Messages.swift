@@ -200,7 +200,10 @@ public struct EventsAck: Codable, Sendable {
 public struct JobDone: Codable, Sendable {
     public var job: JobID
     public var attempt: Int
-    public init(job: JobID, attempt: Int) { self.job = job; self.attempt = attempt }
+    /// Set when the trainer stopped where the lease's job file asked (`pause_at_step`) and
+    /// left a checkpoint there instead of an adapter: the job is paused, not succeeded.
+    public var paused_at_step: Int?
+    public init(job: JobID, attempt: Int, paused_at_step: Int? = nil) { self.job = job; self.attempt = attempt; self.paused_at_step = paused_at_step }
 }
 
 public struct JobFailed: Codable, Sendable {

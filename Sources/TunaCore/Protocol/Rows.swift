@@ -7,6 +7,10 @@ public enum JobStatus: String, Codable, Sendable, CaseIterable {
     /// Ended early by its sweep's early-stopping rule (`sweep.early_stopping`): a decision
     /// about its results so far, not a failure and not a user's cancel.
     case stopped
+    /// Trained to a rung of its sweep's ASHA in promotion mode, checkpointed, its worker handed
+    /// back: waiting to be promoted (queued again, to resume from its checkpoint on any worker)
+    /// or, once the sweep has nothing left to run, stopped.
+    case paused
 }
 
 public struct SweepRow: Codable, Sendable {
@@ -24,8 +28,10 @@ public struct SweepRow: Codable, Sendable {
     public var stopped: Int?
     /// What the sweep optimises (absent from coordinators before objectives: the default).
     public var objective: Objective?
-    public init(id: SweepID, name: String, created_ms: Int64, varying: [String], jobs: Int, queued: Int, running: Int, succeeded: Int, failed: Int, cancelled: Int, stopped: Int? = nil, objective: Objective? = nil) {
-        self.id = id; self.name = name; self.created_ms = created_ms; self.varying = varying; self.jobs = jobs; self.queued = queued; self.running = running; self.succeeded = succeeded; self.failed = failed; self.cancelled = cancelled; self.stopped = stopped; self.objective = objective
+    /// Jobs paused at a rung, waiting for promotion (absent from older coordinators: none).
+    public var paused: Int?
+    public init(id: SweepID, name: String, created_ms: Int64, varying: [String], jobs: Int, queued: Int, running: Int, succeeded: Int, failed: Int, cancelled: Int, stopped: Int? = nil, objective: Objective? = nil, paused: Int? = nil) {
+        self.id = id; self.name = name; self.created_ms = created_ms; self.varying = varying; self.jobs = jobs; self.queued = queued; self.running = running; self.succeeded = succeeded; self.failed = failed; self.cancelled = cancelled; self.stopped = stopped; self.objective = objective; self.paused = paused
     }
 }
 
@@ -72,8 +78,26 @@ public struct JobDetail: Codable, Sendable {
     public var job: ResultRow
     public var attempts: [AttemptRow]
     public var artifacts: [ArtifactInfo]
-    public init(job: ResultRow, attempts: [AttemptRow], artifacts: [ArtifactInfo]) {
-        self.job = job; self.attempts = attempts; self.artifacts = artifacts
+    /// What the sweep's early-stopping rule decided about this job, oldest first (absent from
+    /// older coordinators: none).
+    public var decisions: [DecisionRow]?
+    public init(job: ResultRow, attempts: [AttemptRow], artifacts: [ArtifactInfo], decisions: [DecisionRow]? = nil) {
+        self.job = job; self.attempts = attempts; self.artifacts = artifacts; self.decisions = decisions
+    }
+}
+
+/// One decision of a sweep's early-stopping rule about one job, with the values it was made
+/// from in words (EarlyStopping's `explain`).
+public struct DecisionRow: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case paused, promoted, stopped }
+    public var job: JobID
+    public var kind: Kind
+    /// The rung (training steps) the decision is about.
+    public var rung: Int
+    public var at_ms: Int64
+    public var reason: String
+    public init(job: JobID, kind: Kind, rung: Int, at_ms: Int64, reason: String) {
+        self.job = job; self.kind = kind; self.rung = rung; self.at_ms = at_ms; self.reason = reason
     }
 }
 
