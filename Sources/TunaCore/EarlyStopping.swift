@@ -15,7 +15,9 @@ import Foundation
 ///  - `promotion` (the default): a job trains to its next rung, checkpoints, and hands its
 ///    worker back (`paused`). A paused job is promoted (queued again, resuming from its
 ///    checkpoint, on any worker) as soon as it is among the best ⌊n / eta⌋ at its rung. When
-///    the sweep has nothing left to run, the paused jobs that were never promoted are stopped.
+///    the sweep has nothing else to run, the best ⌈n / eta⌉ paused at the highest rung go on
+///    (so the best job trains to `max_steps`, however few jobs reached the top rung), and once
+///    nothing qualifies even so, the paused jobs left are stopped.
 ///  - `stopping`: jobs train on; a running job outside the best at a rung it reached is
 ///    stopped. Unlike Ray's ASHA, which judges a job once, when it reaches the rung, and so
 ///    lets the first jobs through every rung (ray#4401), a rung is judged again each time a
@@ -182,8 +184,20 @@ public struct EarlyStopping: Codable, Sendable, Equatable {
 
     /// Promotion mode at one rung: of the jobs paused there, those among the best ⌊n/eta⌋ of
     /// all n recorded at it, best first. Nobody is promoted while fewer than eta have recorded.
-    public func promotions(_ values: [(job: JobID, value: Double)], paused: Set<JobID>, objective: Objective) -> (judgement: Judgement, promoted: [JobID]) {
-        let j = judge(values, objective: objective)
+    ///
+    /// `draining`: the sweep has nothing else to run, so the best ⌈n/eta⌉ go on (at least one).
+    /// Without it a sweep of few jobs would end with nobody trained to `max_steps` (one job
+    /// alone at the top rung is never in the top ⌊1/eta⌋); the scheduler drains the highest
+    /// rung first, one rung at a time, so the jobs it promotes are judged again on the way up.
+    public func promotions(_ values: [(job: JobID, value: Double)], paused: Set<JobID>, objective: Objective,
+                           draining: Bool = false) -> (judgement: Judgement, promoted: [JobID]) {
+        var j = judge(values, objective: objective)
+        if draining, !values.isEmpty {
+            let ranked = values.sorted { a, b in a.value == b.value ? a.job < b.job : objective.better(a.value, than: b.value) }
+            let keep = (ranked.count + reductionFactor - 1) / reductionFactor
+            j = Judgement(count: ranked.count, keep: keep, cut: ranked[keep - 1].value, out: ranked[keep...].map(\.job),
+                          kept: ranked[..<keep].map(\.job))
+        }
         guard j.cut != nil else { return (j, []) }
         return (j, j.kept.filter(paused.contains))
     }
@@ -219,9 +233,9 @@ public struct EarlyStopping: Codable, Sendable, Equatable {
     }
 
     /// Why a paused job was promoted.
-    public func explainPromotion(rung: Int, value: Double, objective: Objective, judgement: Judgement) -> String {
-        "promoted at step \(rung): \(objective.metric) \(Self.format(value)) in the top 1/\(reductionFactor) of \(judgement.count) jobs at rung \(rung)"
-            + (judgement.cut.map { " (cut \(Self.format($0)))" } ?? "")
+    public func explainPromotion(rung: Int, value: Double, objective: Objective, judgement: Judgement, draining: Bool = false) -> String {
+        "promoted at step \(rung): \(objective.metric) \(Self.format(value)) in the top 1/\(reductionFactor)\(draining ? " (rounded up)" : "") of \(judgement.count) jobs at rung \(rung)"
+            + (judgement.cut.map { " (cut \(Self.format($0)))" } ?? "") + (draining ? "; the sweep has nothing else to run" : "")
     }
 
     /// Why a job paused.

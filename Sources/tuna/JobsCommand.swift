@@ -21,7 +21,8 @@ struct JobsCommand: AsyncParsableCommand {
             let j = d.job
             print("job \(j.id) of sweep \(j.sweep) (#\(j.index)): \(j.status.rawValue), \(j.attempts) attempt(s)")
             print("params: " + j.params.keys.sorted().map { "\($0)=\(j.params[$0]!.canonicalJSON)" }.joined(separator: " "))
-            if let e = j.error { print(j.status == .stopped ? e : "error: \(e)") }  // a stop's reason reads as it is
+            // A stop's reason reads as it is (and is the last decision, listed below).
+            if let e = j.error, j.status != .stopped || (d.decisions ?? []).isEmpty { print(j.status == .stopped ? e : "error: \(e)") }
             if j.status == .queued, let w = try await waitingReasons(c, sweep: j.sweep)[j.id] { print("waiting: \(w.reason)") }
             var t = Table(["attempt", "worker", "state", "started", "seconds", "error"])
             for a in d.attempts {
@@ -29,6 +30,8 @@ struct JobsCommand: AsyncParsableCommand {
                 t.add(["\(a.attempt)", a.worker, a.state, isoTime(a.started_ms), secs, a.error ?? ""])
             }
             print(t.render())
+            // The early-stopping rule's decisions, each with the values it was made from.
+            for dec in d.decisions ?? [] { print("\(isoTime(dec.at_ms))  \(dec.reason)") }
             if !d.artifacts.isEmpty {
                 var at = Table(["artifact", "kind", "bytes", "sha256"])
                 for a in d.artifacts { at.add([a.name, a.kind, "\(a.size)", a.sha256]) }

@@ -25,6 +25,7 @@ struct WatchCommand: AsyncParsableCommand {
             let best = rows.first { $0.objective != nil && $0.status == .succeeded }
             let objective = s.objective ?? .default
             let line = "sweep \(s.id) \(s.name): \(s.succeeded)/\(s.jobs) succeeded, \(s.running) running, \(s.queued) queued, "
+                + ((s.paused ?? 0) > 0 ? "\(s.paused!) paused, " : "")
                 + "\(s.failed) failed, \(s.cancelled) cancelled" + ((s.stopped ?? 0) > 0 ? ", \(s.stopped!) stopped early" : "")
                 + (best.map { " | best \(objective.metric) \(fmt($0.objective)) (job \($0.id))" } ?? "")
             if line != last {
@@ -33,7 +34,7 @@ struct WatchCommand: AsyncParsableCommand {
                 } else { print(line) }
                 last = line
             }
-            if s.queued + s.running == 0 {
+            if s.queued + s.running + (s.paused ?? 0) == 0 {
                 // Done watching; a sweep with failed jobs is not a success to a script.
                 if s.failed > 0 { throw Failure("sweep \(s.id): \(s.failed) job(s) failed (tuna jobs \(s.id) says why)") }
                 return

@@ -111,6 +111,14 @@ final class EarlyStoppingTests: XCTestCase {
                        "a tie goes to the lower id")
         XCTAssertEqual(promoting.promotions(values, paused: [2, 4], objective: Objective(metric: "acc", mode: .max)).promoted, [],
                        "under max the best are jobs 1 and 5")
+        // A sweep with nothing else to run drains: the best ceil(n/eta), so one job alone at the
+        // top rung still trains to the end.
+        XCTAssertEqual(promoting.promotions([(7, 0.2)], paused: [7], objective: minLoss).promoted, [])
+        XCTAssertEqual(promoting.promotions([(7, 0.2)], paused: [7], objective: minLoss, draining: true).promoted, [7])
+        XCTAssertEqual(promoting.promotions(values, paused: [1, 3, 4, 5], objective: minLoss, draining: true).promoted, [4],
+                       "six values: still the best two")
+        XCTAssertEqual(promoting.promotions(Array(values.prefix(4)), paused: [1, 3, 4], objective: minLoss, draining: true).promoted, [4],
+                       "four values: the best two (2, 4) rounded up")
         XCTAssertEqual(promoting.explainPromotion(rung: 30, value: 0.4, objective: minLoss, judgement: j),
                        "promoted at step 30: val_loss 0.4 in the top 1/3 of 6 jobs at rung 30 (cut 0.4)")
         XCTAssertEqual(promoting.explainNotPromoted(rung: 10, value: nil, objective: minLoss, judgement: nil),

@@ -25,6 +25,63 @@ final class NativeSweepTests: XCTestCase {
         """
     }
 
+    /// ASHA's promotion mode with the native trainer through real workers. Worker a trains job 0
+    /// to its rung (step 4 of 8) and pauses it, then is shut down; worker b trains the others
+    /// to the rung, and the best (job 0, the largest learning rate) is promoted and resumes on
+    /// b from a's checkpoint. Its losses equal, exactly, those of the same job in a sweep
+    /// without early stopping: the native trainer is deterministic and the schedule is the
+    /// whole run's.
+    func testAPromotedJobResumesOnAnotherWorkerOnTheCurveOfAnUnpausedRun() async throws {
+        let model = try cluster.makeTinyModel()
+        try cluster.startCoordinator()
+        try cluster.startWorker("a")
+        func spec(_ lrs: String, _ sweep: String) -> String {
+            """
+            name: promoted
+            trainer: native
+            model: \(model.path)
+            dataset: {path: \(Cluster.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), format: csv, fields: {prompt: problem, response: solution}, template: im_start, val_fraction: 0.1}
+            lora: {rank: 4, dropout: 0.1}
+            train: {epochs: 1, max_steps: 8, learning_rate: \(lrs), scheduler: cosine, warmup_ratio: 0.25, batch_size: 8, max_seq_len: 96, seed: 5, eval_every_steps: 2}
+            \(sweep)
+            """
+        }
+        let s = try await cluster.submit(spec("[1e-2, 1e-3, 1e-5]", "sweep: {early_stopping: {type: asha, grace_steps: 4, max_steps: 8, reduction_factor: 3}}"))
+        let jobs = try await cluster.results(s.sweep).map(\.id)
+        try await cluster.waitUntil("job 0 paused at its rung", timeout: 120) { try await cluster.job(jobs[0]).job.status == .paused }
+        let a = try XCTUnwrap(cluster.workers["a"])
+        kill(a.processIdentifier, SIGTERM)
+        a.waitUntilExit()
+        try cluster.startWorker("b")
+        try await cluster.waitUntil("the sweep is over", timeout: 240) {
+            try await cluster.results(s.sweep).allSatisfy { $0.status == .succeeded || $0.status == .stopped || $0.status == .failed }
+        }
+        let rows = try await cluster.results(s.sweep)
+        XCTAssertEqual(rows.map(\.status), [.succeeded, .stopped, .stopped], "\(rows.map { "\($0.status) \($0.error ?? "")" })")
+        let best = try await cluster.job(jobs[0])
+        XCTAssertEqual(best.attempts.map(\.state), ["paused", "succeeded"])
+        XCTAssertEqual(best.attempts.map(\.worker), ["a", "b"], "paused on a, resumed on b")
+        var steps: [JSONValue] = []
+        for attempt in [1, 2] { steps += try await cluster.events(jobs[0], attempt: attempt).filter { $0.event["event"]?.stringValue == "step" }.map(\.event) }
+        let resumed = try await cluster.events(jobs[0], attempt: 2).first { $0.event["event"]?.stringValue == "resumed" }
+        XCTAssertEqual(resumed?.event["step"]?.intValue, 4)
+
+        // The same job without early stopping.
+        let plain = try await cluster.submit(spec("1e-2", ""))
+        try await cluster.waitUntil("the unpaused job is over", timeout: 120) {
+            let status = try await cluster.results(plain.sweep)[0].status
+            return status != .queued && status != .running
+        }
+        let whole = try await cluster.results(plain.sweep)[0]
+        XCTAssertEqual(whole.status, .succeeded)
+        let wholeSteps = try await cluster.events(whole.id).filter { $0.event["event"]?.stringValue == "step" }.map(\.event)
+        XCTAssertEqual(steps.compactMap { $0["step"]?.intValue }, Array(1...8))
+        XCTAssertEqual(steps.compactMap { $0["loss"]?.doubleValue }, wholeSteps.compactMap { $0["loss"]?.doubleValue }, "the same losses, exactly")
+        XCTAssertEqual(steps.compactMap { $0["lr"]?.doubleValue }, wholeSteps.compactMap { $0["lr"]?.doubleValue })
+        XCTAssertEqual(rows[0].final_val_loss, whole.final_val_loss)
+        XCTAssertEqual(rows[0].adapter_sha256, whole.adapter_sha256, "the same adapter, byte for byte")
+    }
+
     func testDemoSweepTrainsAndUploadsPeftAdapters() async throws {
         let model = try cluster.makeTinyModel()
         try cluster.startCoordinator()

@@ -112,6 +112,101 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssert(watched.out.contains("\(stopped.count) stopped early"), watched.out)
     }
 
+    /// ASHA in promotion mode through real workers (eta 3, rungs 10 and 30 of 60 steps). The
+    /// toy trainer's loss falls faster with a larger lr and the jobs run in the order of their
+    /// lr, so every decision is known: the best three of nine pause at 10 and are promoted, the
+    /// best of those three is promoted again at 30 and trains to the end, across three attempts
+    /// whose steps join into the one curve of an unpaused run. Everything else is stopped.
+    func testPromotionPausesJobsAtRungsAndResumesTheBestFromItsCheckpoint() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let lrs = [0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01]
+        let s = try await cluster.submit(cluster.toySpec("""
+            lr: [\(lrs.map { "\($0)" }.joined(separator: ", "))]
+            steps: 60
+            step_ms: 10
+            checkpoint_every: 100
+            sweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 60, reduction_factor: 3}}
+            """))
+        let watched = try cluster.cli(["watch", "\(s.sweep)", "--interval", "0.2"])
+        XCTAssertEqual(watched.status, 0, watched.out)
+        let rows = try await cluster.results(s.sweep)
+        XCTAssertEqual(rows.map(\.status), [.succeeded] + Array(repeating: .stopped, count: 8), "\(rows.map { "\($0.index) \($0.status) \($0.error ?? "")" })")
+        let best = try await cluster.job(rows[0].id)
+        XCTAssertEqual(best.attempts.map(\.state), ["paused", "paused", "succeeded"])
+        XCTAssertEqual(best.decisions?.map(\.kind), [.paused, .promoted, .paused, .promoted])
+        XCTAssertEqual(best.decisions?.map(\.rung), [10, 10, 30, 30])
+        var steps: [Int] = [], losses: [Double] = []
+        for attempt in 1...3 {
+            let events = try await cluster.events(rows[0].id, attempt: attempt)
+            if attempt > 1 { XCTAssertEqual(events.first { $0.event["event"]?.stringValue == "resumed" }?.event["step"]?.intValue, [10, 30][attempt - 2]) }
+            for e in events where e.event["event"]?.stringValue == "step" {
+                steps.append(e.event["step"]!.intValue!); losses.append(e.event["loss"]!.doubleValue!)
+            }
+        }
+        XCTAssertEqual(steps, Array(1...60), "three legs, one curve")
+        XCTAssertEqual(losses, (1...60).map { toyLoss(step: $0, lr: 0.09) })
+        // Jobs 1 and 2 were promoted once, and stopped at rung 30; the rest stopped at rung 10.
+        for r in rows.dropFirst() {
+            let d = try await cluster.job(r.id)
+            let rung = r.index < 3 ? 30 : 10
+            XCTAssertEqual(d.decisions?.last?.kind, .stopped)
+            XCTAssertEqual(d.decisions?.last?.rung, rung, "job \(r.index)")
+            XCTAssert(r.error?.hasPrefix("stopped at step \(rung): val_loss ") == true, r.error ?? "")
+            XCTAssert(r.error?.hasSuffix("; the sweep has nothing left to run") == true, r.error ?? "")
+        }
+        let detail = try cluster.cli(["jobs", "\(rows[1].id)"])
+        XCTAssert(detail.out.contains("promoted at step 10: val_loss "), detail.out)
+        XCTAssert(watched.out.contains("8 stopped early"), watched.out)
+    }
+
+    /// A coordinator killed -9 right after a job paused, before anything could be promoted,
+    /// loses nothing and decides what a run without the kill decides.
+    func testAKill9BetweenAPauseAndItsPromotionDecidesTheSame() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        let spec = cluster.toySpec("""
+            lr: [0.05, 0.03, 0.09]
+            steps: 40
+            step_ms: 20
+            sweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 40, reduction_factor: 3}}
+            """)
+        let first = try await cluster.submit(spec)
+        let jobs = try await cluster.results(first.sweep).map(\.id)
+        try await cluster.waitUntil("job 0 paused at rung 10") { try await cluster.results(first.sweep)[0].status == .paused }
+        cluster.kill9Coordinator()
+        try cluster.startCoordinator()
+        try await cluster.waitUntil("the sweep is over", timeout: 90) {
+            try await cluster.results(first.sweep).allSatisfy { $0.status == .succeeded || $0.status == .stopped }
+        }
+        // The same sweep again, never interrupted.
+        let second = try await cluster.submit(spec)
+        try await cluster.waitUntil("the second sweep is over", timeout: 90) {
+            try await cluster.results(second.sweep).allSatisfy { $0.status == .succeeded || $0.status == .stopped }
+        }
+        func decisions(_ sweep: SweepID) async throws -> [String] {
+            var out: [String] = []
+            for r in try await cluster.results(sweep) {
+                for d in try await cluster.job(r.id).decisions ?? [] { out.append("job \(r.index): \(d.kind) \(d.rung) \(d.reason)") }
+            }
+            return out
+        }
+        let killed = try await decisions(first.sweep), clean = try await decisions(second.sweep)
+        XCTAssertEqual(killed, clean)
+        let statuses = try await cluster.results(first.sweep).map(\.status)
+        XCTAssertEqual(statuses, [.stopped, .stopped, .succeeded])
+        let v10 = String(format: "%.4g", toyLoss(step: 10, lr: 0.09) + 0.05), v30 = String(format: "%.4g", toyLoss(step: 30, lr: 0.09) + 0.05)
+        XCTAssertEqual(killed.filter { $0.hasPrefix("job 2:") }, [
+            "job 2: paused 10 paused at step 10: val_loss \(v10), waiting for the rung to be judged",
+            "job 2: promoted 10 promoted at step 10: val_loss \(v10) in the top 1/3 of 3 jobs at rung 10 (cut \(v10))",
+            "job 2: paused 30 paused at step 30: val_loss \(v30), waiting for the rung to be judged",
+            "job 2: promoted 30 promoted at step 30: val_loss \(v30) in the top 1/3 (rounded up) of 1 jobs at rung 30 (cut \(v30)); the sweep has nothing else to run",
+        ])
+        let attempts = try await cluster.job(jobs[0]).attempts.map(\.state)
+        XCTAssertEqual(attempts, ["paused"], "the paused attempt survived the kill as it was")
+    }
+
     /// A coordinator killed -9 while it stores a large sweep (chunk by chunk, jobs dispatchable
     /// as they commit) finishes storing it after it starts again: every job once, in order.
     func testASweepInterruptedByKill9IsFinishedAfterTheRestart() async throws {

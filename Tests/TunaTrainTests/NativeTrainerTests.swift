@@ -37,14 +37,15 @@ final class NativeTrainerTests: XCTestCase {
     }
 
     /// Runs a job, returning its events; `stopAfter` makes `shouldStop` fire after that many steps.
-    func run(_ job: TrainJob, out: String, checkpoint: String? = nil, resume: String? = nil, stopAfter: Int? = nil)
+    func run(_ job: TrainJob, out: String, checkpoint: String? = nil, resume: String? = nil, stopAfter: Int? = nil, pauseAt: Int? = nil)
         throws -> [[String: JSONValue]] {
         var events: [[String: JSONValue]] = []
         let trainer = NativeTrainer(job: job, outputDir: dir.appendingPathComponent(out),
                                     checkpointDir: checkpoint.map { dir.appendingPathComponent($0) },
                                     resumeDir: resume.map { dir.appendingPathComponent($0) },
                                     emit: { events.append($0) },
-                                    shouldStop: { stopAfter.map { n in events.filter { $0["event"] == "step" }.count >= n } ?? false })
+                                    shouldStop: { stopAfter.map { n in events.filter { $0["event"] == "step" }.count >= n } ?? false },
+                                    pauseAtStep: pauseAt)
         do { _ = try trainer.run() } catch TrainError.interrupted {}
         // Every event is one the contract (contract/trainer-events.json) names, with its fields.
         for e in events { XCTAssertEqual(TrainerEvent.problems(.object(e)), [], "\(e)") }
@@ -86,6 +87,27 @@ final class NativeTrainerTests: XCTestCase {
         XCTAssertEqual(second.filter { $0["event"] == "step" }.first?["step"]?.intValue, 7, "step numbers continue")
         XCTAssertEqual(losses(first) + losses(second), losses(whole), "the resumed run continues the same loss curve")
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("second/adapter_model.safetensors")),
+                       try Data(contentsOf: dir.appendingPathComponent("whole/adapter_model.safetensors")))
+    }
+
+    /// ASHA's promotion mode at the trainer: paused at step 5 and at step 9 of 12 (a cosine
+    /// schedule with warmup, computed for all 12 steps, and dropout), each leg resumed from the
+    /// last one's checkpoint, the three legs are the unpaused run, loss for loss and byte for byte.
+    func testAPausedRunResumedTwiceIsTheUnpausedRun() throws {
+        let j = try job(", max_steps: 12, scheduler: cosine, warmup_ratio: 0.2, eval_every_steps: 4", lora: "{rank: 4, dropout: 0.1}")
+        let whole = try run(j, out: "whole")
+        let a = try run(j, out: "a", checkpoint: "ckpt-a", pauseAt: 5)
+        XCTAssertEqual(a.last?["event"], "paused")
+        XCTAssertEqual(a.last?["step"], 5)
+        XCTAssertEqual(a.filter { $0["event"] == "eval" }.compactMap { $0["step"]?.intValue }, [4, 5], "an eval at the pause, for the rung")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("a/adapter_model.safetensors").path), "a paused run writes no adapter")
+        let b = try run(j, out: "b", checkpoint: "ckpt-b", resume: "ckpt-a", pauseAt: 9)
+        let c = try run(j, out: "c", resume: "ckpt-b")
+        XCTAssertEqual(losses(a) + losses(b) + losses(c), losses(whole), "one curve")
+        XCTAssertEqual((a + b + c).filter { $0["event"] == "step" }.compactMap { $0["lr"]?.doubleValue },
+                       whole.filter { $0["event"] == "step" }.compactMap { $0["lr"]?.doubleValue }, "the schedule of the whole run")
+        XCTAssertEqual(losses(c, "eval").last, losses(whole, "eval").last)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("c/adapter_model.safetensors")),
                        try Data(contentsOf: dir.appendingPathComponent("whole/adapter_model.safetensors")))
     }
 

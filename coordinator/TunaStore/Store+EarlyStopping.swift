@@ -137,33 +137,39 @@ extension Store {
     /// Promotion mode: promotes every paused job of the sweep that is now among the best at
     /// its rung (queued again at once, so a worker asking for work gets it before any job of
     /// the sweep that never ran: promoted jobs have the lower ids). Returns whether any was.
-    func promote(_ db: Database, _ r: SweepRule, now: Int64) throws -> Bool {
+    /// `draining` (the sweep has nothing else to run): the highest rung where the best ⌈n/eta⌉
+    /// include paused jobs promotes those, and only that rung (EarlyStopping.promotions).
+    func promote(_ db: Database, _ r: SweepRule, now: Int64, draining: Bool = false) throws -> Bool {
         let paused = try pausedJobs(db, r)
         guard !paused.isEmpty, let next = JobLifecycle.next(.paused, .promoted) else { return false }
         var any = false
         let groups = Dictionary(grouping: paused) { "\($0.bracket) \($0.rung)" }
         for group in groups.values.sorted(by: { ($0[0].rung, $0[0].bracket) > ($1[0].rung, $1[0].bracket) }) {
             let (rung, bracket) = (group[0].rung, group[0].bracket)
-            let rows = try Row.fetchAll(db, sql: "SELECT job_id, value FROM rungs WHERE sweep_id = ? AND rung = ? AND bracket = ?",
-                                        arguments: [r.sweep, rung, bracket])
-            let values = rows.map { (job: $0[0] as JobID, value: $0[1] as Double) }
-            let (judgement, promoted) = r.rule.promotions(values, paused: Set(group.map(\.job)), objective: r.objective)
+            let values = try rungValues(db, sweep: r.sweep, rung: rung, bracket: bracket)
+            let (judgement, promoted) = r.rule.promotions(values, paused: Set(group.map(\.job)), objective: r.objective, draining: draining)
             let byJob = Dictionary(uniqueKeysWithValues: values.map { ($0.job, $0.value) })
             for job in promoted {
                 try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, error = NULL WHERE id = ? AND status = 'paused'",
                                arguments: [next.rawValue, now, job])
-                try recordDecision(db, sweep: r.sweep, job: job, .promoted, rung: rung,
-                                   reason: r.rule.explainPromotion(rung: rung, value: byJob[job]!, objective: r.objective, judgement: judgement), now: now)
+                let reason = r.rule.explainPromotion(rung: rung, value: byJob[job]!, objective: r.objective, judgement: judgement, draining: draining)
+                try recordDecision(db, sweep: r.sweep, job: job, .promoted, rung: rung, reason: reason, now: now)
                 any = true
             }
+            if draining && any { break }
         }
         return any
     }
 
+    func rungValues(_ db: Database, sweep: SweepID, rung: Int, bracket: Int) throws -> [(job: JobID, value: Double)] {
+        try Row.fetchAll(db, sql: "SELECT job_id, value FROM rungs WHERE sweep_id = ? AND rung = ? AND bracket = ?",
+                         arguments: [sweep, rung, bracket]).map { (job: $0[0] as JobID, value: $0[1] as Double) }
+    }
+
     /// After an attempt of a job in a promoting sweep ended (paused, succeeded, failed, lost,
-    /// cancelled): promotes what qualifies now, and when the sweep then has nothing queued or
-    /// running (and is not still being stored), stops the paused jobs that can never be
-    /// promoted. Returns whether a job was promoted.
+    /// cancelled): promotes what qualifies now; when the sweep then has nothing queued or
+    /// running (and is not still being stored), drains its highest rung, and when even that
+    /// promotes nothing, stops the paused jobs left. Returns whether a job was promoted.
     @discardableResult
     func settlePromotions(_ db: Database, job: JobID, now: Int64) throws -> Bool {
         guard let r = try sweepRule(db, job: job), r.rule.promotes else { return false }
@@ -173,10 +179,9 @@ extension Store {
             """, arguments: [r.sweep]) ?? 0
         let expanding = try Bool.fetchOne(db, sql: "SELECT expanding FROM sweeps WHERE id = ?", arguments: [r.sweep]) ?? false
         guard live == 0, !expanding, let stop = JobLifecycle.next(.paused, .stopped) else { return promoted }
+        if try promote(db, r, now: now, draining: true) { return true }
         for p in try pausedJobs(db, r) {
-            let rows = try Row.fetchAll(db, sql: "SELECT job_id, value FROM rungs WHERE sweep_id = ? AND rung = ? AND bracket = ?",
-                                        arguments: [r.sweep, p.rung, p.bracket])
-            let values = rows.map { (job: $0[0] as JobID, value: $0[1] as Double) }
+            let values = try rungValues(db, sweep: r.sweep, rung: p.rung, bracket: p.bracket)
             let mine = values.first { $0.job == p.job }?.value
             let reason = r.rule.explainNotPromoted(rung: p.rung, value: mine, objective: r.objective,
                                                    judgement: mine == nil ? nil : r.rule.judge(values, objective: r.objective))
