@@ -176,7 +176,34 @@ extension JSONValue: Codable {
 
 extension JSONValue {
     /// Parses JSON text (UTF-8 bytes).
+    /// The deepest nesting of arrays and objects Tuna parses. Foundation's JSON scanner traps
+    /// (kills the process instead of throwing) on some inputs nested near its own limit of 512,
+    /// e.g. 511 `[` (found by the frame fuzzer, seed 1796337481): frames, trainer event lines and
+    /// every other text `parse` reads are checked first. Nothing Tuna reads nests past a few levels.
+    public static let maxDepth = 100
+
+    /// Whether `data` opens more than `maxDepth` arrays or objects at once (outside strings).
+    public static func nestsTooDeep(_ data: Data) -> Bool {
+        var depth = 0, inString = false, escaped = false
+        for b in data {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxDepth { return true }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return false
+    }
+
     public static func parse(_ data: Data) throws -> JSONValue {
+        if nestsTooDeep(data) { throw TunaError.invalid("not valid JSON here: arrays and objects nested more than \(maxDepth) deep") }
         do { return try JSONDecoder().decode(JSONValue.self, from: data) }
         catch { throw TunaError.invalid("not valid JSON: \(JSONValue.shortReason(error))") }
     }

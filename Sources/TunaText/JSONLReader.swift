@@ -49,6 +49,27 @@ struct JSONLReader {
 
     let path: String
 
+    static let maxDepth = 100
+
+    static func nestsTooDeep(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var depth = 0, inString = false, escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
+                continue
+            }
+            switch b {
+            case 0x22: inString = true
+            case 0x5B, 0x7B:
+                depth += 1
+                if depth > maxDepth { return true }
+            case 0x5D, 0x7D: depth -= 1
+            default: break
+            }
+        }
+        return false
+    }
+
     func parse(_ bytes: [UInt8]) throws(TextError) -> [Line] {
         var lines: [Line] = []
         let decoder = JSONDecoder()
@@ -65,6 +86,11 @@ struct JSONLReader {
                 continue
             }
             let value: JSONValue
+            // Foundation's scanner traps on some lines nested near its limit (511 `[`); TunaCore's
+            // JSONValue.maxDepth has the story. No row of a data set nests this deep.
+            if Self.nestsTooDeep(slice) {
+                throw .malformedRow(path: path, line: number, reason: "invalid JSON (arrays and objects nested more than \(Self.maxDepth) deep)")
+            }
             do {
                 value = try decoder.decode(JSONValue.self, from: Data(slice))
             } catch {

@@ -20,6 +20,21 @@ final class ProtocolTests: XCTestCase {
         XCTAssertThrowsError(try Envelope.header(Data("[1,2]".utf8)))
     }
 
+    /// A frame nested past Foundation's own limit made its JSON scanner trap (a fuzzed frame,
+    /// seed 1796337481): such frames are refused before any decoder sees them.
+    func testDeeplyNestedFramesAreRefusedNotFatal() {
+        let framed = Data("xx".utf8) + Data(String(repeating: "[", count: 511).utf8) + Data(#"{"type":"ping"}"#.utf8)
+        let frame = framed[framed.startIndex + 2 ..< framed.endIndex]   // a slice, as frames are
+        XCTAssertThrowsError(try Envelope.header(frame)) { e in
+            XCTAssertEqual((e as? ErrorReply)?.message, "a frame may nest arrays and objects at most 100 deep")
+        }
+        let deepString = Data((#"{"type":"ping","x":""# + String(repeating: "[", count: 600) + #""}"#).utf8)
+        XCTAssertEqual(try Envelope.header(deepString).type, "ping", "brackets inside a string do not count")
+        XCTAssertFalse(JSONValue.nestsTooDeep(Data((String(repeating: "[", count: 100) + String(repeating: "]", count: 100)).utf8)))
+        // 511 `[` is what made Foundation's scanner trap: refused with a message instead.
+        XCTAssertThrowsError(try JSONValue.parse(String(repeating: "[", count: 511)))
+    }
+
     func testLifecycle() {
         XCTAssertEqual(JobLifecycle.next(.queued, .leased), .running)
         XCTAssertEqual(JobLifecycle.next(.running, .failed(failures: 1, maxAttempts: 3)), .queued)
@@ -35,7 +50,12 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(JobLifecycle.backoffMs(failures: 3, baseMs: 1000, capMs: 60_000), 4000)
         XCTAssertEqual(JobLifecycle.backoffMs(failures: 30, baseMs: 1000, capMs: 60_000), 60_000)
         // The bulk changes the store makes in one statement are the same rules, read off `next`.
-        XCTAssertEqual(JobLifecycle.bulk(.cancelled).from, [.queued, .running])
+        XCTAssertEqual(JobLifecycle.bulk(.cancelled).from, [.queued, .running, .paused])
+        XCTAssertEqual(JobLifecycle.next(.running, .paused), .paused)
+        XCTAssertEqual(JobLifecycle.next(.paused, .promoted), .queued)
+        XCTAssertEqual(JobLifecycle.next(.paused, .stopped), .stopped)
+        XCTAssertNil(JobLifecycle.next(.paused, .succeeded), "a paused attempt's late result is refused")
+        XCTAssertNil(JobLifecycle.next(.queued, .promoted))
         XCTAssertEqual(JobLifecycle.bulk(.cancelled).to, .cancelled)
         XCTAssertEqual(JobLifecycle.bulk(.retried).from, [.failed, .cancelled])
         XCTAssertEqual(JobLifecycle.bulk(.retried).to, .queued)

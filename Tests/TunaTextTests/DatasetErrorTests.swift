@@ -51,6 +51,9 @@ final class DatasetErrorTests: XCTestCase {
         try assertFails("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\", \"response\": }\n", .jsonl, line: 2,
                         reason: try jsonReason("{\"prompt\": \"a\", \"response\": }"))
         try assertFails("[1, 2]\n", .jsonl, line: 1, reason: "expected a JSON object, found a list")
+        // 511 `[` made Foundation's JSON scanner trap (kill the process): a clear error instead.
+        try assertFails("{\"prompt\": \"a\", \"response\": \"b\"}\n" + String(repeating: "[", count: 511) + "\n", .jsonl, line: 2,
+                        reason: "invalid JSON (arrays and objects nested more than 100 deep)")
         try assertFails("{\"prompt\": \"a\"}\n", .jsonl, line: 1, reason: "missing field \"response\"")
         try assertFails("{\"prompt\": \"a\", \"response\": 3}\n", .jsonl, line: 1, reason: "field \"response\": expected a string, found a number")
         try assertFails("{\"prompt\": null, \"response\": \"b\"}\n", .jsonl, line: 1, reason: "field \"prompt\": expected a string, found null")

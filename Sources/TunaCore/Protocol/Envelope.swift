@@ -33,6 +33,10 @@ public enum Envelope {
     }
 
     public static func header(_ data: Data) throws -> Header {
+        // Checked before any decoder sees the frame (JSONValue.maxDepth says why).
+        if JSONValue.nestsTooDeep(data) {
+            throw ErrorReply(code: .badMessage, message: "a frame may nest arrays and objects at most \(JSONValue.maxDepth) deep")
+        }
         do { return try JSONDecoder().decode(Header.self, from: data) } catch {
             throw ErrorReply(code: .badMessage, message: "a frame must be a JSON object with a string `type`: \(JSONValue.shortReason(error))")
         }
