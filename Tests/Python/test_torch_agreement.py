@@ -107,6 +107,29 @@ def test_resume_from_the_step_4_checkpoint(tuna, padded, checks):
     check_resume(checks, tuna, padded.d, padded.job, padded.events, os.path.join(padded.d, "ckpt"), "resume")
 
 
+def test_paused_at_step_3_then_resumed_is_the_uninterrupted_run(tuna, padded, checks):
+    """ASHA's promotion mode (docs/trainer-contract.md section 5): the job file's `pause_at_step`
+    makes the trainer evaluate and checkpoint at step 3, print `paused` and exit 0 without an
+    adapter; resumed from that checkpoint it finishes like the uninterrupted run."""
+    with open(padded.job) as f:
+        job = json.load(f)
+    job["pause_at_step"] = 3
+    pjob = os.path.join(padded.d, "job-paused.json")
+    with open(pjob, "w") as f:
+        json.dump(job, f)
+    out, ckpt = os.path.join(padded.d, "torch-paused"), os.path.join(padded.d, "ckpt-paused")
+    events = run(torch_cmd(tuna, pjob, out, os.path.join(padded.d, "work-paused"), "--checkpoint-dir", ckpt),
+                 env=torch_env(), what="python3 -m tuna_torch (pause_at_step 3)")
+    checks.equal("paused: the last event", events[-1], {"event": "paused", "step": 3})
+    checks.equal("paused: steps run", [e["step"] for e in by(events, "step")], [1, 2, 3])
+    checks.true("paused: an eval at step 3 (the rung's value)", any(e.get("step") == 3 for e in by(events, "eval")))
+    checks.true("paused: no adapter", not os.path.exists(os.path.join(out, "adapter_model.safetensors")))
+    want = {e["step"]: e["loss"] for e in by(padded.events, "step")}
+    for e in by(events, "step"):
+        checks.rel(f"paused: step {e['step']} loss", e["loss"], want[e["step"]], SAME_TOLERANCE, names=("paused", "uninterrupted"))
+    check_resume(checks, tuna, padded.d, padded.job, padded.events, ckpt, "after-pause")
+
+
 def test_packed_agrees_with_native(packed, checks):
     check_variant(checks, packed)
     mb = max(e["scored_tokens"] for e in by(packed.events, "step")) // 2  # a step is grad_accum (2) micro-batches

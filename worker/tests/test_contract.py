@@ -97,11 +97,11 @@ def test_sections_follow_the_trainer_and_the_task():
         spec.parse(dict(TRAINED["lora-native"], torch=TRAINED["lora-torch"]["torch"]))
 
 
-def test_a_job_file_is_the_spec_and_the_run_identity():
+def test_a_job_file_is_the_spec_and_the_attempts_fields():
     job_file = json.load(open(os.path.join(REPO, "contract", "job-file.json")))
     job = spec.parse(job_file)
-    assert (job.job_id, job.sweep_id, job.attempt) == (41, 7, 2)
-    bare = {k: v for k, v in job_file.items() if k not in ("job_id", "sweep_id", "attempt")}
+    assert (job.job_id, job.sweep_id, job.attempt, job.pause_at_step) == (41, 7, 2, 90)
+    bare = {k: v for k, v in job_file.items() if k not in ("job_id", "sweep_id", "attempt", "pause_at_step")}
     assert bare == TRAINED["lora-torch"]
     assert spec.to_json(job) == job_file
 
