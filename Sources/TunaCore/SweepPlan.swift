@@ -34,6 +34,9 @@ public struct SweepPlan: Sendable {
     public let objective: Objective
     /// `sweep.early_stopping`, if the spec has it.
     public let earlyStopping: EarlyStopping?
+    /// TPE: how many results the sweep needs before it proposes (jobs before that, and every
+    /// job while too few results are in, keep their random draw).
+    public let startup: Int
 }
 
 /// The jobs of a plan as a collection: `count` is known, each element is expanded when read.
@@ -103,7 +106,7 @@ enum SweepPoints: Sendable {
     }
 }
 
-public enum SweepMethod: String, Sendable, Codable { case grid, random }
+public enum SweepMethod: String, Sendable, Codable { case grid, random, tpe }
 
 public enum SweepSpec {
     /// The most jobs one sweep may expand to; a typo like a 10-value grid on six fields
@@ -133,7 +136,35 @@ public enum SweepSpec {
         try validate(jobs)
         let name = root["name"]?.stringValue ?? ""
         return SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
-                         earlyStopping: search.earlyStopping)
+                         earlyStopping: search.earlyStopping, startup: search.startup)
+    }
+
+    /// What a TPE proposal needs from a stored sweep's spec, read again without expanding or
+    /// validating its jobs (they were validated when it was submitted).
+    public struct SearchSpace: Sendable {
+        public let axes: [SweepAxis]
+        let base: JSONValue
+        public let method: SweepMethod
+        public let startup: Int
+        public let seed: UInt64
+        public let objective: Objective
+
+        /// Job `index` with the axis values `point`: its validated parameters (canonical JSON)
+        /// and swept values, or the problems that make it invalid.
+        public func job(_ point: [JSONValue]) -> (paramsJSON: String, hash: String, varying: [String: JSONValue])? {
+            let c = SweepJobs(axes: axes, base: base, points: .drawn([point])).checked(0)
+            guard let spec = c.spec else { return nil }
+            let json = spec.json.canonicalJSON
+            return (json, SHA256.hash(data: Data(json.utf8)).hex, c.varying)
+        }
+    }
+
+    public static func searchSpace(yaml: String) throws -> SearchSpace {
+        let root = try YAML.parse(yaml)
+        let search = try SearchSettings(root["sweep"])
+        let (axes, base) = try SweepAxis.discover(in: root)
+        return SearchSpace(axes: axes, base: base, method: search.method, startup: search.startup, seed: search.seed,
+                           objective: try Objective(spec: root["objective"]))
     }
 
     /// Checks every job once: each must be valid, and no two may have the same parameters.
@@ -259,19 +290,20 @@ struct SearchSettings {
     var method: SweepMethod = .grid
     var count = 0
     var seed: UInt64 = 0
+    var startup = TPE.defaultStartup
     var earlyStopping: EarlyStopping?
 
     init(_ v: JSONValue?) throws {
         guard let v, v != .null else { return }
         guard let o = v.objectValue else { throw TunaError.invalidSpec(["sweep: expected a mapping {method, count, seed}, got \(v)"]) }
         var problems: [String] = []
-        for k in o.keys.sorted() where !["method", "count", "seed", "early_stopping"].contains(k) {
-            problems.append("sweep.\(k): unknown field (expected method, count, seed, early_stopping)")
+        for k in o.keys.sorted() where !["method", "count", "seed", "startup", "early_stopping"].contains(k) {
+            problems.append("sweep.\(k): unknown field (expected method, count, seed, startup, early_stopping)")
         }
         if let e = o["early_stopping"] { earlyStopping = EarlyStopping.parse(e, problems: &problems) }
         if let m = o["method"] {
             if let s = m.stringValue, let parsed = SweepMethod(rawValue: s) { method = parsed }
-            else { problems.append("sweep.method: \(m) is not one of grid, random") }
+            else { problems.append("sweep.method: \(m) is not one of grid, random, tpe") }
         }
         if let c = o["count"] {
             if let n = c.intValue, n > 0, n <= SweepSpec.maxJobs { count = n }
@@ -280,10 +312,16 @@ struct SearchSettings {
         if let s = o["seed"] {
             if let n = s.intValue, n >= 0 { seed = UInt64(n) } else { problems.append("sweep.seed: \(s) is not a non-negative integer") }
         }
-        if method == .random && count == 0 && o["count"] == nil {
-            problems.append("sweep.count: random search needs a count (how many jobs to draw)")
+        if method != .grid && count == 0 && o["count"] == nil {
+            problems.append("sweep.count: \(method == .tpe ? "TPE" : "random") search needs a count (how many jobs to \(method == .tpe ? "run" : "draw"))")
         }
-        if method == .grid && o["count"] != nil { problems.append("sweep.count: only random search takes a count") }
+        if let k = o["startup"] {
+            if method != .tpe { problems.append("sweep.startup: only TPE search takes a startup (the random jobs before it proposes)") }
+            else if let n = k.intValue, n >= 1 { startup = n }
+            else { problems.append("sweep.startup: \(k) is not a positive integer") }
+        }
+        let methodKnown = o["method"].map { $0.stringValue.flatMap(SweepMethod.init(rawValue:)) != nil } ?? true
+        if method == .grid && methodKnown && o["count"] != nil { problems.append("sweep.count: only random and TPE search take a count") }
         if !problems.isEmpty { throw TunaError.invalidSpec(problems) }
     }
 }

@@ -420,6 +420,41 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.succeeded, .succeeded, .stopped])
     }
 
+    /// A TPE sweep's jobs past `startup` are proposed when first leased, from the results so
+    /// far (running jobs as bad), and the proposal is stored, leased and explained.
+    func testATPESweepProposesEachJobPastStartupFromTheResultsSoFar() throws {
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\nx: {uniform: [0, 1]}\nsweep: {method: tpe, count: 5, startup: 2, seed: 9}"
+        try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        let raw: Store = store.db
+        let space = try SweepSpec.searchSpace(yaml: yaml)
+        func lease(_ w: String) throws -> Lease { try XCTUnwrap(store.leaseNext(worker: w, request: cpu, now: 1, policy: policy)) }
+        func succeed(_ l: Lease, _ w: String) throws -> Double {
+            let x = try XCTUnwrap(l.spec["x"]?.doubleValue)
+            let e: JSONValue = ["event": "eval", "step": 1, "loss": .number((x - 0.3) * (x - 0.3)), "tokens": 1]
+            let batch = Events(job: l.job, attempt: l.attempt, events: [EventRecord(seq: 0, at_ms: 0, event: e)])
+            _ = try block { try await raw.ingest(batch, worker: w, now: 1) }
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .succeeded, now: 1, policy: policy)
+            return x
+        }
+        let draws = try store.results(sweep: 1, sort: nil).map { $0.params["x"] }
+        let (j0, j1) = (try lease("w1"), try lease("w2"))
+        XCTAssertEqual([j0.spec["x"], j1.spec["x"]], Array(draws.prefix(2)), "before startup: the random draws")
+        XCTAssertEqual(try store.jobDetail(j0.job).decisions, [])
+        let x0 = try succeed(j0, "w1"), x1 = try succeed(j1, "w2")
+        let done = [TPE.Observation(point: [.number(x0)], value: (x0 - 0.3) * (x0 - 0.3)),
+                    TPE.Observation(point: [.number(x1)], value: (x1 - 0.3) * (x1 - 0.3))]
+        let j2 = try lease("w1")
+        let want2 = try XCTUnwrap(TPE.propose(axes: space.axes, observations: done, objective: .default, startup: 2, seed: 9, index: 2))
+        XCTAssertEqual(j2.spec["x"], want2[0])
+        XCTAssertNotEqual(j2.spec["x"], draws[2], "proposed, not drawn")
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil)[2].params["x"], want2[0], "the proposal is what the job shows")
+        XCTAssertEqual(try store.jobDetail(j2.job).decisions?.map(\.reason), ["proposed by TPE from 2 result(s) and 0 running or stopped: x=\(want2[0].canonicalJSON)"])
+        let j3 = try lease("w2")
+        let want3 = try XCTUnwrap(TPE.propose(axes: space.axes, observations: done + [TPE.Observation(point: want2, value: nil)],
+                                              objective: .default, startup: 2, seed: 9, index: 3))
+        XCTAssertEqual(j3.spec["x"], want3[0], "job 2, still running, counts as a bad result")
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

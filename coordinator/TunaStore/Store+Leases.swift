@@ -71,7 +71,7 @@ extension Store {
         }
         args.append(contentsOf: trainers)
         let sql = """
-            SELECT id, sweep_id, params, attempts FROM jobs INDEXED BY jobs_ready
+            SELECT id, sweep_id, params, attempts, idx FROM jobs INDEXED BY jobs_ready
             WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
               AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
             ORDER BY priority DESC, id LIMIT 1
@@ -82,6 +82,7 @@ extension Store {
         guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
         let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
         let number = attempts + 1
+        let params = try self.proposeIfTPE(db, job: job, sweep: sweep, index: row[4], attempts: attempts, now: now) ?? (row[2] as String)
         guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
         let pauseAt = try self.pauseAt(db, job: job)
         try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms, pause_at_step) VALUES (?, ?, ?, 'running', ?, ?, ?)",
@@ -91,7 +92,7 @@ extension Store {
                 final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL, metrics = NULL
             WHERE id = ?
             """, arguments: [next.rawValue, number, number, worker, job])
-        let stored = (try? JSONValue.parse(Data((row[2] as String).utf8))) ?? [:]
+        let stored = (try? JSONValue.parse(Data(params.utf8))) ?? [:]
         let spec = JobSpec.jobFile(stored, job: Int(job), sweep: Int(sweep), attempt: number, pauseAtStep: pauseAt)
         return Lease(job: job, attempt: number, sweep: sweep, spec: spec, lease_ms: policy.leaseMs,
                      resume: try self.latestCheckpoint(db, job: job))

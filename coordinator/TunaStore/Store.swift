@@ -17,6 +17,8 @@ public final class Store: @unchecked Sendable {
     /// Sweeps whose jobs this process is storing now (`insertSweep`, `resumeExpansion`): a
     /// resume skips them, so no job is stored twice.
     let storing = SweepSet()
+    /// TPE sweeps' search spaces (Store+TPE.swift).
+    let searchSpaces = SearchSpaces()
 
     public enum Sync: String, Sendable { case full = "FULL", normal = "NORMAL" }
 

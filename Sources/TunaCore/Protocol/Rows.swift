@@ -86,10 +86,11 @@ public struct JobDetail: Codable, Sendable {
     }
 }
 
-/// One decision of a sweep's early-stopping rule about one job, with the values it was made
-/// from in words (EarlyStopping's `explain`).
+/// One decision of a sweep's search about one job, with the values it was made from in words:
+/// its early-stopping rule's (EarlyStopping's `explain`) or, for TPE, the proposal of its
+/// configuration (rung 0).
 public struct DecisionRow: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case paused, promoted, stopped }
+    public enum Kind: String, Codable, Sendable { case paused, promoted, stopped, proposed }
     public var job: JobID
     public var kind: Kind
     /// The rung (training steps) the decision is about.
