@@ -84,6 +84,9 @@ let package = Package(
         .executableTarget(name: "DispatchBench", dependencies: [
             "TunaCore", "TunaWire", .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "Benchmarks/dispatch"),
+        // Search methods replayed on a learning-curve table of native runs (Benchmarks/search/run.sh).
+        .executableTarget(name: "SearchBench", dependencies: ["TunaCore", "TunaRandom"], path: "Benchmarks/search",
+                          exclude: ["README.md", "run.sh", "make_curves.py", "optuna_replay.py", "space.yaml", "curves.csv", "logs"]),
         // Tokenizer throughput against tiktoken (Benchmarks/tokenizer/run.sh).
         .executableTarget(name: "TokenizerBench", dependencies: ["TunaText"], path: "Benchmarks/tokenizer",
                           exclude: ["bench_tiktoken.py", "run.sh"]),

@@ -202,6 +202,55 @@ public struct EarlyStopping: Codable, Sendable, Equatable {
         return (j, j.kept.filter(paused.contains))
     }
 
+    /// A job paused at a rung, waiting (promotion mode).
+    public struct Paused: Sendable, Equatable {
+        public var job: JobID, rung: Int, bracket: Int
+        public init(job: JobID, rung: Int, bracket: Int) { self.job = job; self.rung = rung; self.bracket = bracket }
+    }
+
+    /// A decision about a paused job: promoted (queued again) or stopped, and why.
+    public struct Decision: Sendable, Equatable {
+        public var job: JobID, rung: Int, reason: String
+    }
+
+    /// Promotion mode, over every paused job of a sweep: the promotions due now, highest rung
+    /// first. `values(rung, bracket)` gives the values recorded at a rung. `draining` (the sweep
+    /// has nothing else to run): the best ⌈n/eta⌉ of the highest rung that has any paused among
+    /// them, and only that rung. The live scheduler and the search benchmark's replay call this.
+    public func promote(paused: [Paused], values: (_ rung: Int, _ bracket: Int) throws -> [(job: JobID, value: Double)],
+                        objective: Objective, draining: Bool = false) rethrows -> [Decision] {
+        var out: [Decision] = []
+        let groups = Dictionary(grouping: paused) { [$0.rung, $0.bracket] }
+        for key in groups.keys.sorted(by: { ($0[0], $0[1]) > ($1[0], $1[1]) }) {
+            let (rung, bracket) = (key[0], key[1])
+            let recorded = try values(rung, bracket)
+            let (judgement, promoted) = promotions(recorded, paused: Set(groups[key]!.map(\.job)), objective: objective, draining: draining)
+            let byJob = Dictionary(uniqueKeysWithValues: recorded.map { ($0.job, $0.value) })
+            for job in promoted {
+                out.append(Decision(job: job, rung: rung,
+                                    reason: explainPromotion(rung: rung, value: byJob[job]!, objective: objective, judgement: judgement, draining: draining)))
+            }
+            if draining && !promoted.isEmpty { break }
+        }
+        return out
+    }
+
+    /// A sweep with nothing queued or running: the promotions draining makes, or, when there are
+    /// none, the paused jobs stopped, each with its rung's judgement.
+    public func settle(paused: [Paused], values: (_ rung: Int, _ bracket: Int) throws -> [(job: JobID, value: Double)],
+                       objective: Objective) rethrows -> (promoted: [Decision], stopped: [Decision]) {
+        let promoted = try promote(paused: paused, values: values, objective: objective, draining: true)
+        if !promoted.isEmpty { return (promoted, []) }
+        let stopped = try paused.map { p -> Decision in
+            let recorded = try values(p.rung, p.bracket)
+            let mine = recorded.first { $0.job == p.job }?.value
+            return Decision(job: p.job, rung: p.rung,
+                            reason: explainNotPromoted(rung: p.rung, value: mine, objective: objective,
+                                                       judgement: mine == nil ? nil : judge(recorded, objective: objective)))
+        }
+        return ([], stopped)
+    }
+
     // MARK: median
 
     /// The median stopping rule at one eval: `job` holds the job's recorded (step, value)s up

@@ -21,6 +21,8 @@ public struct SweepAxis: Sendable, Equatable {
     public let path: [String]
     public let values: Values
 
+    public init(path: [String], values: Values) { self.path = path; self.values = values }
+
     public var name: String { path.joined(separator: ".") }
 }
 

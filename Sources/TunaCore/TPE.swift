@@ -15,7 +15,8 @@ import TunaRandom
 /// with the largest l(x) / g(x) taken. `log_uniform` axes work in log space, `int_uniform` ones on
 /// the real line, rounded. A `choice`/grid axis is a categorical: l(c) ∝ (good jobs with c) +
 /// 1/K. Jobs still running count as bad (Optuna's `constant_liar`), so parallel workers are not
-/// all sent to the same place.
+/// all sent to the same place. Unlike Optuna, a configuration already tried (run, running or
+/// stopped) is not proposed again when another candidate is new (`propose` says how).
 public enum TPE {
     public static let defaultStartup = 10
     static let candidates = 24
@@ -47,30 +48,46 @@ public enum TPE {
         let good = Array(ranked.prefix(nGood))
         let bad = Array(ranked.dropFirst(nGood)) + observations.filter { $0.value == nil }
         var rng = SplitMix64(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15) ^ 0x5450_4500)
-        return axes.enumerated().map { k, axis in
-            suggest(axis.values, good: good.map { $0.point[k] }, bad: bad.map { $0.point[k] }, rng: &rng)
+        // Per axis: the candidates drawn from l and each one's log l/g.
+        let perAxis: [[(value: JSONValue, score: Double)]] = axes.enumerated().map { k, axis in
+            candidates(axis.values, good: good.map { $0.point[k] }, bad: bad.map { $0.point[k] }, rng: &rng)
         }
+        // The univariate choice: each axis's best candidate. In a space of choices that point may
+        // be a configuration already tried; a deterministic trainer would only repeat it, so the
+        // joint candidates (each axis's k-th), best summed score first, are tried next, then
+        // draws from the prior. Continuous axes never repeat, so this changes nothing for them.
+        let tried = Set(observations.map(\.point))
+        let best: [JSONValue] = perAxis.map { axis in axis.max { $0.score < $1.score }!.value }
+        if !tried.contains(best) { return best }
+        var joint: [(point: [JSONValue], score: Double, k: Int)] = []
+        for k in 0..<candidates {
+            var score = 0.0
+            for axis in perAxis { score += axis[k].score }
+            joint.append((perAxis.map { $0[k].value }, score, k))
+        }
+        joint.sort { a, b in a.score == b.score ? a.k < b.k : a.score > b.score }
+        if let fresh = joint.first(where: { !tried.contains($0.point) }) { return fresh.point }
+        for _ in 0..<1000 {
+            let p = axes.map { SweepSpec.sample($0.values, &rng) }
+            if !tried.contains(p) { return p }
+        }
+        return best
     }
 
-    static func suggest(_ values: SweepAxis.Values, good: [JSONValue], bad: [JSONValue], rng: inout SplitMix64) -> JSONValue {
+    /// `candidates` draws from the axis's l, each with its log l(x) - log g(x).
+    static func candidates(_ values: SweepAxis.Values, good: [JSONValue], bad: [JSONValue], rng: inout SplitMix64) -> [(value: JSONValue, score: Double)] {
         switch values {
         case .grid(let items):
             let l = categorical(items, good), g = categorical(items, bad)
-            var best = 0, bestScore = -Double.infinity
-            for _ in 0..<candidates {
-                let c = draw(l, &rng)
-                let score = log(l[c]) - log(g[c])
-                if score > bestScore { best = c; bestScore = score }
-            }
-            return items[best]
+            return (0..<candidates).map { _ in let c = draw(l, &rng); return (items[c], log(l[c]) - log(g[c])) }
         case .uniform(let lo, let hi):
-            return .number(numeric(lo, hi, good.compactMap(\.doubleValue), bad.compactMap(\.doubleValue), &rng))
+            return numeric(lo, hi, good.compactMap(\.doubleValue), bad.compactMap(\.doubleValue), &rng).map { (.number($0.x), $0.score) }
         case .logUniform(let lo, let hi):
-            let x = numeric(log(lo), log(hi), good.compactMap { $0.doubleValue.map(log) }, bad.compactMap { $0.doubleValue.map(log) }, &rng)
-            return .number(min(hi, max(lo, exp(x))))
+            return numeric(log(lo), log(hi), good.compactMap { $0.doubleValue.map(log) }, bad.compactMap { $0.doubleValue.map(log) }, &rng)
+                .map { (.number(min(hi, max(lo, exp($0.x)))), $0.score) }
         case .intUniform(let lo, let hi):
-            let x = numeric(Double(lo) - 0.5, Double(hi) + 0.5, good.compactMap(\.doubleValue), bad.compactMap(\.doubleValue), &rng)
-            return .int(min(hi, max(lo, Int(x.rounded()))))
+            return numeric(Double(lo) - 0.5, Double(hi) + 0.5, good.compactMap(\.doubleValue), bad.compactMap(\.doubleValue), &rng)
+                .map { (.int(min(hi, max(lo, Int($0.x.rounded())))), $0.score) }
         }
     }
 
@@ -137,16 +154,13 @@ public enum TPE {
         }
     }
 
-    static func numeric(_ lo: Double, _ hi: Double, _ good: [Double], _ bad: [Double], _ rng: inout SplitMix64) -> Double {
-        guard hi > lo else { return lo }
+    static func numeric(_ lo: Double, _ hi: Double, _ good: [Double], _ bad: [Double], _ rng: inout SplitMix64) -> [(x: Double, score: Double)] {
+        guard hi > lo else { return Array(repeating: (lo, 0), count: candidates) }
         let l = Parzen(good, lo: lo, hi: hi), g = Parzen(bad, lo: lo, hi: hi)
-        var best = lo, bestScore = -Double.infinity
-        for _ in 0..<candidates {
+        return (0..<candidates).map { _ in
             let x = l.sample(&rng)
-            let score = l.logDensity(x) - g.logDensity(x)
-            if score > bestScore { best = x; bestScore = score }
+            return (x, l.logDensity(x) - g.logDensity(x))
         }
-        return best
     }
 
     /// A standard normal draw (Box-Muller, from two uniforms of the seeded stream).

@@ -15,6 +15,23 @@ final class SweepSpecTests: XCTestCase {
         do { _ = try SweepSpec.plan(yaml: yaml); return [] } catch TunaError.invalidSpec(let ps) { return ps } catch { return ["\(error)"] }
     }
 
+    /// Every example spec in jobs/ is valid, with its placeholders filled in as the README says.
+    func testTheExampleSpecsInJobsAreValid() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = repo.appendingPathComponent("jobs")
+        let specs = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertGreaterThanOrEqual(specs.count, 5)
+        for name in specs {
+            let text = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
+                .replacingOccurrences(of: "@DEMO@", with: "/tmp/demo").replacingOccurrences(of: "@REPO@", with: repo.path)
+            XCTAssertNoThrow(try SweepSpec.plan(yaml: text), name)
+        }
+        let tpe = try SweepSpec.plan(yaml: String(contentsOf: dir.appendingPathComponent("demo-tpe.yaml"), encoding: .utf8))
+        XCTAssertEqual(tpe.method, .tpe)
+        let asha = try SweepSpec.plan(yaml: String(contentsOf: dir.appendingPathComponent("demo-asha.yaml"), encoding: .utf8))
+        XCTAssertEqual(asha.earlyStopping?.mode, .promotion)
+    }
+
     func testGridIsTheCartesianProductWithDefaultsFilledIn() throws {
         let p = try plan("""
         lora: {rank: [8, 64], alpha: 128, target_modules: [q_proj, k_proj, v_proj, o_proj]}

@@ -161,6 +161,38 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssert(watched.out.contains("8 stopped early"), watched.out)
     }
 
+    /// TPE through real workers: the toy trainer's loss falls with its lr, so once the random
+    /// startup jobs are in, the proposals move to the large learning rates, and every proposal
+    /// is a decision `tuna jobs` shows.
+    func testTPEProposesFromTheResultsOfRealWorkers() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let s = try await cluster.submit(cluster.toySpec("""
+            lr: {log_uniform: [0.0001, 1.0]}
+            steps: 10
+            step_ms: 5
+            sweep: {method: tpe, count: 16, startup: 6, seed: 11}
+            """))
+        let drawn = try await cluster.results(s.sweep).map { $0.params["lr"]!.doubleValue! }
+        let watched = try cluster.cli(["watch", "\(s.sweep)", "--interval", "0.2"])
+        XCTAssertEqual(watched.status, 0, watched.out)
+        let rows = try await cluster.results(s.sweep)
+        XCTAssert(rows.allSatisfy { $0.status == .succeeded })
+        let lrs = rows.map { $0.params["lr"]!.doubleValue! }
+        XCTAssertEqual(Array(lrs.prefix(6)), Array(drawn.prefix(6)), "the startup jobs keep their draws")
+        var proposed = 0
+        for r in rows.dropFirst(6) {
+            let reasons = try await cluster.job(r.id).decisions?.map(\.reason) ?? []
+            XCTAssertEqual(reasons.count, 1, "\(reasons)")
+            if reasons.first?.hasPrefix("proposed by TPE from ") == true { proposed += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(proposed, 5, "most later jobs were proposed (a job leased before 6 results were in keeps its draw)")
+        // The proposals concentrate where the loss is low (large lr): their median beats the draws'.
+        func median(_ x: [Double]) -> Double { let s = x.sorted(); return s[s.count / 2] }
+        XCTAssertGreaterThan(median(Array(lrs.suffix(8))), median(Array(drawn.suffix(8))), "\(lrs) vs drawn \(drawn)")
+    }
+
     /// A coordinator killed -9 right after a job paused, before anything could be promoted,
     /// loses nothing and decides what a run without the kill decides.
     func testAKill9BetweenAPauseAndItsPromotionDecidesTheSame() async throws {

@@ -127,38 +127,11 @@ extension Store {
     }
 
     /// The paused jobs of a sweep and the rung each paused at.
-    func pausedJobs(_ db: Database, _ r: SweepRule) throws -> [(job: JobID, rung: Int, bracket: Int)] {
+    func pausedJobs(_ db: Database, _ r: SweepRule) throws -> [EarlyStopping.Paused] {
         try Row.fetchAll(db, sql: """
             SELECT j.id, a.pause_at_step, j.idx FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
             WHERE j.sweep_id = ? AND j.status = 'paused'
-            """, arguments: [r.sweep]).map { (job: $0[0], rung: $0[1] ?? 0, bracket: r.rule.bracket(ofIndex: $0[2])) }
-    }
-
-    /// Promotion mode: promotes every paused job of the sweep that is now among the best at
-    /// its rung (queued again at once, so a worker asking for work gets it before any job of
-    /// the sweep that never ran: promoted jobs have the lower ids). Returns whether any was.
-    /// `draining` (the sweep has nothing else to run): the highest rung where the best ⌈n/eta⌉
-    /// include paused jobs promotes those, and only that rung (EarlyStopping.promotions).
-    func promote(_ db: Database, _ r: SweepRule, now: Int64, draining: Bool = false) throws -> Bool {
-        let paused = try pausedJobs(db, r)
-        guard !paused.isEmpty, let next = JobLifecycle.next(.paused, .promoted) else { return false }
-        var any = false
-        let groups = Dictionary(grouping: paused) { "\($0.bracket) \($0.rung)" }
-        for group in groups.values.sorted(by: { ($0[0].rung, $0[0].bracket) > ($1[0].rung, $1[0].bracket) }) {
-            let (rung, bracket) = (group[0].rung, group[0].bracket)
-            let values = try rungValues(db, sweep: r.sweep, rung: rung, bracket: bracket)
-            let (judgement, promoted) = r.rule.promotions(values, paused: Set(group.map(\.job)), objective: r.objective, draining: draining)
-            let byJob = Dictionary(uniqueKeysWithValues: values.map { ($0.job, $0.value) })
-            for job in promoted {
-                try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, error = NULL WHERE id = ? AND status = 'paused'",
-                               arguments: [next.rawValue, now, job])
-                let reason = r.rule.explainPromotion(rung: rung, value: byJob[job]!, objective: r.objective, judgement: judgement, draining: draining)
-                try recordDecision(db, sweep: r.sweep, job: job, .promoted, rung: rung, reason: reason, now: now)
-                any = true
-            }
-            if draining && any { break }
-        }
-        return any
+            """, arguments: [r.sweep]).map { EarlyStopping.Paused(job: $0[0], rung: $0[1] ?? 0, bracket: r.rule.bracket(ofIndex: $0[2])) }
     }
 
     func rungValues(_ db: Database, sweep: SweepID, rung: Int, bracket: Int) throws -> [(job: JobID, value: Double)] {
@@ -166,10 +139,30 @@ extension Store {
                          arguments: [sweep, rung, bracket]).map { (job: $0[0] as JobID, value: $0[1] as Double) }
     }
 
+    /// Promotion mode: promotes every paused job of the sweep the rule promotes now
+    /// (EarlyStopping.promote): queued again at once, so a worker asking for work gets it before
+    /// any job of the sweep that never ran (promoted jobs have the lower ids). Returns whether any was.
+    func promote(_ db: Database, _ r: SweepRule, now: Int64) throws -> Bool {
+        let paused = try pausedJobs(db, r)
+        guard !paused.isEmpty else { return false }
+        let decisions = try r.rule.promote(paused: paused, values: { try rungValues(db, sweep: r.sweep, rung: $0, bracket: $1) }, objective: r.objective)
+        try queuePromoted(db, r, decisions, now: now)
+        return !decisions.isEmpty
+    }
+
+    func queuePromoted(_ db: Database, _ r: SweepRule, _ decisions: [EarlyStopping.Decision], now: Int64) throws {
+        guard let next = JobLifecycle.next(.paused, .promoted) else { return }
+        for d in decisions {
+            try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, error = NULL WHERE id = ? AND status = 'paused'",
+                           arguments: [next.rawValue, now, d.job])
+            try recordDecision(db, sweep: r.sweep, job: d.job, .promoted, rung: d.rung, reason: d.reason, now: now)
+        }
+    }
+
     /// After an attempt of a job in a promoting sweep ended (paused, succeeded, failed, lost,
     /// cancelled): promotes what qualifies now; when the sweep then has nothing queued or
-    /// running (and is not still being stored), drains its highest rung, and when even that
-    /// promotes nothing, stops the paused jobs left. Returns whether a job was promoted.
+    /// running (and is not still being stored), settles it (EarlyStopping.settle: drains its
+    /// highest rung, or stops the paused jobs left). Returns whether a job was promoted.
     @discardableResult
     func settlePromotions(_ db: Database, job: JobID, now: Int64) throws -> Bool {
         guard let r = try sweepRule(db, job: job), r.rule.promotes else { return false }
@@ -178,17 +171,15 @@ extension Store {
             SELECT COALESCE(SUM(jobs), 0) FROM sweep_counts WHERE sweep_id = ? AND status IN ('queued', 'running')
             """, arguments: [r.sweep]) ?? 0
         let expanding = try Bool.fetchOne(db, sql: "SELECT expanding FROM sweeps WHERE id = ?", arguments: [r.sweep]) ?? false
-        guard live == 0, !expanding, let stop = JobLifecycle.next(.paused, .stopped) else { return promoted }
-        if try promote(db, r, now: now, draining: true) { return true }
-        for p in try pausedJobs(db, r) {
-            let values = try rungValues(db, sweep: r.sweep, rung: p.rung, bracket: p.bracket)
-            let mine = values.first { $0.job == p.job }?.value
-            let reason = r.rule.explainNotPromoted(rung: p.rung, value: mine, objective: r.objective,
-                                                   judgement: mine == nil ? nil : r.rule.judge(values, objective: r.objective))
-            try db.execute(sql: "UPDATE jobs SET status = ?, error = ? WHERE id = ?", arguments: [stop.rawValue, reason, p.job])
-            try recordDecision(db, sweep: r.sweep, job: p.job, .stopped, rung: p.rung, reason: reason, now: now)
+        let paused = try pausedJobs(db, r)
+        guard live == 0, !expanding, !paused.isEmpty, let stop = JobLifecycle.next(.paused, .stopped) else { return promoted }
+        let settled = try r.rule.settle(paused: paused, values: { try rungValues(db, sweep: r.sweep, rung: $0, bracket: $1) }, objective: r.objective)
+        try queuePromoted(db, r, settled.promoted, now: now)
+        for d in settled.stopped {
+            try db.execute(sql: "UPDATE jobs SET status = ?, error = ? WHERE id = ?", arguments: [stop.rawValue, d.reason, d.job])
+            try recordDecision(db, sweep: r.sweep, job: d.job, .stopped, rung: d.rung, reason: d.reason, now: now)
         }
-        return promoted
+        return promoted || !settled.promoted.isEmpty
     }
 
     /// Records a job's pause: the attempt ended at the rung it was asked to pause at.
