@@ -119,16 +119,24 @@ public enum SweepSpec {
 
     /// Parses, expands and validates a YAML spec. Throws `TunaError.invalidSpec` listing
     /// every problem (field, value, what was expected) if any job is invalid.
-    public static func plan(yaml: String) throws -> SweepPlan {
+    /// - Parameter extended: jobs added to a random or TPE sweep after it was submitted
+    ///   (`tuna sweep extend`): drawing goes on past the spec's `count` (the first draws are the
+    ///   same, so the stored jobs stay what they are).
+    public static func plan(yaml: String, extended: Int = 0) throws -> SweepPlan {
         let root = try YAML.parse(yaml)
         guard case .object = root else {
             throw TunaError.invalidSpec(["spec: expected a mapping of fields (name, model, dataset, ...), got \(root)"])
         }
-        return try plan(spec: root)
+        return try plan(spec: root, extended: extended)
     }
 
-    public static func plan(spec root: JSONValue) throws -> SweepPlan {
-        let search = try SearchSettings(root["sweep"])
+    public static func plan(spec root: JSONValue, extended: Int = 0) throws -> SweepPlan {
+        var search = try SearchSettings(root["sweep"])
+        if extended > 0 {
+            guard search.method != .grid else { throw TunaError.invalidSpec(["sweep: a grid search has no more jobs to add; only random and TPE sweeps can be extended"]) }
+            guard search.count + extended <= maxJobs else { throw TunaError.invalidSpec(["sweep.count: \(search.count) + \(extended) is more than \(maxJobs) jobs"]) }
+            search.count += extended
+        }
         let objective = try Objective(spec: root["objective"])
         let (axes, base) = try SweepAxis.discover(in: root)
         let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))

@@ -191,6 +191,16 @@ final class SweepEndToEndTests: XCTestCase {
         // The proposals concentrate where the loss is low (large lr): their median beats the draws'.
         func median(_ x: [Double]) -> Double { let s = x.sorted(); return s[s.count / 2] }
         XCTAssertGreaterThan(median(Array(lrs.suffix(8))), median(Array(drawn.suffix(8))), "\(lrs) vs drawn \(drawn)")
+        // More trials for the same sweep: proposed from all 16 results.
+        let extended = try cluster.cli(["sweep", "extend", "\(s.sweep)", "--count", "3"])
+        XCTAssertEqual(extended.status, 0, extended.out)
+        XCTAssert(extended.out.contains("sweep \(s.sweep): 3 job(s) added"), extended.out)
+        let again = try cluster.cli(["watch", "\(s.sweep)", "--interval", "0.2"])
+        XCTAssert(again.out.contains("19/19 succeeded"), again.out)
+        for r in try await cluster.results(s.sweep).suffix(3) {
+            let reason = try await cluster.job(r.id).decisions?.first?.reason ?? ""
+            XCTAssert(reason.hasPrefix("proposed by TPE from 1"), reason)
+        }
     }
 
     /// A coordinator killed -9 right after a job paused, before anything could be promoted,

@@ -455,6 +455,31 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(j3.spec["x"], want3[0], "job 2, still running, counts as a bad result")
     }
 
+    /// `tuna sweep extend`: a random sweep draws on where it stopped (the stored jobs are the
+    /// first draws of the longer sweep); a grid and a cancelled sweep are refused.
+    func testExtendingARandomSweepDrawsOnWhereItStopped() throws {
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\nx: {uniform: [0, 1]}\nsweep: {method: random, count: 3, seed: 4}"
+        try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        let raw: Store = store.db
+        let added = try block { try await raw.extendSweep(1, by: 2, now: 1) }
+        XCTAssertEqual(added.jobs, 2)
+        let rows = try store.results(sweep: 1, sort: nil)
+        let longer = try SweepSpec.plan(yaml: yaml.replacingOccurrences(of: "count: 3", with: "count: 5"))
+        XCTAssertEqual(rows.map { $0.params["x"] }, (0..<5).map { longer.jobs[$0].varying["x"] })
+        XCTAssertEqual(rows.map(\.index), [0, 1, 2, 3, 4])
+        XCTAssertEqual(try store.sweeps()[0].jobs, 5)
+        XCTAssertEqual(try store.sweeps()[0].queued, 5)
+        try submit("i: [1, 2]")
+        XCTAssertThrowsError(try block { try await raw.extendSweep(2, by: 1, now: 1) }) {
+            XCTAssert("\($0)".contains("only random and TPE sweeps can be extended"), "\($0)")
+        }
+        _ = try store.cancel(CancelRequest(sweep: 1), now: 2)
+        XCTAssertThrowsError(try block { try await raw.extendSweep(1, by: 1, now: 3) }) {
+            XCTAssert("\($0)".contains("was cancelled"), "\($0)")
+        }
+        XCTAssertThrowsError(try block { try await raw.extendSweep(9, by: 1, now: 3) })
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

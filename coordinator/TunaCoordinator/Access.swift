@@ -21,7 +21,7 @@ public enum Role: String, CaseIterable, Sendable {
         case .admin: return true
         case .worker: return type.isWorkerOnly || [.hello, .ping, .readArtifact].contains(type)
         case .read: return Self.reading.contains(type)
-        case .submit: return Self.reading.contains(type) || [.submit, .cancel, .retry].contains(type)
+        case .submit: return Self.reading.contains(type) || [.submit, .cancel, .retry, .extend].contains(type)
         }
     }
 

@@ -116,6 +116,14 @@ extension CoordinatorServer {
                 return Count(count: try await store.retry(sweep: sweep, now: now, by: actor))
             }
             await coordinator.dispatch()
+        case .extend:
+            try await reply(msg, s) { (e: ExtendSweep) in
+                try requireOwner(who, sweep: e.sweep, job: nil)
+                do { return try await store.extendSweep(e.sweep, by: e.count, now: now, who: actor) } catch let e as TunaError {
+                    throw ErrorReply(code: .invalidSpec, message: e.description)
+                }
+            }
+            await coordinator.dispatch()
         case .waiting:
             try await reply(msg, s) { (q: WaitingQuery) in Rows(try await coordinator.waiting(sweep: q.sweep, grouped: q.grouped ?? false)) }
         case .listWorkers:
@@ -141,12 +149,12 @@ extension CoordinatorServer {
         }
     }
 
-    /// A `submit` token may cancel and retry only the sweeps it submitted; `admin` any.
+    /// A `submit` token may cancel, retry and extend only the sweeps it submitted; `admin` any.
     private func requireOwner(_ who: Principal, sweep: SweepID?, job: JobID?) throws {
         guard who.role != .admin else { return }
         let owner = try store.owner(sweep: sweep, job: job)
         guard owner == who.name else {
-            throw ErrorReply(code: .forbidden, message: "\(job.map { "job \($0)" } ?? "sweep \(sweep ?? 0)") was submitted by \(owner ?? "an unnamed token"), not \(who.name): a submit token may cancel and retry only its own sweeps")
+            throw ErrorReply(code: .forbidden, message: "\(job.map { "job \($0)" } ?? "sweep \(sweep ?? 0)") was submitted by \(owner ?? "an unnamed token"), not \(who.name): a submit token may cancel, retry and extend only its own sweeps")
         }
     }
 

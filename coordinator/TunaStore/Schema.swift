@@ -254,6 +254,10 @@ enum Schema {
                 CREATE INDEX decisions_sweep ON decisions(sweep_id, id);
                 """)
         }
+        // `tuna sweep extend`: jobs added to a random or TPE sweep past its spec's count.
+        m.registerMigration("v11-extend") { db in
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN extended INTEGER NOT NULL DEFAULT 0")
+        }
         return m
     }
 }

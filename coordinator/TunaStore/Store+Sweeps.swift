@@ -131,18 +131,47 @@ extension Store {
             // Read again now that it is ours: another task may have finished it meanwhile.
             guard let s = try read({ db in
                 try Row.fetchOne(db, sql: """
-                    SELECT spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = ?) FROM sweeps
+                    SELECT spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = ?), extended FROM sweeps
                     WHERE id = ? AND expanding = 1
-                    """, arguments: [id, id]).map { (yaml: $0[0] as String, stored: $0[1] as Int) }
+                    """, arguments: [id, id]).map { (yaml: $0[0] as String, stored: $0[1] as Int, extended: $0[2] as Int) }
             }) else { continue }
             let plan: SweepPlan
-            do { plan = try SweepSpec.plan(yaml: s.yaml) } catch {
+            do { plan = try SweepSpec.plan(yaml: s.yaml, extended: s.extended) } catch {
                 throw StoreError.database("sweep \(id) was accepted but its spec no longer expands: \(error)")
             }
             try await storeJobs(plan, sweep: id, from: s.stored, now: now)
             resumed.append(id)
         }
         return resumed
+    }
+
+    /// Adds `count` jobs to a random or TPE sweep: the spec is drawn on past its `count` (the
+    /// draws so far are the stored jobs, unchanged), the new jobs are validated like a submit's
+    /// and stored like an expansion (`extended` counts them, so a coordinator killed meanwhile
+    /// finishes the same jobs when it starts again). A TPE sweep's new jobs are proposed when
+    /// leased. Refused for a grid, a cancelled sweep, or one still being stored.
+    public func extendSweep(_ sweep: SweepID, by count: Int, now: Int64, who: Actor = .local) async throws -> Submitted {
+        guard count >= 1 else { throw StoreError.badRequest("extend needs a count of at least 1") }
+        guard let s = try read({ db in
+            try Row.fetchOne(db, sql: """
+                SELECT spec_yaml, (SELECT COALESCE(MAX(idx) + 1, 0) FROM jobs WHERE sweep_id = ?), extended, expanding, cancelled_ms
+                FROM sweeps WHERE id = ?
+                """, arguments: [sweep, sweep])
+        }) else { throw StoreError.notFound("no sweep \(sweep)") }
+        let (yaml, stored, extended): (String, Int, Int) = (s[0], s[1], s[2])
+        if (s[4] as Int64?) != nil { throw StoreError.badRequest("sweep \(sweep) was cancelled; submit a new one") }
+        guard !(s[3] as Bool), storing.insert(sweep) else { throw StoreError.badRequest("sweep \(sweep) is still being stored; extend it once it is whole") }
+        defer { storing.remove(sweep) }
+        let plan = try await onOwnThread { try SweepSpec.plan(yaml: yaml, extended: extended + count) }
+        guard plan.jobs.count == stored + count else {
+            throw StoreError.database("sweep \(sweep) holds \(stored) jobs but its spec drew \(plan.jobs.count - count) before this extension")
+        }
+        try await write { db in
+            try db.execute(sql: "UPDATE sweeps SET extended = extended + ?, expanding = 1 WHERE id = ?", arguments: [count, sweep])
+            try self.audit(db, now: now, who, "extend", "sweep \(sweep)", "\(count) jobs added")
+        }
+        try await storeJobs(plan, sweep: sweep, from: stored, now: now)
+        return Submitted(sweep: sweep, jobs: count)
     }
 
     /// Requeues the failed and cancelled jobs of a sweep (their failure count starts over);

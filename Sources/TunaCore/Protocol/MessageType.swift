@@ -23,6 +23,7 @@ public enum MessageType: String, CaseIterable, Sendable, Codable {
     case results, job, logs, waiting, count
     case readArtifact = "read_artifact", artifactChunk = "artifact_chunk"
     case retry
+    case extend
     case listWorkers = "list_workers", workers
     case unquarantine
     case status
@@ -70,6 +71,7 @@ extension WaitingQuery: Request { public typealias Reply = Rows<WaitingRow>; pub
 /// The reply is followed by a binary frame of the chunk's bytes.
 extension ReadArtifact: Request { public typealias Reply = ArtifactChunk; public static let type = MessageType.readArtifact; public static let replyType = MessageType.artifactChunk }
 extension CancelRequest: Request { public typealias Reply = Count; public static let type = MessageType.cancel; public static let replyType = MessageType.count }
+extension ExtendSweep: Request { public typealias Reply = Submitted; public static let type = MessageType.extend; public static let replyType = MessageType.submitted }
 extension RetryRequest: Request { public typealias Reply = Count; public static let type = MessageType.retry; public static let replyType = MessageType.count }
 extension ListWorkers: Request { public typealias Reply = Rows<WorkerRow>; public static let type = MessageType.listWorkers; public static let replyType = MessageType.workers }
 extension CoordinatorStatusQuery: Request { public typealias Reply = CoordinatorStatus; public static let type = MessageType.status; public static let replyType = MessageType.status }

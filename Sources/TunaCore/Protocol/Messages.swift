@@ -307,6 +307,13 @@ public struct CancelRequest: Codable, Sendable {
 }
 
 /// `retry`: a sweep's failed and cancelled jobs, queued again.
+/// `extend`: adds `count` jobs to a random or TPE sweep (drawing where it left off).
+public struct ExtendSweep: Codable, Sendable {
+    public var sweep: SweepID
+    public var count: Int
+    public init(sweep: SweepID, count: Int) { self.sweep = sweep; self.count = count }
+}
+
 public struct RetryRequest: Codable, Sendable {
     public var sweep: SweepID?
     public init(sweep: SweepID?) { self.sweep = sweep }
