@@ -65,6 +65,13 @@ FileHandle.standardOutput.write(Data("toy trainer: \(steps) steps at lr \(lr), a
 
 func loss(_ step: Int) -> Double { lossScale * (0.5 + 2.0 / (1.0 + Double(step) * lr * 100)) }
 
+if let pauseAt, start >= pauseAt, start < steps {
+    // Resumed at or past where this attempt is to pause: pause here, with the rung's eval.
+    emit(["event": "eval", "step": start, "loss": loss(start) + 0.05, "tokens": 64])
+    writeCheckpoint(start)
+    emit(["event": "paused", "step": start])
+    exit(0)
+}
 for step in start..<steps {
     currentStep = step
     usleep(useconds_t(stepMs * 1000))

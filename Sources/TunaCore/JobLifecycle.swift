@@ -10,6 +10,7 @@
 ///       │                 └─ fail/lost (failures = max_attempts) ──▶ failed
 ///       └──retry── failed, cancelled          queued, running ──cancel──▶ cancelled
 ///                                             running ──early stopping──▶ stopped
+///     queued ──the sweep's step budget cannot fit its next attempt──▶ stopped
 ///     running ──pause at a rung──▶ paused ──promoted──▶ queued (resumes from its checkpoint)
 ///                                    └──cancel──▶ cancelled; sweep has nothing left ──▶ stopped
 public enum JobEvent: Sendable, Equatable {
@@ -38,7 +39,7 @@ public enum JobLifecycle {
         case (.running, .failed(let failures, let max)): return failures >= max ? .failed : .queued
         case (.running, .returned): return .queued
         case (.queued, .cancelled), (.running, .cancelled), (.paused, .cancelled): return .cancelled
-        case (.running, .stopped), (.paused, .stopped): return .stopped
+        case (.running, .stopped), (.paused, .stopped), (.queued, .stopped): return .stopped
         case (.running, .paused): return .paused
         case (.paused, .promoted): return .queued
         case (.failed, .retried), (.cancelled, .retried): return .queued

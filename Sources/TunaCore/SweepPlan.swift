@@ -37,6 +37,19 @@ public struct SweepPlan: Sendable {
     /// TPE: how many results the sweep needs before it proposes (jobs before that, and every
     /// job while too few results are in, keep their random draw).
     public let startup: Int
+    /// `sweep.max_steps_total`, with the length of each job it is counted in.
+    public var budget: StepBudget? = nil
+}
+
+/// A sweep's step budget (`sweep.max_steps_total`): the training steps all its attempts together
+/// may take, and how many steps one job trains (`train.max_steps`; for a command trainer, whose
+/// steps Tuna cannot see, `sweep.early_stopping.max_steps`). The coordinator reserves each
+/// attempt's steps when it leases it and never leases past the total (Store+Leases).
+public struct StepBudget: Codable, Sendable, Equatable {
+    public var total: Int
+    public var jobSteps: Int
+    enum CodingKeys: String, CodingKey { case total, jobSteps = "job_steps" }
+    public init(total: Int, jobSteps: Int) { self.total = total; self.jobSteps = jobSteps }
 }
 
 /// The jobs of a plan as a collection: `count` is known, each element is expanded when read.
@@ -143,8 +156,19 @@ public enum SweepSpec {
         let jobs = SweepJobs(axes: axes, base: base, points: points)
         try validate(jobs)
         let name = root["name"]?.stringValue ?? ""
-        return SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
-                         earlyStopping: search.earlyStopping, startup: search.startup)
+        var plan = SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
+                             earlyStopping: search.earlyStopping, startup: search.startup)
+        if let total = search.maxStepsTotal {
+            // Every job has the same length: `train.max_steps` may not be swept.
+            let first = jobs.isEmpty ? nil : jobs.checked(0).spec
+            let length = first?.trainer == .command ? search.earlyStopping?.maxSteps : first?.train.flatMap { $0.maxSteps > 0 ? $0.maxSteps : nil }
+            guard let length, !axes.contains(where: { $0.name == "train.max_steps" }) else {
+                throw TunaError.invalidSpec(["sweep.max_steps_total: needs the length of every job: set train.max_steps (one value, not swept)"
+                                             + (first?.trainer == .command ? "; a command trainer's steps are its own: set sweep.early_stopping.max_steps" : "")])
+            }
+            plan.budget = StepBudget(total: total, jobSteps: length)
+        }
+        return plan
     }
 
     /// What a TPE proposal needs from a stored sweep's spec, read again without expanding or
@@ -299,14 +323,18 @@ struct SearchSettings {
     var count = 0
     var seed: UInt64 = 0
     var startup = TPE.defaultStartup
+    var maxStepsTotal: Int?
     var earlyStopping: EarlyStopping?
 
     init(_ v: JSONValue?) throws {
         guard let v, v != .null else { return }
         guard let o = v.objectValue else { throw TunaError.invalidSpec(["sweep: expected a mapping {method, count, seed}, got \(v)"]) }
         var problems: [String] = []
-        for k in o.keys.sorted() where !["method", "count", "seed", "startup", "early_stopping"].contains(k) {
-            problems.append("sweep.\(k): unknown field (expected method, count, seed, startup, early_stopping)")
+        for k in o.keys.sorted() where !["method", "count", "seed", "startup", "early_stopping", "max_steps_total"].contains(k) {
+            problems.append("sweep.\(k): unknown field (expected method, count, seed, startup, early_stopping, max_steps_total)")
+        }
+        if let b = o["max_steps_total"] {
+            if let n = b.intValue, n >= 1 { maxStepsTotal = n } else { problems.append("sweep.max_steps_total: \(b) is not a positive integer") }
         }
         if let e = o["early_stopping"] { earlyStopping = EarlyStopping.parse(e, problems: &problems) }
         if let m = o["method"] {

@@ -71,6 +71,19 @@ public final class NativeTrainer {
         }
         var lastTrain: Double?, lastVal: Double?
         var epochPlan: (epoch: Int, micro: [[[Int]]])? = nil
+        if let pauseAtStep, step >= pauseAtStep, step < totalSteps {
+            // Resumed at or past where this attempt is to pause: pause here, with the rung's eval.
+            if !validation.isEmpty {
+                let (v, n) = try evaluate(model, adapter: adapter, validation)
+                emit(["event": TrainerEvent.Kind.eval.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+                      "loss": Self.number(v), "tokens": .int(n)])
+            }
+            guard checkpointDir != nil else { throw TrainError.badJob("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)") }
+            try saveCheckpoint(adapter, optimizer, step: step)
+            emit(["event": TrainerEvent.Kind.paused.json, "step": .int(step)])
+            return Summary(steps: step, trainLoss: nil, baselineValLoss: baseline, valLoss: nil,
+                           seconds: Date().timeIntervalSince(started), pausedAt: step)
+        }
         while step < totalSteps {
             if shouldStop() {
                 try saveCheckpoint(adapter, optimizer, step: step)

@@ -128,6 +128,17 @@ def test_paused_at_step_3_then_resumed_is_the_uninterrupted_run(tuna, padded, ch
     for e in by(events, "step"):
         checks.rel(f"paused: step {e['step']} loss", e["loss"], want[e["step"]], SAME_TOLERANCE, names=("paused", "uninterrupted"))
     check_resume(checks, tuna, padded.d, padded.job, padded.events, ckpt, "after-pause")
+    # Resumed past the step it is to pause at (the step-3 checkpoint, asked to pause at 2): it
+    # pauses at once, with an eval there and no step trained.
+    job["pause_at_step"] = 2
+    with open(pjob, "w") as f:
+        json.dump(job, f)
+    late = run(torch_cmd(tuna, pjob, os.path.join(padded.d, "torch-late"), os.path.join(padded.d, "work-late"),
+                         "--checkpoint-dir", os.path.join(padded.d, "ckpt-late"), "--resume-dir", ckpt),
+               env=torch_env(), what="python3 -m tuna_torch (resumed at 3, pause_at_step 2)")
+    checks.equal("resumed past the pause: the last event", late[-1], {"event": "paused", "step": 3})
+    checks.equal("resumed past the pause: steps trained", by(late, "step"), [])
+    checks.equal("resumed past the pause: evals", [e["step"] for e in by(late, "eval")], [3])
 
 
 def test_packed_agrees_with_native(packed, checks):

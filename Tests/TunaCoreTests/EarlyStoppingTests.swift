@@ -125,6 +125,36 @@ final class EarlyStoppingTests: XCTestCase {
                        "stopped at step 10: no val_loss at rung 10; the sweep has nothing left to run")
     }
 
+    /// Across a sweep's paused jobs: each bracket's rung judged among its own jobs, the highest
+    /// rung first; when the sweep runs dry, draining promotes from the highest rung only, and
+    /// then stops the rest with their rung's judgement.
+    func testPromotionsAcrossRungsAndBracketsAndTheSweepsEnd() {
+        var rule = promoting
+        rule.brackets = 2
+        let values: [[Int]: [(job: JobID, value: Double)]] = [
+            [10, 0]: [(1, 0.5), (3, 0.4), (5, 0.9)],           // bracket 0, rung 10: keep 1 (job 3)
+            [30, 1]: [(2, 0.8), (4, 0.7), (6, 0.1)],           // bracket 1, rung 30: keep 1 (job 6)
+            [30, 0]: [(3, 0.3)],                               // job 3 alone at bracket 0's rung 30
+        ]
+        let paused: [EarlyStopping.Paused] = [.init(job: 1, rung: 10, bracket: 0), .init(job: 5, rung: 10, bracket: 0),
+                                              .init(job: 3, rung: 30, bracket: 0), .init(job: 6, rung: 30, bracket: 1),
+                                              .init(job: 2, rung: 30, bracket: 1)]
+        let lookup: (Int, Int) -> [(job: JobID, value: Double)] = { values[[$0, $1]] ?? [] }
+        XCTAssertEqual(rule.promote(paused: paused, values: lookup, objective: minLoss).map(\.job), [6],
+                       "bracket 1's best at 30; job 3 is bracket 0's best at 10 but paused at 30, alone there")
+        let end = rule.settle(paused: paused, values: lookup, objective: minLoss)
+        XCTAssertEqual(end.promoted.map(\.job), [6], "draining: one rung at a time, the highest first")
+        XCTAssertEqual(end.stopped, [])
+        let next = rule.settle(paused: paused.filter { $0.job != 6 && $0.job != 2 }, values: lookup, objective: minLoss)
+        XCTAssertEqual(next.promoted.map(\.job), [3], "then job 3, alone at bracket 0's rung 30: the top third rounded up is 1")
+        let last = rule.settle(paused: [.init(job: 1, rung: 10, bracket: 0), .init(job: 5, rung: 10, bracket: 0)], values: lookup, objective: minLoss)
+        XCTAssertEqual(last.promoted, [])
+        XCTAssertEqual(last.stopped.map(\.reason), [
+            "stopped at step 10: val_loss 0.5 not in the top 1/3 of 3 jobs at rung 10 (cut 0.4); the sweep has nothing left to run",
+            "stopped at step 10: val_loss 0.9 not in the top 1/3 of 3 jobs at rung 10 (cut 0.4); the sweep has nothing left to run",
+        ])
+    }
+
     // MARK: median
 
     func testTheMedianRuleComparesTheBestSoFarWithTheMedianOfRunningAverages() {

@@ -68,6 +68,26 @@ final class TPETests: XCTestCase {
         XCTAssertGreaterThan(ks, 60, "the good category is proposed most")
     }
 
+    func testAStepBudgetNeedsTheLengthOfEveryJob() throws {
+        func problems(_ spec: String) -> [String] {
+            do { _ = try SweepSpec.plan(yaml: spec); return [] } catch TunaError.invalidSpec(let ps) { return ps } catch { return ["\(error)"] }
+        }
+        let native = "name: b\ntrainer: native\nmodel: m\ndataset: {path: d.jsonl}\n"
+        XCTAssertEqual(try SweepSpec.plan(yaml: native + "train: {max_steps: 50}\nsweep: {max_steps_total: 120}").budget,
+                       StepBudget(total: 120, jobSteps: 50))
+        XCTAssertEqual(problems(native + "sweep: {max_steps_total: 120}"),
+                       ["sweep.max_steps_total: needs the length of every job: set train.max_steps (one value, not swept)"])
+        XCTAssertEqual(problems(native + "train: {max_steps: [50, 60]}\nsweep: {max_steps_total: 120}"),
+                       ["sweep.max_steps_total: needs the length of every job: set train.max_steps (one value, not swept)"])
+        XCTAssertEqual(problems(native + "train: {max_steps: 50}\nsweep: {max_steps_total: 0}"), ["sweep.max_steps_total: 0 is not a positive integer"])
+        let command = "name: c\ntrainer: command\ncommand: [x]\na: [1, 2]\n"
+        XCTAssertEqual(try SweepSpec.plan(yaml: command + "sweep: {max_steps_total: 90, early_stopping: {type: asha, grace_steps: 5, max_steps: 45}}").budget,
+                       StepBudget(total: 90, jobSteps: 45))
+        XCTAssertEqual(problems(command + "sweep: {max_steps_total: 90}"), [
+            "sweep.max_steps_total: needs the length of every job: set train.max_steps (one value, not swept); a command trainer's steps are its own: set sweep.early_stopping.max_steps",
+        ])
+    }
+
     func testTheSpecSectionTakesTPE() throws {
         let plan = try SweepSpec.plan(yaml: "name: t\ntrainer: command\ncommand: [x]\nlr: {log_uniform: [1e-5, 1e-2]}\nsweep: {method: tpe, count: 12, startup: 4, seed: 3}")
         XCTAssertEqual(plan.method, .tpe)

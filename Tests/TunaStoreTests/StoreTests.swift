@@ -351,9 +351,9 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(j1b.spec["pause_at_step"], 20)
         try pause(j3, "w3", step: 10, loss: 0.5)
         XCTAssertEqual(try statuses(), [.running, .paused, .queued, .queued], "three values, keep 1: job 3 is promoted, job 2 stays")
-        // A pause anywhere but the asked step fails the attempt.
-        try store.finish(AttemptRef(job: j1b.job, attempt: j1b.attempt), worker: "w1", outcome: .paused(step: 30), now: 1, policy: policy)
-        XCTAssertEqual(try store.jobDetail(j1.job).attempts.last?.error, "the trainer paused at step 30, but was asked to pause at step 20")
+        // A pause before the asked step fails the attempt.
+        try store.finish(AttemptRef(job: j1b.job, attempt: j1b.attempt), worker: "w1", outcome: .paused(step: 15), now: 1, policy: policy)
+        XCTAssertEqual(try store.jobDetail(j1.job).attempts.last?.error, "the trainer paused at step 15, but was asked to pause at step 20")
         let (j1c, j3b) = (try lease("w2", now: 1_000), try lease("w3", now: 1_000))
         XCTAssertEqual([j1c.job, j3b.job], [j1.job, j3.job])
         XCTAssertEqual([j1c.spec["pause_at_step"], j3b.spec["pause_at_step"]], [20, 20])
@@ -381,6 +381,26 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try store.finish(AttemptRef(job: j2.job, attempt: j2.attempt), worker: "w2", outcome: .succeeded, now: 2_000, policy: policy))
         XCTAssertEqual(try store.retry(sweep: 1), 0)
         XCTAssertEqual(try raw.decisions(sweep: 1).count, 12)
+    }
+
+    /// A job goes past a rung only by promotion: an attempt that recorded the rung's eval but
+    /// failed before it paused is asked to pause there again; a trainer that resumed past the
+    /// rung and paused at once is paused at the rung.
+    func testAJobPassesARungOnlyByPromotion() throws {
+        try submit("i: [1, 2, 3]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
+        let raw: Store = store.db
+        let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+        let e: JSONValue = ["event": "eval", "step": 10, "loss": 0.5, "tokens": 1]
+        _ = try block { try await raw.ingest(Events(job: l.job, attempt: 1, events: [EventRecord(seq: 0, at_ms: 0, event: e)]), worker: "w1", now: 1) }
+        try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .failed("upload failed"), now: 1, policy: policy)
+        let again = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 10_000, policy: policy))
+        XCTAssertEqual(again.job, l.job)
+        XCTAssertEqual(again.spec["pause_at_step"], 10, "not promoted from rung 10: it pauses there again")
+        try store.finish(AttemptRef(job: l.job, attempt: 2), worker: "w1", outcome: .paused(step: 12), now: 10_000, policy: policy)
+        let d = try store.jobDetail(l.job)
+        XCTAssertEqual(d.job.status, .paused)
+        XCTAssertEqual(d.decisions?.map(\.rung), [10])
+        XCTAssertEqual(d.decisions?.first?.reason, "paused at step 12: val_loss 0.5, waiting for the rung to be judged")
     }
 
     /// Cancelling a promoting sweep cancels its paused jobs too; cancelling its last live job
@@ -478,6 +498,36 @@ final class StoreTests: XCTestCase {
             XCTAssert("\($0)".contains("was cancelled"), "\($0)")
         }
         XCTAssertThrowsError(try block { try await raw.extendSweep(9, by: 1, now: 3) })
+    }
+
+    /// `sweep.max_steps_total`: attempts reserve their steps at lease; a job that does not fit
+    /// waits while running jobs may give steps back, and is stopped once none can.
+    func testAStepBudgetIsNeverExceeded() throws {
+        _ = try store.upsertWorker(Register(worker_id: "w3", name: "w3", capabilities: Capabilities(hostname: "w3", trainers: ["native"], gpus: [], cpu_cores: 2, ram_gb: 8),
+                                            max_jobs: 1, running: []), now: 0)
+        let yaml = "name: b\ntrainer: native\nmodel: m\ndataset: {path: d.jsonl}\ntrain: {max_steps: 10, learning_rate: [0.1, 0.2, 0.3, 0.4]}\nsweep: {max_steps_total: 25}"
+        try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        let raw: Store = store.db
+        let native = JobRequest(free_gpus: [], trainers: ["native"])
+        func lease(_ w: String) throws -> Lease? { try store.leaseNext(worker: w, request: native, now: 1, policy: policy) }
+        func train(_ l: Lease, _ w: String, steps: Int) throws {
+            let events = (1...steps).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+            _ = try block { try await raw.ingest(Events(job: l.job, attempt: l.attempt, events: events), worker: w, now: 1) }
+            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .succeeded, now: 1, policy: policy)
+        }
+        let a = try XCTUnwrap(lease("w1")), b = try XCTUnwrap(lease("w2"))
+        XCTAssertNil(try lease("w3"), "10 + 10 reserved; a third 10 would pass 25")
+        try train(a, "w1", steps: 3)   // gave 7 of its 10 back
+        let c = try XCTUnwrap(lease("w3"), "3 trained + 10 reserved + 10 fits in 25")
+        XCTAssertNil(try lease("w1"), "job 4 waits: 3 + 20 reserved + 10 > 25, but the running jobs may give steps back")
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil)[3].status, .queued)
+        try train(b, "w2", steps: 10)
+        try train(c, "w3", steps: 10)
+        XCTAssertNil(try lease("w1"))
+        let last = try store.results(sweep: 1, sort: nil)[3]
+        XCTAssertEqual(last.status, .stopped, "23 trained: 10 more can never fit")
+        XCTAssertEqual(last.error, "stopped before step 10: the sweep's step budget of 25 is spent (23 trained; this attempt needs 10)")
+        XCTAssertEqual(try store.jobDetail(last.id).decisions?.map(\.kind), [.stopped])
     }
 
     func testSchemaOnDiskSurvivesReopen() throws {

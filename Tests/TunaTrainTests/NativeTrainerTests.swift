@@ -109,6 +109,13 @@ final class NativeTrainerTests: XCTestCase {
         XCTAssertEqual(losses(c, "eval").last, losses(whole, "eval").last)
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("c/adapter_model.safetensors")),
                        try Data(contentsOf: dir.appendingPathComponent("whole/adapter_model.safetensors")))
+        // Resumed past the step it is to pause at (a checkpoint from step 9, asked to pause at 5):
+        // it pauses at once, with an eval there and no step trained.
+        let late = try run(j, out: "late", checkpoint: "ckpt-late", resume: "ckpt-b", pauseAt: 5)
+        XCTAssertEqual(late.last?["event"], "paused")
+        XCTAssertEqual(late.last?["step"], 9)
+        XCTAssertEqual(losses(late).count, 0)
+        XCTAssertEqual(late.filter { $0["event"] == "eval" }.compactMap { $0["step"]?.intValue }, [9])
     }
 
     func testCorruptResumeCheckpointStartsOverAndSaysSo() throws {

@@ -258,6 +258,14 @@ enum Schema {
         m.registerMigration("v11-extend") { db in
             try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN extended INTEGER NOT NULL DEFAULT 0")
         }
+        // `sweep.max_steps_total`: each sweep's budget (JSON StepBudget), and per attempt the step
+        // it is taken to start from, the steps reserved for it and, once ended, those it trained.
+        m.registerMigration("v12-step-budget") { db in
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN budget TEXT")
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN start_step INTEGER")
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN reserved_steps INTEGER")
+            try db.execute(sql: "ALTER TABLE attempts ADD COLUMN charged_steps INTEGER")
+        }
         return m
     }
 }

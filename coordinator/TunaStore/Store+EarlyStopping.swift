@@ -33,10 +33,14 @@ extension Store {
         Set(try Int.fetchAll(db, sql: "SELECT rung FROM rungs WHERE sweep_id = ? AND job_id = ?", arguments: [sweep, job]))
     }
 
-    /// Where a new attempt of `job` is to pause (nil: train to the end, or no promoting rule).
+    /// Where a new attempt of `job` is to pause (nil: train to the end, or no promoting rule):
+    /// the first rung above the highest it was promoted from. Not above the rungs it recorded: an
+    /// attempt that recorded a rung's eval but failed before it paused there pauses there again
+    /// (a job goes past a rung only by promotion).
     func pauseAt(_ db: Database, job: JobID) throws -> Int? {
         guard let r = try sweepRule(db, job: job), r.rule.promotes else { return nil }
-        return r.rule.pauseAt(recorded: try recordedSteps(db, sweep: r.sweep, job: job), bracket: r.bracket)
+        let promoted = try Int.fetchOne(db, sql: "SELECT MAX(rung) FROM decisions WHERE job_id = ? AND kind = 'promoted'", arguments: [job])
+        return r.rule.pauseAt(recorded: promoted.map { [$0] } ?? [], bracket: r.bracket)
     }
 
     func recordDecision(_ db: Database, sweep: SweepID, job: JobID, _ kind: DecisionRow.Kind, rung: Int, reason: String, now: Int64) throws {
@@ -119,6 +123,7 @@ extension Store {
                 """, arguments: [job]),
               let next = JobLifecycle.next(.running, .stopped) else { return nil }
         let ref = AttemptRef(job: job, attempt: running[0])
+        try chargeSteps(db, ref)
         try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
                        arguments: [AttemptState.stopped.rawValue, now, reason, ref.job, ref.attempt])
         try db.execute(sql: "UPDATE jobs SET status = ?, error = ? WHERE id = ?", arguments: [next.rawValue, reason, job])
@@ -182,12 +187,15 @@ extension Store {
         return promoted || !settled.promoted.isEmpty
     }
 
-    /// Records a job's pause: the attempt ended at the rung it was asked to pause at.
-    func recordPause(_ db: Database, job: JobID, step: Int, now: Int64) throws {
-        guard let r = try sweepRule(db, job: job) else { return }
+    /// Records a job's pause: the attempt ended at (or, resumed past it, after) the rung it was
+    /// asked to pause at.
+    func recordPause(_ db: Database, _ ref: AttemptRef, step: Int, now: Int64) throws {
+        guard let r = try sweepRule(db, job: ref.job) else { return }
+        let rung = try Int.fetchOne(db, sql: "SELECT pause_at_step FROM attempts WHERE job_id = ? AND number = ?",
+                                    arguments: [ref.job, ref.attempt]) ?? step
         let value = try Double.fetchOne(db, sql: "SELECT value FROM rungs WHERE sweep_id = ? AND rung = ? AND job_id = ?",
-                                        arguments: [r.sweep, step, job])
-        try recordDecision(db, sweep: r.sweep, job: job, .paused, rung: step,
+                                        arguments: [r.sweep, rung, ref.job])
+        try recordDecision(db, sweep: r.sweep, job: ref.job, .paused, rung: rung,
                            reason: r.rule.explainPause(step: step, value: value, objective: r.objective), now: now)
     }
 }

@@ -70,23 +70,41 @@ extension Store {
             args.append(m)
         }
         args.append(contentsOf: trainers)
-        let sql = """
-            SELECT id, sweep_id, params, attempts, idx FROM jobs INDEXED BY jobs_ready
-            WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
-              AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
-            ORDER BY priority DESC, id LIMIT 1
-            """
         if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
             return nil
         }
-        guard let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
+        // Jobs a step budget cannot fit yet are passed over (at most a few per request).
+        var passed: [Int64] = []
+        var row: Row?
+        var reservation: Reservation?
+        var tries = 0
+        while passed.count < 20 && tries < 1_000 {
+            tries += 1
+            let sql = """
+                SELECT id, sweep_id, params, attempts, idx FROM jobs INDEXED BY jobs_ready
+                WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
+                  AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
+                  \(passed.isEmpty ? "" : "AND id NOT IN (\(passed.map(String.init).joined(separator: ",")))")
+                ORDER BY priority DESC, id LIMIT 1
+                """
+            guard let candidate = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
+            switch try reserve(db, job: candidate[0], sweep: candidate[1], now: now) {
+            case .fits(let r): row = candidate; reservation = r
+            case .notYet: passed.append(candidate[0]); continue
+            case .never: continue   // stopped: the next candidate
+            }
+            break
+        }
+        guard let row else { return nil }
         let job: Int64 = row[0], sweep: Int64 = row[1], attempts: Int = row[3]
         let number = attempts + 1
         let params = try self.proposeIfTPE(db, job: job, sweep: sweep, index: row[4], attempts: attempts, now: now) ?? (row[2] as String)
         guard let next = JobLifecycle.next(.queued, .leased) else { return nil }
         let pauseAt = try self.pauseAt(db, job: job)
-        try db.execute(sql: "INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms, pause_at_step) VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                       arguments: [job, number, worker, now + policy.leaseMs, now, pauseAt])
+        try db.execute(sql: """
+            INSERT INTO attempts (job_id, number, worker_id, state, lease_expires_ms, started_ms, pause_at_step, start_step, reserved_steps)
+            VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)
+            """, arguments: [job, number, worker, now + policy.leaseMs, now, pauseAt, reservation?.start, reservation?.steps])
         try db.execute(sql: """
             UPDATE jobs SET status = ?, attempts = ?, current_attempt = ?, worker = ?, error = NULL,
                 final_train_loss = NULL, best_val_loss = NULL, final_val_loss = NULL, tokens_per_s = NULL, metrics = NULL
@@ -152,7 +170,9 @@ extension Store {
     /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
     /// is the job's current one, still running, and held by this worker: the fencing check
     /// that makes at most one attempt the job's result.
-    /// A pause is taken only at the step the lease asked for; any other fails the attempt.
+    /// A pause is taken only at the step the lease asked for (or past it, by a trainer that
+    /// resumed from a later checkpoint: its eval there is the rung's value); any other fails
+    /// the attempt.
     /// Returns whether paused jobs were promoted (waiting workers may have work).
     @discardableResult
     public func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) async throws -> Bool {
@@ -161,7 +181,7 @@ extension Store {
             var outcome = outcome
             if case .paused(let step) = outcome {
                 let asked = try Int.fetchOne(db, sql: "SELECT pause_at_step FROM attempts WHERE id = ?", arguments: [id])
-                if asked != step {
+                if asked == nil || step < asked! {
                     outcome = .failed("the trainer paused at step \(step), but " + (asked.map { "was asked to pause at step \($0)" } ?? "was not asked to pause"))
                 }
             }
@@ -194,6 +214,7 @@ extension Store {
         let failures: Int = row[1], maxAttempts: Int = row[2]
         let (attemptState, event, error) = JobLifecycle.end(outcome, failures: failures, maxAttempts: maxAttempts)
         guard let next = JobLifecycle.next(status, event) else { return false }
+        try chargeSteps(db, ref)
         let stored = error.map { String($0.prefix(2000)) }
         try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
                        arguments: [attemptState.rawValue, now, stored, ref.job, ref.attempt])
@@ -213,7 +234,7 @@ extension Store {
             if case .failed = outcome { try self.countWorkerFailure(db, worker: worker, why: stored ?? "", policy: policy) }
         case .paused:
             try db.execute(sql: "UPDATE jobs SET status = ?, current_attempt = NULL, error = NULL WHERE id = ?", arguments: [next.rawValue, ref.job])
-            if case .paused(let step) = outcome { try self.recordPause(db, job: ref.job, step: step, now: now) }
+            if case .paused(let step) = outcome { try self.recordPause(db, ref, step: step, now: now) }
             try db.execute(sql: "UPDATE workers SET consecutive_failures = 0 WHERE id = ?", arguments: [worker])
         default:
             try db.execute(sql: "UPDATE jobs SET status = ?, not_before_ms = ?, current_attempt = NULL, error = ? WHERE id = ?",

@@ -26,10 +26,11 @@ extension Store {
             sweep = try await write { db in
             try db.execute(sql: """
                 INSERT INTO sweeps (name, spec_yaml, method, varying, created_ms, submitted_by, expanding, objective_metric, objective_mode,
-                                    early_stopping)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    early_stopping, budget)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [plan.name, specYAML, plan.method.rawValue, jsonText(plan.varyingKeys), now, who.name, !whole,
-                                 plan.objective.metric, plan.objective.mode.rawValue, plan.earlyStopping.map { jsonText($0) }])
+                                 plan.objective.metric, plan.objective.mode.rawValue, plan.earlyStopping.map { jsonText($0) },
+                                 plan.budget.map { jsonText($0) }])
             let sweep = db.lastInsertedRowID
             try self.audit(db, now: now, who, "submit", "sweep \(sweep)", "\(plan.name): \(plan.jobs.count) jobs")
             try self.insert(first, sweep: sweep, now: now, db)
@@ -208,6 +209,7 @@ extension Store {
                 WHERE \(clause) AND j.status = 'running' AND a.state = 'running'
                 """, arguments: [arg]).map { (AttemptRef(job: $0[0], attempt: $0[1]), $0[2] as String) }
             for (ref, _) in running {
+                try self.chargeSteps(db, ref)
                 try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = 'cancelled' WHERE job_id = ? AND number = ?",
                                arguments: [AttemptState.cancelled.rawValue, now, ref.job, ref.attempt])
             }

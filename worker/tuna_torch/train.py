@@ -171,6 +171,17 @@ def run(args, emit, dist, stop):
         saved_at[0] = at
 
     last_train = last_val = None
+    if job.pause_at_step is not None and job.pause_at_step <= step < total_steps:
+        # Resumed at or past where this attempt is to pause: pause here, with the rung's eval.
+        if validation:
+            v, n = evaluate(model, validation, dist, device, chunk_rows)
+            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
+        if not ckpt_dir:
+            raise ValueError("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)")
+        save_checkpoint(step)
+        dist.barrier()
+        emit("paused", step=step)
+        return 0
     model.train()
     stop.in_loop = True
     while step < total_steps:
