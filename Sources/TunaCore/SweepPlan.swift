@@ -155,6 +155,7 @@ public enum SweepSpec {
         let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))
         let jobs = SweepJobs(axes: axes, base: base, points: points)
         try validate(jobs)
+        try checkSearch(search, axes: axes, first: jobs.isEmpty ? nil : jobs.checked(0).spec)
         let name = root["name"]?.stringValue ?? ""
         var plan = SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
                              earlyStopping: search.earlyStopping, startup: search.startup)
@@ -169,6 +170,36 @@ public enum SweepSpec {
             plan.budget = StepBudget(total: total, jobSteps: length)
         }
         return plan
+    }
+
+    /// The fields a job is queued by (which workers may take it, in which order, how often):
+    /// fixed when it is stored, so TPE, which picks a job's parameters when it is leased, may
+    /// not search them.
+    static func isSchedulingField(_ axis: String) -> Bool {
+        ["trainer", "priority", "max_attempts", "resources"].contains { axis == $0 || axis.hasPrefix($0 + ".") }
+    }
+
+    /// What adaptive search needs of a sweep's jobs, beyond each being valid.
+    static func checkSearch(_ search: SearchSettings, axes: [SweepAxis], first: JobSpec?) throws {
+        var problems: [String] = []
+        if search.method == .tpe {
+            for a in axes where isSchedulingField(a.name) {
+                problems.append("\(a.name): TPE cannot search a job's trainer, resources, priority or max_attempts "
+                                + "(they decide which worker takes the job, before TPE proposes its parameters); use grid or random search")
+            }
+        }
+        if search.earlyStopping != nil {
+            // Early stopping compares jobs by their evals on the same validation data.
+            let splitFromTrain = first?.dataset?.valPath == nil
+            for a in axes where a.name == "dataset.val_fraction" || a.name == "dataset.val_path" || (splitFromTrain && a.name == "dataset.path") {
+                problems.append("\(a.name): may not be swept with sweep.early_stopping: jobs are compared on the same validation data")
+            }
+            if let first, first.trainer != .command, first.task != .prune, let d = first.dataset, d.valFraction == 0, d.valPath == nil {
+                problems.append("sweep.early_stopping: needs validation data to judge jobs by (dataset.val_fraction is 0 and there is no "
+                                + "dataset.val_path): every job would stop at its first rung with no eval")
+            }
+        }
+        if !problems.isEmpty { throw TunaError.invalidSpec(problems) }
     }
 
     /// What a TPE proposal needs from a stored sweep's spec, read again without expanding or

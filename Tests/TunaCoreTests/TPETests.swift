@@ -102,4 +102,30 @@ final class TPETests: XCTestCase {
         XCTAssertEqual(problems("{method: random, count: 5, startup: 2}"), ["sweep.startup: only TPE search takes a startup (the random jobs before it proposes)"])
         XCTAssertEqual(problems("{method: bayes, count: 5}"), ["sweep.method: \"bayes\" is not one of grid, random, tpe"])
     }
+
+    /// What adaptive search cannot do is refused at submit: TPE choosing a job's resources or
+    /// trainer (fixed before its proposal, at the lease), early stopping without validation
+    /// data or with the validation data swept.
+    func testAdaptiveSearchRefusesWhatItCannotJudgeOrSchedule() throws {
+        func problems(_ spec: String) -> [String] {
+            do { _ = try SweepSpec.plan(yaml: spec); return [] } catch TunaError.invalidSpec(let ps) { return ps } catch { return ["\(error)"] }
+        }
+        let tpe = "name: t\ntrainer: command\ncommand: [x]\nlr: {uniform: [0, 1]}\nsweep: {method: tpe, count: 4}\n"
+        XCTAssertEqual(problems(tpe + "resources: {gpus: [1, 2]}\npriority: [0, 1]"), [
+            "priority: TPE cannot search a job's trainer, resources, priority or max_attempts (they decide which worker takes the job, before TPE proposes its parameters); use grid or random search",
+            "resources.gpus: TPE cannot search a job's trainer, resources, priority or max_attempts (they decide which worker takes the job, before TPE proposes its parameters); use grid or random search",
+        ])
+        XCTAssertEqual(problems(tpe.replacingOccurrences(of: "tpe", with: "random") + "resources: {gpus: [1, 2]}"), [], "random search stores them at submit")
+        let native = "name: n\ntrainer: native\nmodel: m\ntrain: {learning_rate: [0.1, 0.2]}\nsweep: {early_stopping: {type: asha, grace_steps: 5, max_steps: 50}}\n"
+        XCTAssertEqual(problems(native + "dataset: {path: d.jsonl}"), [])
+        XCTAssertEqual(problems(native + "dataset: {path: d.jsonl, val_fraction: 0}"), [
+            "sweep.early_stopping: needs validation data to judge jobs by (dataset.val_fraction is 0 and there is no dataset.val_path): every job would stop at its first rung with no eval",
+        ])
+        XCTAssertEqual(problems(native + "dataset: {path: d.jsonl, val_fraction: 0, val_path: v.jsonl}"), [])
+        XCTAssertEqual(problems(native + "dataset: {path: [a.jsonl, b.jsonl], val_fraction: [0.1, 0.2]}"), [
+            "dataset.path: may not be swept with sweep.early_stopping: jobs are compared on the same validation data",
+            "dataset.val_fraction: may not be swept with sweep.early_stopping: jobs are compared on the same validation data",
+        ])
+        XCTAssertEqual(problems(native + "dataset: {path: [a.jsonl, b.jsonl], val_path: v.jsonl}"), [], "a fixed val_path: the training data may vary")
+    }
 }

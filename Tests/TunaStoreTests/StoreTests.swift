@@ -336,7 +336,7 @@ final class StoreTests: XCTestCase {
             let e: JSONValue = ["event": "eval", "step": .int(step), "loss": .number(loss), "tokens": 1]
             let batch = Events(job: l.job, attempt: l.attempt, events: [EventRecord(seq: 0, at_ms: 0, event: e)])
             _ = try block { try await raw.ingest(batch, worker: w, now: now) }
-            try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: w, outcome: .paused(step: step), now: now, policy: policy)
+            try store.pause(AttemptRef(job: l.job, attempt: l.attempt), worker: w, step: step, now: now, policy: policy)
         }
         func statuses() throws -> [JobStatus] { try store.results(sweep: 1, sort: nil).map(\.status) }
         let (j1, j2, j3) = (try lease("w1"), try lease("w2"), try lease("w3"))
@@ -352,7 +352,7 @@ final class StoreTests: XCTestCase {
         try pause(j3, "w3", step: 10, loss: 0.5)
         XCTAssertEqual(try statuses(), [.running, .paused, .queued, .queued], "three values, keep 1: job 3 is promoted, job 2 stays")
         // A pause before the asked step fails the attempt.
-        try store.finish(AttemptRef(job: j1b.job, attempt: j1b.attempt), worker: "w1", outcome: .paused(step: 15), now: 1, policy: policy)
+        try store.pause(AttemptRef(job: j1b.job, attempt: j1b.attempt), worker: "w1", step: 15, now: 1, policy: policy)
         XCTAssertEqual(try store.jobDetail(j1.job).attempts.last?.error, "the trainer paused at step 15, but was asked to pause at step 20")
         let (j1c, j3b) = (try lease("w2", now: 1_000), try lease("w3", now: 1_000))
         XCTAssertEqual([j1c.job, j3b.job], [j1.job, j3.job])
@@ -384,23 +384,63 @@ final class StoreTests: XCTestCase {
     }
 
     /// A job goes past a rung only by promotion: an attempt that recorded the rung's eval but
-    /// failed before it paused is asked to pause there again; a trainer that resumed past the
-    /// rung and paused at once is paused at the rung.
+    /// failed before it paused is asked to pause there again. A pause is taken where asked and
+    /// with a checkpoint: past the rung only by a trainer that resumed there and paused at once.
     func testAJobPassesARungOnlyByPromotion() throws {
-        try submit("i: [1, 2, 3]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
+        try submit("i: [1, 2, 3]\nmax_attempts: 5\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
+        policy.quarantineAfter = 10
         let raw: Store = store.db
+        func event(_ l: Lease, _ e: JSONValue, seq: Int64 = 0) throws {
+            _ = try block { try await raw.ingest(Events(job: l.job, attempt: l.attempt, events: [EventRecord(seq: seq, at_ms: 0, event: e)]), worker: "w1", now: 1) }
+        }
+        var now: Int64 = 1
+        func again() throws -> Lease {
+            now += 10_000
+            return try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: now, policy: policy))
+        }
         let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
-        let e: JSONValue = ["event": "eval", "step": 10, "loss": 0.5, "tokens": 1]
-        _ = try block { try await raw.ingest(Events(job: l.job, attempt: 1, events: [EventRecord(seq: 0, at_ms: 0, event: e)]), worker: "w1", now: 1) }
+        try event(l, ["event": "eval", "step": 10, "loss": 0.5, "tokens": 1])
         try store.finish(AttemptRef(job: l.job, attempt: 1), worker: "w1", outcome: .failed("upload failed"), now: 1, policy: policy)
-        let again = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 10_000, policy: policy))
-        XCTAssertEqual(again.job, l.job)
-        XCTAssertEqual(again.spec["pause_at_step"], 10, "not promoted from rung 10: it pauses there again")
-        try store.finish(AttemptRef(job: l.job, attempt: 2), worker: "w1", outcome: .paused(step: 12), now: 10_000, policy: policy)
+        let l2 = try again()
+        XCTAssertEqual(l2.job, l.job)
+        XCTAssertEqual(l2.spec["pause_at_step"], 10, "not promoted from rung 10: it pauses there again")
+        try store.pause(AttemptRef(job: l.job, attempt: 2), worker: "w1", step: 12, now: now, policy: policy)
+        XCTAssertEqual(try store.jobDetail(l.job).attempts.last?.error, "the trainer paused at step 12, but was asked to pause at step 10")
+        let l3 = try again()
+        try store.pause(AttemptRef(job: l.job, attempt: l3.attempt), worker: "w1", step: 10, now: now, policy: policy, checkpoint: false)
+        XCTAssertEqual(try store.jobDetail(l.job).attempts.last?.error,
+                       "the trainer paused at step 10 without a checkpoint to resume from ($TUNA_CHECKPOINT_DIR was empty)")
+        // Resumed from a checkpoint at step 12 (past the rung): it pauses at once, and that is a pause at the rung.
+        let l4 = try again()
+        XCTAssertEqual(l4.attempt, 4)
+        try event(l4, ["event": "resumed", "step": 12])
+        try store.pause(AttemptRef(job: l.job, attempt: 4), worker: "w1", step: 12, now: now, policy: policy)
         let d = try store.jobDetail(l.job)
         XCTAssertEqual(d.job.status, .paused)
         XCTAssertEqual(d.decisions?.map(\.rung), [10])
         XCTAssertEqual(d.decisions?.first?.reason, "paused at step 12: val_loss 0.5, waiting for the rung to be judged")
+    }
+
+    /// A paused job cancelled at a rung does not keep its place among the rung's best: the
+    /// next best is promoted as if it had never run.
+    func testACancelledPausedJobHoldsNoPromotionSlot() throws {
+        try submit("i: [1, 2, 3, 4]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100, reduction_factor: 2}}")
+        let raw: Store = store.db
+        func pauseNext(loss: Double) throws -> Lease {
+            let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+            let e: JSONValue = ["event": "eval", "step": 10, "loss": .number(loss), "tokens": 1]
+            _ = try block { try await raw.ingest(Events(job: l.job, attempt: l.attempt, events: [EventRecord(seq: 0, at_ms: 0, event: e)]), worker: "w1", now: 1) }
+            try store.pause(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", step: 10, now: 1, policy: policy)
+            return l
+        }
+        let best = try pauseNext(loss: 0.5)
+        _ = try store.cancel(CancelRequest(sweep: nil, job: best.job), now: 1)
+        _ = try pauseNext(loss: 1.0)
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.cancelled, .paused, .queued, .queued])
+        _ = try pauseNext(loss: 2.0)
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.cancelled, .queued, .paused, .queued],
+                       "2 values count at rung 10 (the cancelled job's does not): the best half is job 2")
+        XCTAssertEqual(try store.jobDetail(2).decisions?.last?.reason, "promoted at step 10: val_loss 1 in the top 1/2 of 2 jobs at rung 10 (cut 1)")
     }
 
     /// Cancelling a promoting sweep cancels its paused jobs too; cancelling its last live job
@@ -408,7 +448,7 @@ final class StoreTests: XCTestCase {
     func testCancellingAPromotingSweepCancelsItsPausedJobs() throws {
         try submit("i: [1, 2, 3]\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
         let l = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
-        try store.finish(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", outcome: .paused(step: 10), now: 1, policy: policy)
+        try store.pause(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", step: 10, now: 1, policy: policy)
         XCTAssertEqual(try store.jobDetail(l.job).decisions?.first?.reason, "paused at step 10: no val_loss at this rung, so it cannot be promoted")
         _ = try store.cancel(CancelRequest(sweep: nil, job: 2), now: 2)
         XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.paused, .cancelled, .queued])
@@ -528,6 +568,63 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(last.status, .stopped, "23 trained: 10 more can never fit")
         XCTAssertEqual(last.error, "stopped before step 10: the sweep's step budget of 25 is spent (23 trained; this attempt needs 10)")
         XCTAssertEqual(try store.jobDetail(last.id).decisions?.map(\.kind), [.stopped])
+    }
+
+    /// An ended attempt is charged what it trained, past its reservation too (the overrun is
+    /// never hidden), and its reservation when it ended well without reporting a step.
+    func testAStepBudgetChargesWhatWasTrained() throws {
+        let yaml = "name: b\ntrainer: native\nmodel: m\ndataset: {path: d.jsonl}\ntrain: {max_steps: 10, learning_rate: [0.1, 0.2, 0.3]}\nsweep: {max_steps_total: 25}"
+        try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        let raw: Store = store.db
+        let native = JobRequest(free_gpus: [], trainers: ["native"])
+        func lease() throws -> Lease? { try store.leaseNext(worker: "w1", request: native, now: 1, policy: policy) }
+        let a = try XCTUnwrap(lease())
+        try store.finish(AttemptRef(job: a.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 1, policy: policy)
+        let b = try XCTUnwrap(lease())
+        let events = (1...12).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+        _ = try block { try await raw.ingest(Events(job: b.job, attempt: 1, events: events), worker: "w1", now: 1) }
+        try store.finish(AttemptRef(job: b.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 1, policy: policy)
+        XCTAssertNil(try lease())
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil)[2].error,
+                       "stopped before step 10: the sweep's step budget of 25 is spent (22 trained; this attempt needs 10)")
+    }
+
+    /// A budgeted sweep that must wait for its next job (a promotion) is passed over whole: its
+    /// new jobs, which would fit, do not take the promotion's steps, and another sweep is served.
+    func testASweepWaitingOnItsBudgetIsPassedOverWhole() throws {
+        let base = "trainer: native\nmodel: m\ndataset: {path: d.jsonl}\n"
+        let a = "name: a\n" + base + "train: {max_steps: 30, learning_rate: [0.1, 0.2, 0.3, 0.4, 0.5]}\n"
+            + "sweep: {max_steps_total: 55, early_stopping: {type: asha, grace_steps: 10, max_steps: 30, reduction_factor: 3}}"
+        try store.insertSweep(try SweepSpec.plan(yaml: a), specYAML: a, now: 0)
+        let b = "name: b\n" + base + "train: {max_steps: 30}"
+        try store.insertSweep(try SweepSpec.plan(yaml: b), specYAML: b, now: 0)
+        let raw: Store = store.db
+        let native = JobRequest(free_gpus: [], trainers: ["native"])
+        func lease(_ w: String = "w1", now: Int64 = 1) throws -> Lease? { try store.leaseNext(worker: w, request: native, now: now, policy: policy) }
+        func train(_ l: Lease, steps: Int, loss: Double) throws {
+            let events = (1...steps).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+                + [EventRecord(seq: Int64(steps + 1), at_ms: 0, event: ["event": "eval", "step": .int(steps), "loss": .number(loss), "tokens": 1])]
+            _ = try block { try await raw.ingest(Events(job: l.job, attempt: l.attempt, events: events), worker: "w1", now: 1) }
+        }
+        let first = try (0..<4).map { _ in try XCTUnwrap(lease()) }
+        XCTAssertEqual(first.map(\.sweep), [1, 1, 1, 1])
+        for (l, loss) in zip(first.prefix(3), [0.5, 0.7, 0.9]) {
+            try train(l, steps: 10, loss: loss)
+            try store.pause(AttemptRef(job: l.job, attempt: l.attempt), worker: "w1", step: 10, now: 1, policy: policy)
+        }
+        // 30 trained, 10 reserved by job 4: job 1's promotion needs 20 (60 > 55, and it may fit
+        // later); job 5's 10 would fit now, but would take the promotion's steps.
+        XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.queued, .paused, .paused, .running, .queued])
+        let other = try XCTUnwrap(lease())
+        XCTAssertEqual(other.sweep, 2, "sweep 1 is passed over; sweep 2 is served")
+        XCTAssertNil(try lease())
+        // Job 4 fails after 2 steps: 32 trained, and the promotion fits.
+        let events = (1...2).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+        _ = try block { try await raw.ingest(Events(job: first[3].job, attempt: 1, events: events), worker: "w1", now: 1) }
+        try store.finish(AttemptRef(job: first[3].job, attempt: 1), worker: "w1", outcome: .failed("oom"), now: 1, policy: policy)
+        let promoted = try XCTUnwrap(lease(now: 2))
+        XCTAssertEqual(promoted.job, first[0].job)
+        XCTAssertNil(try lease(now: 2), "32 trained + 20 reserved: nothing else fits in 55")
     }
 
     func testSchemaOnDiskSurvivesReopen() throws {

@@ -29,6 +29,16 @@ struct SyncStore {
     func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) throws -> Bool {
         try block { try await store.finish(ref, worker: worker, outcome: outcome, now: now, policy: policy) }
     }
+    /// Pauses an attempt as a worker does: its checkpoint uploaded, then `job_done` with the step.
+    @discardableResult
+    func pause(_ ref: AttemptRef, worker: String, step: Int, now: Int64, policy: LeasePolicy, checkpoint: Bool = true) throws -> Bool {
+        if checkpoint {
+            let digest = String(format: "%064x", ref.job &* 1_000_003 &+ Int64(ref.attempt))
+            let u = try beginUpload(ref, worker: worker, artifact: ArtifactInfo(kind: "checkpoint", name: "state.safetensors", sha256: digest, size: 1))
+            try block { try await store.completeUpload(u.id, ref: ref, worker: worker, now: now) }
+        }
+        return try finish(ref, worker: worker, outcome: .paused(step: step), now: now, policy: policy)
+    }
     func appendEvents(_ e: Events, worker: String, now: Int64) throws -> Int64 { try block { try await store.appendEvents(e, worker: worker, now: now) } }
     func beginUpload(_ ref: AttemptRef, worker: String, artifact: ArtifactInfo) throws -> Store.UploadState {
         try block { try await store.beginUpload(ref, worker: worker, artifact: artifact) }

@@ -109,6 +109,8 @@ extension CoordinatorServer {
                 await coordinator.notifyCancelled(running, reason: "cancelled by user")
                 return Count(count: count)
             }
+            // Cancelling a job of a promoting sweep may have promoted another (its sweep drained).
+            await coordinator.dispatch()
         case .retry:
             try await reply(msg, s) { (r: RetryRequest) in
                 guard let sweep = r.sweep else { throw ErrorReply(code: .badRequest, message: "`retry` needs a sweep id") }

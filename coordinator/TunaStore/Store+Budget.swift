@@ -2,13 +2,13 @@ import Foundation
 import GRDB
 import TunaCore
 
-/// `sweep.max_steps_total`: a sweep never trains more steps than its budget. Each attempt is
+/// `sweep.max_steps_total`: a sweep never leases more steps than its budget. Each attempt is
 /// leased with a reservation, the steps from where it starts (the rung it was last promoted
 /// from, else 0) to where it stops (its `pause_at_step`, else the job's length); a running
-/// attempt counts its reservation, an ended one the steps it trained (its last `step` event past
-/// the step it resumed from, at most its reservation). A job whose next attempt does not fit
-/// what is left waits while running attempts may still give steps back, and is stopped, with the
-/// reason, once nothing can.
+/// attempt counts its reservation, an ended one the steps it trained (`chargeSteps`: what a
+/// trainer trained past its lease, after a failed resume say, is charged too, so what is left is
+/// never overstated). A job whose next attempt does not fit what is left waits while running
+/// attempts may still give steps back, and is stopped, with the reason, once nothing can.
 extension Store {
     struct Reservation { var start: Int; var steps: Int }
     enum Fit { case fits(Reservation?), notYet, never }
@@ -37,11 +37,15 @@ extension Store {
         return .never
     }
 
-    /// Charges an ending attempt of a budgeted sweep the steps it trained.
-    func chargeSteps(_ db: Database, _ ref: AttemptRef) throws {
-        guard let a = try Row.fetchOne(db, sql: "SELECT id, start_step, reserved_steps FROM attempts WHERE job_id = ? AND number = ?",
+    /// Charges an ending attempt of a budgeted sweep the steps it trained: from the step it
+    /// resumed at (its `resumed` event; without one it started from step 0, whatever it was
+    /// leased for) to its last `step` event, over its reservation if it trained more (a resume
+    /// that failed, a trainer that ignored its pause: the overrun is charged, never hidden).
+    /// An attempt that ended well without reporting a step or a resume is charged its reservation.
+    func chargeSteps(_ db: Database, _ ref: AttemptRef, ended: AttemptState? = nil) throws {
+        guard let a = try Row.fetchOne(db, sql: "SELECT id, reserved_steps FROM attempts WHERE job_id = ? AND number = ?",
                                        arguments: [ref.job, ref.attempt]),
-              let reserved = a[2] as Int? else { return }
+              let reserved = a[1] as Int? else { return }
         let id: Int64 = a[0]
         let steps = try Row.fetchOne(db, sql: """
             SELECT MAX(CASE WHEN json_extract(event, '$.event') = 'step' THEN json_extract(event, '$.step') END),
@@ -49,8 +53,10 @@ extension Store {
             FROM events WHERE attempt_id = ?
             """, arguments: [id])
         let last: Int? = steps?[0], resumed: Int? = steps?[1]
-        let from = resumed ?? (a[1] as Int? ?? 0)
-        let trained = min(reserved, max(0, (last ?? from) - from))
+        let trained: Int
+        if let last { trained = max(0, last - (resumed ?? 0)) }
+        else if resumed == nil, ended == .succeeded || ended == .paused { trained = reserved }
+        else { trained = 0 }
         try db.execute(sql: "UPDATE attempts SET charged_steps = ? WHERE id = ?", arguments: [trained, id])
     }
 }

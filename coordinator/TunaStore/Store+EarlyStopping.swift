@@ -34,7 +34,7 @@ extension Store {
     }
 
     /// Where a new attempt of `job` is to pause (nil: train to the end, or no promoting rule):
-    /// the first rung above the highest it was promoted from. Not above the rungs it recorded: an
+    /// the first rung above the highest it was promoted from, whatever rungs it recorded: an
     /// attempt that recorded a rung's eval but failed before it paused there pauses there again
     /// (a job goes past a rung only by promotion).
     func pauseAt(_ db: Database, job: JobID) throws -> Int? {
@@ -139,9 +139,16 @@ extension Store {
             """, arguments: [r.sweep]).map { EarlyStopping.Paused(job: $0[0], rung: $0[1] ?? 0, bracket: r.rule.bracket(ofIndex: $0[2])) }
     }
 
+    /// The values a promotion at a rung is judged among. A job cancelled or failed for good
+    /// without being promoted from the rung is left out: it will never use a slot there, and
+    /// counting it would hold back the next best for good.
     func rungValues(_ db: Database, sweep: SweepID, rung: Int, bracket: Int) throws -> [(job: JobID, value: Double)] {
-        try Row.fetchAll(db, sql: "SELECT job_id, value FROM rungs WHERE sweep_id = ? AND rung = ? AND bracket = ?",
-                         arguments: [sweep, rung, bracket]).map { (job: $0[0] as JobID, value: $0[1] as Double) }
+        try Row.fetchAll(db, sql: """
+            SELECT r.job_id, r.value FROM rungs r JOIN jobs j ON j.id = r.job_id
+            WHERE r.sweep_id = ? AND r.rung = ? AND r.bracket = ?
+              AND (j.status NOT IN ('cancelled', 'failed')
+                   OR EXISTS (SELECT 1 FROM decisions d WHERE d.job_id = r.job_id AND d.kind = 'promoted' AND d.rung = r.rung))
+            """, arguments: [sweep, rung, bracket]).map { (job: $0[0] as JobID, value: $0[1] as Double) }
     }
 
     /// Promotion mode: promotes every paused job of the sweep the rule promotes now

@@ -73,24 +73,25 @@ extension Store {
         if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
             return nil
         }
-        // Jobs a step budget cannot fit yet are passed over (at most a few per request).
+        // A sweep whose step budget cannot fit its next job yet is passed over as a whole: its
+        // smaller jobs may not take the steps its promotions (which come first) are waiting for.
         var passed: [Int64] = []
         var row: Row?
         var reservation: Reservation?
         var tries = 0
-        while passed.count < 20 && tries < 1_000 {
+        while tries < 1_000 {
             tries += 1
             let sql = """
                 SELECT id, sweep_id, params, attempts, idx FROM jobs INDEXED BY jobs_ready
                 WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
                   AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
-                  \(passed.isEmpty ? "" : "AND id NOT IN (\(passed.map(String.init).joined(separator: ",")))")
+                  \(passed.isEmpty ? "" : "AND sweep_id NOT IN (\(passed.map(String.init).joined(separator: ",")))")
                 ORDER BY priority DESC, id LIMIT 1
                 """
             guard let candidate = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
             switch try reserve(db, job: candidate[0], sweep: candidate[1], now: now) {
             case .fits(let r): row = candidate; reservation = r
-            case .notYet: passed.append(candidate[0]); continue
+            case .notYet: passed.append(candidate[1]); continue
             case .never: continue   // stopped: the next candidate
             }
             break
@@ -170,23 +171,39 @@ extension Store {
     /// Ends an attempt as its worker reports it. Refused (`stale_attempt`) unless the attempt
     /// is the job's current one, still running, and held by this worker: the fencing check
     /// that makes at most one attempt the job's result.
-    /// A pause is taken only at the step the lease asked for (or past it, by a trainer that
-    /// resumed from a later checkpoint: its eval there is the rung's value); any other fails
-    /// the attempt.
+    /// A pause the store does not accept (`refusePause`) fails the attempt.
     /// Returns whether paused jobs were promoted (waiting workers may have work).
     @discardableResult
     public func finish(_ ref: AttemptRef, worker: String, outcome: AttemptOutcome, now: Int64, policy: LeasePolicy) async throws -> Bool {
         try await write { db in
             let id = try self.currentAttemptID(db, ref, worker: worker)
             var outcome = outcome
-            if case .paused(let step) = outcome {
-                let asked = try Int.fetchOne(db, sql: "SELECT pause_at_step FROM attempts WHERE id = ?", arguments: [id])
-                if asked == nil || step < asked! {
-                    outcome = .failed("the trainer paused at step \(step), but " + (asked.map { "was asked to pause at step \($0)" } ?? "was not asked to pause"))
-                }
+            if case .paused(let step) = outcome, let refused = try self.refusePause(db, attempt: id, step: step) {
+                outcome = .failed(refused)
             }
             return try self.endAttempt(db, ref, worker: worker, outcome: outcome, now: now, policy: policy)
         }
+    }
+
+    /// Why a reported pause at `step` is not one (nil: it is). A pause is taken at the step the
+    /// lease asked for, or at the step the attempt resumed from when its checkpoint was already
+    /// past it (the trainer pauses at once, with the eval there), and leaves a checkpoint to
+    /// resume from: without one the job could only start over.
+    func refusePause(_ db: Database, attempt id: Int64, step: Int) throws -> String? {
+        guard let asked = try Int.fetchOne(db, sql: "SELECT pause_at_step FROM attempts WHERE id = ?", arguments: [id]) else {
+            return "the trainer paused at step \(step), but was not asked to pause"
+        }
+        if step != asked {
+            let resumed = try Int.fetchOne(db, sql: """
+                SELECT MAX(json_extract(event, '$.step')) FROM events WHERE attempt_id = ? AND json_extract(event, '$.event') = 'resumed'
+                """, arguments: [id])
+            guard step > asked, resumed == step else {
+                return "the trainer paused at step \(step), but was asked to pause at step \(asked)"
+                    + (resumed.map { " (it resumed at step \($0))" } ?? "")
+            }
+        }
+        let checkpoint = try Bool.fetchOne(db, sql: "SELECT 1 FROM artifacts WHERE attempt_id = ? AND kind = 'checkpoint' LIMIT 1", arguments: [id]) ?? false
+        return checkpoint ? nil : "the trainer paused at step \(step) without a checkpoint to resume from ($TUNA_CHECKPOINT_DIR was empty)"
     }
 
     /// The attempt's row id if `ref` is the live attempt held by `worker`, else `stale_attempt`.
@@ -214,7 +231,7 @@ extension Store {
         let failures: Int = row[1], maxAttempts: Int = row[2]
         let (attemptState, event, error) = JobLifecycle.end(outcome, failures: failures, maxAttempts: maxAttempts)
         guard let next = JobLifecycle.next(status, event) else { return false }
-        try chargeSteps(db, ref)
+        try chargeSteps(db, ref, ended: attemptState)
         let stored = error.map { String($0.prefix(2000)) }
         try db.execute(sql: "UPDATE attempts SET state = ?, ended_ms = ?, error = ? WHERE job_id = ? AND number = ?",
                        arguments: [attemptState.rawValue, now, stored, ref.job, ref.attempt])
