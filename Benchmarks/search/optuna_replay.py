@@ -10,6 +10,13 @@ Optuna methods (defaults throughout, the sampler seeded per seed):
   optuna tpe            TPESampler(seed=s): each trial to the end
   optuna tpe + sh       TPESampler(seed=s) with SuccessiveHalvingPruner()
   optuna tpe + hyperband TPESampler(seed=s) with HyperbandPruner()
+and, so that no baseline is weaker than its best setting for this table, the same two pruners
+given Tuna's ASHA resources (first rung 3 steps, eta 3, 81 steps in all):
+  optuna tpe + sh (3, eta 3)        SuccessiveHalvingPruner(min_resource=3, reduction_factor=3)
+  optuna tpe + hyperband (3..81, eta 3) HyperbandPruner(min_resource=3, max_resource=81, reduction_factor=3)
+Optuna's TPE samples the categorical table with replacement: a configuration it proposes again is
+trained (and charged) again, as it would be in a real study. Tuna's TPE does not re-propose a
+tried configuration while an untried one exists.
 Each trial reports its validation loss at every eval step (`trial.report(value, step)`) and
 stops when `trial.should_prune()` says so. Trials run in parallel through ask/tell, as with
 several workers sharing one study.
@@ -133,6 +140,13 @@ def main():
                               args.workers, "optuna tpe + sh", seed))
         results.append(replay(keys, points, curves, optuna.samplers.TPESampler(seed=seed), optuna.pruners.HyperbandPruner(),
                               args.workers, "optuna tpe + hyperband", seed))
+        first, last = min(curves[0]), max(curves[0])
+        results.append(replay(keys, points, curves, optuna.samplers.TPESampler(seed=seed),
+                              optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3),
+                              args.workers, "optuna tpe + sh (3, eta 3)", seed))
+        results.append(replay(keys, points, curves, optuna.samplers.TPESampler(seed=seed),
+                              optuna.pruners.HyperbandPruner(min_resource=first, max_resource=last, reduction_factor=3),
+                              args.workers, "optuna tpe + hyperband (3..81, eta 3)", seed))
     with open(args.tuna_results) as f:
         tuna = json.load(f)
     for r in tuna:

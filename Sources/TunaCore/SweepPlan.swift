@@ -135,15 +135,18 @@ public enum SweepSpec {
     /// - Parameter extended: jobs added to a random or TPE sweep after it was submitted
     ///   (`tuna sweep extend`): drawing goes on past the spec's `count` (the first draws are the
     ///   same, so the stored jobs stay what they are).
-    public static func plan(yaml: String, extended: Int = 0) throws -> SweepPlan {
+    /// - Parameter stored: the spec of a sweep already stored (expanded again after a restart,
+    ///   or extended): the submit-time rules of adaptive search (`checkSearch`) it was accepted
+    ///   under are not applied again, so a rule added later never strands a stored sweep.
+    public static func plan(yaml: String, extended: Int = 0, stored: Bool = false) throws -> SweepPlan {
         let root = try YAML.parse(yaml)
         guard case .object = root else {
             throw TunaError.invalidSpec(["spec: expected a mapping of fields (name, model, dataset, ...), got \(root)"])
         }
-        return try plan(spec: root, extended: extended)
+        return try plan(spec: root, extended: extended, stored: stored)
     }
 
-    public static func plan(spec root: JSONValue, extended: Int = 0) throws -> SweepPlan {
+    public static func plan(spec root: JSONValue, extended: Int = 0, stored: Bool = false) throws -> SweepPlan {
         var search = try SearchSettings(root["sweep"])
         if extended > 0 {
             guard search.method != .grid else { throw TunaError.invalidSpec(["sweep: a grid search has no more jobs to add; only random and TPE sweeps can be extended"]) }
@@ -155,7 +158,7 @@ public enum SweepSpec {
         let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))
         let jobs = SweepJobs(axes: axes, base: base, points: points)
         try validate(jobs)
-        try checkSearch(search, axes: axes, first: jobs.isEmpty ? nil : jobs.checked(0).spec)
+        if !stored { try checkSearch(search, axes: axes, first: jobs.isEmpty ? nil : jobs.checked(0).spec) }
         let name = root["name"]?.stringValue ?? ""
         var plan = SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
                              earlyStopping: search.earlyStopping, startup: search.startup)
@@ -175,7 +178,7 @@ public enum SweepSpec {
     /// The fields a job is queued by (which workers may take it, in which order, how often):
     /// fixed when it is stored, so TPE, which picks a job's parameters when it is leased, may
     /// not search them.
-    static func isSchedulingField(_ axis: String) -> Bool {
+    public static func isSchedulingField(_ axis: String) -> Bool {
         ["trainer", "priority", "max_attempts", "resources"].contains { axis == $0 || axis.hasPrefix($0 + ".") }
     }
 
@@ -191,7 +194,7 @@ public enum SweepSpec {
         if search.earlyStopping != nil {
             // Early stopping compares jobs by their evals on the same validation data.
             let splitFromTrain = first?.dataset?.valPath == nil
-            for a in axes where a.name == "dataset.val_fraction" || a.name == "dataset.val_path" || (splitFromTrain && a.name == "dataset.path") {
+            for a in axes where ["dataset", "dataset.val_fraction", "dataset.val_path"].contains(a.name) || (splitFromTrain && a.name == "dataset.path") {
                 problems.append("\(a.name): may not be swept with sweep.early_stopping: jobs are compared on the same validation data")
             }
             if let first, first.trainer != .command, first.task != .prune, let d = first.dataset, d.valFraction == 0, d.valPath == nil {

@@ -127,5 +127,9 @@ final class TPETests: XCTestCase {
             "dataset.val_fraction: may not be swept with sweep.early_stopping: jobs are compared on the same validation data",
         ])
         XCTAssertEqual(problems(native + "dataset: {path: [a.jsonl, b.jsonl], val_path: v.jsonl}"), [], "a fixed val_path: the training data may vary")
+        XCTAssertEqual(problems(native + "dataset: [{path: a.jsonl}, {path: b.jsonl, val_path: v.jsonl}]"),
+                       ["dataset: may not be swept with sweep.early_stopping: jobs are compared on the same validation data"])
+        XCTAssertNoThrow(try SweepSpec.plan(yaml: native + "dataset: {path: d.jsonl, val_fraction: 0}", stored: true),
+                         "a stored sweep is expanded as it was accepted")
     }
 }

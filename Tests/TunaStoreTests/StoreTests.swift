@@ -387,7 +387,7 @@ final class StoreTests: XCTestCase {
     /// failed before it paused is asked to pause there again. A pause is taken where asked and
     /// with a checkpoint: past the rung only by a trainer that resumed there and paused at once.
     func testAJobPassesARungOnlyByPromotion() throws {
-        try submit("i: [1, 2, 3]\nmax_attempts: 5\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
+        try submit("i: [1, 2, 3]\nmax_attempts: 6\nsweep: {early_stopping: {type: asha, grace_steps: 10, max_steps: 100}}")
         policy.quarantineAfter = 10
         let raw: Store = store.db
         func event(_ l: Lease, _ e: JSONValue, seq: Int64 = 0) throws {
@@ -410,11 +410,16 @@ final class StoreTests: XCTestCase {
         try store.pause(AttemptRef(job: l.job, attempt: l3.attempt), worker: "w1", step: 10, now: now, policy: policy, checkpoint: false)
         XCTAssertEqual(try store.jobDetail(l.job).attempts.last?.error,
                        "the trainer paused at step 10 without a checkpoint to resume from ($TUNA_CHECKPOINT_DIR was empty)")
-        // Resumed from a checkpoint at step 12 (past the rung): it pauses at once, and that is a pause at the rung.
         let l4 = try again()
-        XCTAssertEqual(l4.attempt, 4)
-        try event(l4, ["event": "resumed", "step": 12])
-        try store.pause(AttemptRef(job: l.job, attempt: 4), worker: "w1", step: 12, now: now, policy: policy)
+        try event(l4, ["event": "resumed", "step": 11])
+        try store.pause(AttemptRef(job: l.job, attempt: l4.attempt), worker: "w1", step: 12, now: now, policy: policy)
+        XCTAssertEqual(try store.jobDetail(l.job).attempts.last?.error,
+                       "the trainer paused at step 12, but was asked to pause at step 10 (it resumed at step 11)")
+        // Resumed from a checkpoint at step 12 (past the rung): it pauses at once, and that is a pause at the rung.
+        let l5 = try again()
+        XCTAssertEqual(l5.attempt, 5)
+        try event(l5, ["event": "resumed", "step": 12])
+        try store.pause(AttemptRef(job: l.job, attempt: 5), worker: "w1", step: 12, now: now, policy: policy)
         let d = try store.jobDetail(l.job)
         XCTAssertEqual(d.job.status, .paused)
         XCTAssertEqual(d.decisions?.map(\.rung), [10])
@@ -580,8 +585,11 @@ final class StoreTests: XCTestCase {
         func lease() throws -> Lease? { try store.leaseNext(worker: "w1", request: native, now: 1, policy: policy) }
         let a = try XCTUnwrap(lease())
         try store.finish(AttemptRef(job: a.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 1, policy: policy)
+        // Job 2 resumed at step 2 (from where, the store need not know) and trained to 14: 12 steps, 2 over its 10.
         let b = try XCTUnwrap(lease())
-        let events = (1...12).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+        let events = [EventRecord(seq: 0, at_ms: 0, event: ["event": "resumed", "step": 2])]
+            + (3...13).map { EventRecord(seq: Int64($0), at_ms: 0, event: ["event": "step", "step": .int($0), "loss": 1, "tokens": 1]) }
+            + [EventRecord(seq: 14, at_ms: 0, event: ["event": "checkpoint", "step": 14])]
         _ = try block { try await raw.ingest(Events(job: b.job, attempt: 1, events: events), worker: "w1", now: 1) }
         try store.finish(AttemptRef(job: b.job, attempt: 1), worker: "w1", outcome: .succeeded, now: 1, policy: policy)
         XCTAssertNil(try lease())

@@ -33,7 +33,7 @@ struct SyncStore {
     @discardableResult
     func pause(_ ref: AttemptRef, worker: String, step: Int, now: Int64, policy: LeasePolicy, checkpoint: Bool = true) throws -> Bool {
         if checkpoint {
-            let digest = String(format: "%064x", ref.job &* 1_000_003 &+ Int64(ref.attempt))
+            let digest = String(format: "%064llx", ref.job &* 1_000_003 &+ Int64(ref.attempt))
             let u = try beginUpload(ref, worker: worker, artifact: ArtifactInfo(kind: "checkpoint", name: "state.safetensors", sha256: digest, size: 1))
             try block { try await store.completeUpload(u.id, ref: ref, worker: worker, now: now) }
         }

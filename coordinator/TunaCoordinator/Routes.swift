@@ -53,13 +53,13 @@ extension CoordinatorServer {
         case .uploadEnd:
             try await reply(msg, s) { (u: UploadEnd) in try await intake.end(u.upload, worker: worker, now: now); return Empty() }
         case .jobDone:
-            var promoted = false
             try await reply(msg, s) { (d: JobDone) in
                 let outcome: AttemptOutcome = d.paused_at_step.map { .paused(step: $0) } ?? .succeeded
-                promoted = try await store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
+                try await store.finish(AttemptRef(job: d.job, attempt: d.attempt), worker: worker, outcome: outcome, now: now, policy: config.policy)
                 return Empty()
             }
-            if promoted { await coordinator.dispatch() }
+            // A job may have been promoted, or a step budget given steps back: waiting workers may have work.
+            await coordinator.dispatch()
         case .jobFailed:
             try await reply(msg, s) { (f: JobFailed) in
                 let outcome: AttemptOutcome = f.returned ? .returned(f.reason) : .failed(f.reason)

@@ -37,9 +37,21 @@ extension Store {
         return .never
     }
 
+    /// The jobs a lease passes over with `job`, which its sweep's budget cannot fit yet, as an
+    /// SQL condition on `jobs`: a promotion passes over its whole sweep (promotions come first:
+    /// the sweep's new jobs may not take the steps it waits for); a job not promoted passes
+    /// over the jobs of its sweep's bracket, which need as many steps (the first rung of the
+    /// bracket, or the job's length), and the other brackets' smaller first rungs still run.
+    func passOver(_ db: Database, job: JobID, sweep: SweepID, index: Int) throws -> String {
+        let promotion = try Bool.fetchOne(db, sql: "SELECT 1 FROM decisions WHERE job_id = ? AND kind = 'promoted' LIMIT 1", arguments: [job]) ?? false
+        guard !promotion, let r = try sweepRule(db, job: job), r.rule.type == .asha, r.rule.brackets > 1 else { return "sweep_id != \(sweep)" }
+        return "NOT (sweep_id = \(sweep) AND idx % \(r.rule.brackets) = \(index % r.rule.brackets))"
+    }
+
     /// Charges an ending attempt of a budgeted sweep the steps it trained: from the step it
     /// resumed at (its `resumed` event; without one it started from step 0, whatever it was
-    /// leased for) to its last `step` event, over its reservation if it trained more (a resume
+    /// leased for) to the highest step it reported (`step`, `eval`, `checkpoint`, `paused`
+    /// events), over its reservation if it trained more (a resume
     /// that failed, a trainer that ignored its pause: the overrun is charged, never hidden).
     /// An attempt that ended well without reporting a step or a resume is charged its reservation.
     func chargeSteps(_ db: Database, _ ref: AttemptRef, ended: AttemptState? = nil) throws {
@@ -48,7 +60,7 @@ extension Store {
               let reserved = a[1] as Int? else { return }
         let id: Int64 = a[0]
         let steps = try Row.fetchOne(db, sql: """
-            SELECT MAX(CASE WHEN json_extract(event, '$.event') = 'step' THEN json_extract(event, '$.step') END),
+            SELECT MAX(CASE WHEN json_extract(event, '$.event') NOT IN ('resumed', 'baseline') THEN json_extract(event, '$.step') END),
                    MAX(CASE WHEN json_extract(event, '$.event') = 'resumed' THEN json_extract(event, '$.step') END)
             FROM events WHERE attempt_id = ?
             """, arguments: [id])

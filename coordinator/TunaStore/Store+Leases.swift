@@ -73,9 +73,9 @@ extension Store {
         if try Bool.fetchOne(db, sql: "SELECT quarantined FROM workers WHERE id = ?", arguments: [worker]) != false {
             return nil
         }
-        // A sweep whose step budget cannot fit its next job yet is passed over as a whole: its
-        // smaller jobs may not take the steps its promotions (which come first) are waiting for.
-        var passed: [Int64] = []
+        // Jobs a step budget cannot fit yet are passed over with those that need as many steps
+        // or must wait behind them (`passOver`); the SQL conditions excluding them.
+        var passed: [String] = []
         var row: Row?
         var reservation: Reservation?
         var tries = 0
@@ -85,13 +85,13 @@ extension Store {
                 SELECT id, sweep_id, params, attempts, idx FROM jobs INDEXED BY jobs_ready
                 WHERE status = 'queued' AND not_before_ms <= ? AND (\(fit.joined(separator: " OR ")))
                   AND trainer IN (\(trainers.map { _ in "?" }.joined(separator: ",")))
-                  \(passed.isEmpty ? "" : "AND sweep_id NOT IN (\(passed.map(String.init).joined(separator: ",")))")
+                  \(passed.map { "AND \($0)" }.joined(separator: " "))
                 ORDER BY priority DESC, id LIMIT 1
                 """
             guard let candidate = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(args)) else { return nil }
             switch try reserve(db, job: candidate[0], sweep: candidate[1], now: now) {
             case .fits(let r): row = candidate; reservation = r
-            case .notYet: passed.append(candidate[1]); continue
+            case .notYet: passed.append(try passOver(db, job: candidate[0], sweep: candidate[1], index: candidate[4])); continue
             case .never: continue   // stopped: the next candidate
             }
             break

@@ -137,7 +137,7 @@ extension Store {
                     """, arguments: [id, id]).map { (yaml: $0[0] as String, stored: $0[1] as Int, extended: $0[2] as Int) }
             }) else { continue }
             let plan: SweepPlan
-            do { plan = try SweepSpec.plan(yaml: s.yaml, extended: s.extended) } catch {
+            do { plan = try SweepSpec.plan(yaml: s.yaml, extended: s.extended, stored: true) } catch {
                 throw StoreError.database("sweep \(id) was accepted but its spec no longer expands: \(error)")
             }
             try await storeJobs(plan, sweep: id, from: s.stored, now: now)
@@ -163,7 +163,7 @@ extension Store {
         if (s[4] as Int64?) != nil { throw StoreError.badRequest("sweep \(sweep) was cancelled; submit a new one") }
         guard !(s[3] as Bool), storing.insert(sweep) else { throw StoreError.badRequest("sweep \(sweep) is still being stored; extend it once it is whole") }
         defer { storing.remove(sweep) }
-        let plan = try await onOwnThread { try SweepSpec.plan(yaml: yaml, extended: extended + count) }
+        let plan = try await onOwnThread { try SweepSpec.plan(yaml: yaml, extended: extended + count, stored: true) }
         guard plan.jobs.count == stored + count else {
             throw StoreError.database("sweep \(sweep) holds \(stored) jobs but its spec drew \(plan.jobs.count - count) before this extension")
         }

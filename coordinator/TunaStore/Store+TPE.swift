@@ -28,11 +28,17 @@ extension Store {
             observations.append(TPE.Observation(point: point, value: value))
         }
         let scored = observations.filter { $0.value != nil }.count
-        guard let point = TPE.propose(axes: space.axes, observations: observations, objective: space.objective,
+        guard var point = TPE.propose(axes: space.axes, observations: observations, objective: space.objective,
                                       startup: space.startup, seed: space.seed, index: index) else {
             try recordDecision(db, sweep: sweep, job: job, .proposed, rung: 0,
                                reason: "kept its random draw: \(scored) result(s) in, TPE proposes from \(space.startup)", now: now)
             return nil
+        }
+        // The job was queued by its drawn trainer and resources (a sweep stored before TPE
+        // refused such axes): those keep their draws.
+        if space.axes.contains(where: { SweepSpec.isSchedulingField($0.name) }),
+           let drawn = try String.fetchOne(db, sql: "SELECT varying FROM jobs WHERE id = ?", arguments: [job]).flatMap({ try? JSONValue.parse(Data($0.utf8)) }) {
+            for (k, axis) in space.axes.enumerated() where SweepSpec.isSchedulingField(axis.name) { point[k] = drawn[axis.name] ?? point[k] }
         }
         guard let proposed = space.job(point) else {
             try recordDecision(db, sweep: sweep, job: job, .proposed, rung: 0,
