@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+import XCTest
+import TunaCore
+
+/// `tuna export` (issue 15): a real sweep, run by a real coordinator and worker, exported to
+/// TensorBoard and MLflow and read back with the real `tensorboard` and `mlflow` packages
+/// (Tests/Python/read_exports.py). Skipped where python3 lacks them, except in CI, which
+/// installs them (scripts/requirements.txt).
+final class ExportTests: XCTestCase {
+    var cluster: Cluster!
+
+    override func setUpWithError() throws {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import tensorboard, mlflow"]
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        try probe.run()
+        probe.waitUntilExit()
+        if probe.terminationStatus != 0 {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI: python3 lacks tensorboard or mlflow (scripts/requirements.txt)") }
+            throw XCTSkip("python3 lacks tensorboard or mlflow")
+        }
+        cluster = try Cluster()
+    }
+
+    override func tearDown() { cluster?.shutdown() }
+
+    /// An ASHA sweep (jobs paused, promoted and resumed, some stopped) exported twice: every
+    /// job is one run in each tool, with one curve over all its attempts whose values are the
+    /// stored events' (MLflow exactly, TensorBoard as float32), the swept parameters, the
+    /// status, and the adapter with its SHA-256; the second export replaces the first.
+    func testASweepExportedToTensorBoardAndMLflowReadsBackInBoth() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let s = try await cluster.submit(cluster.toySpec("""
+            lr: [0.001, 0.002, 0.004, 0.008]
+            steps: 8
+            step_ms: 5
+            eval_every: 2
+            sweep: {early_stopping: {type: asha, grace_steps: 2, max_steps: 8, reduction_factor: 2}}
+            """))
+        try await cluster.waitUntil("the sweep to end", timeout: 120) {
+            try await cluster.results(s.sweep).allSatisfy { [.succeeded, .stopped].contains($0.status) }
+        }
+        let jobs = try await cluster.results(s.sweep)
+        XCTAssert(jobs.contains { $0.status == .succeeded } && jobs.contains { $0.status == .stopped }, "\(jobs.map(\.status))")
+        let tb = cluster.dir.appendingPathComponent("tb"), ml = cluster.dir.appendingPathComponent("mlruns")
+        for _ in 0..<2 {
+            let r = try cluster.cli(["export", "\(s.sweep)", "--tensorboard", tb.path, "--mlflow", ml.path])
+            XCTAssertEqual(r.status, 0, r.out)
+        }
+        let read = Process()
+        read.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Python/read_exports.py")
+        read.arguments = ["python3", script.path, "--tensorboard", tb.path, "--mlflow", ml.path]
+        let pipe = Pipe()
+        read.standardOutput = pipe
+        try read.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        read.waitUntilExit()
+        XCTAssertEqual(read.terminationStatus, 0)
+        let got = try JSONValue.parse(out)
+        XCTAssertEqual(got["mlflow"]?["experiments"], .array(["Default", .string("tuna sweep \(s.sweep): toy")]))
+
+        var promotedSeen = false
+        for job in jobs {
+            // The expected curves, from the stored events of every attempt (the later attempt's value at a step).
+            let detail = try await cluster.job(job.id)
+            var loss: [Int: Double] = [:], evalLoss: [Int: Double] = [:]
+            for a in detail.attempts.sorted(by: { $0.attempt < $1.attempt }) {
+                for e in try await cluster.events(job.id, attempt: a.attempt) {
+                    guard let step = e.event["step"]?.intValue, let v = e.event["loss"]?.doubleValue else { continue }
+                    if e.event["event"] == "step" { loss[step] = v }
+                    if e.event["event"] == "eval" { evalLoss[step] = v }
+                }
+            }
+            if detail.attempts.count > 1 { promotedSeen = true }
+            XCTAssertEqual(Array(loss.keys).sorted(), Array(1...(loss.keys.max() ?? 0)), "job \(job.id): one curve over its attempts")
+            let run = try XCTUnwrap(got["mlflow"]?["runs"]?["job-\(job.id)"], "job \(job.id) has an MLflow run")
+            func series(_ v: JSONValue?) -> [Int: Double] {
+                Dictionary(uniqueKeysWithValues: (v?.arrayValue ?? []).map { ($0.arrayValue![0].intValue!, $0.arrayValue![1].doubleValue!) })
+            }
+            XCTAssertEqual(series(run["metrics"]?["train/loss"]), loss, "job \(job.id): MLflow's train/loss is the stored one, exactly")
+            XCTAssertEqual(series(run["metrics"]?["eval/loss"]), evalLoss)
+            XCTAssertEqual(run["status"]?.stringValue, job.status == .succeeded ? "FINISHED" : "KILLED")
+            XCTAssertEqual(run["params"]?["lr"]?.stringValue, job.params["lr"]?.canonicalJSON)
+            XCTAssertEqual(run["tags"]?["tuna.status"]?.stringValue, job.status.rawValue)
+            let board = series(got["tensorboard"]?["sweep-\(s.sweep)/job-\(job.id)"]?["train/loss"])
+            XCTAssertEqual(Array(board.keys).sorted(), Array(loss.keys).sorted(), "job \(job.id): TensorBoard has every step once (the second export replaced the first)")
+            for (step, v) in loss { XCTAssertEqual(board[step]!, Double(Float(v)), accuracy: 0, "float32, as TensorBoard stores a scalar") }
+            // The adapter, as an artifact, with the bytes the coordinator stored.
+            let adapters = detail.artifacts.filter { $0.kind == "adapter" }
+            XCTAssertEqual(Set((run["artifacts"]?.arrayValue ?? []).compactMap(\.stringValue)),
+                           Set(job.status == .succeeded ? adapters.map { "adapter/\($0.name)" } : []))
+            for a in adapters where job.status == .succeeded {
+                let root = URL(string: run["artifact_uri"]!.stringValue!)!.path
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: root).appendingPathComponent("adapter").appendingPathComponent(a.name))
+                XCTAssertEqual(SHA256.hash(data: bytes).hex, a.sha256)
+            }
+        }
+        XCTAssert(promotedSeen, "some job ran in more than one attempt")
+    }
+}
