@@ -17,8 +17,8 @@ tuna_require_build_tools
 tuna_python_env "$repo"
 swift build --build-tests
 # The TLS tests make their certificates with openssl; the full-disk test mounts a tmpfs with
-# util-linux's unshare.
-test_missing=$(tuna_missing_packages openssl util-linux)
+# util-linux's unshare; `tuna plot --out F.png` renders its SVG with librsvg's rsvg-convert.
+test_missing=$(tuna_missing_packages openssl util-linux librsvg2-bin)
 [ -z "$test_missing" ] || tuna_apt_install $test_missing
 swift test --skip-build
 bin=$(swift build --show-bin-path)

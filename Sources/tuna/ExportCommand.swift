@@ -36,8 +36,8 @@ struct ExportCommand: AsyncParsableCommand {
         let jobs = try await c.sendRaw(ResultsQuery(sweep: sweep)).resultRows()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let experimentName = "tuna sweep \(sweep)" + (row.name.isEmpty ? "" : ": \(row.name)")
-        let store = try mlflow.map { try MLflowFileStore(root: URL(fileURLWithPath: $0), nowMs: now) }
-        let experiment = try store?.experiment(named: experimentName, nowMs: now)
+        let store = try mlflow.map { m in try writing(m) { try MLflowFileStore(root: URL(fileURLWithPath: m), nowMs: now) } }
+        let experiment = try store.map { s in try writing(mlflow!) { try s.experiment(named: experimentName, nowMs: now) } }
         var written: [Written] = []
         for job in jobs {
             let detail = try await c.send(JobQuery(job: job.id))
@@ -48,13 +48,15 @@ struct ExportCommand: AsyncParsableCommand {
             var w = Written(job: job.id, points: curves.series.values.map(\.count).reduce(0, +))
             if let tensorboard {
                 let dir = URL(fileURLWithPath: tensorboard).appendingPathComponent("sweep-\(sweep)").appendingPathComponent("job-\(job.id)")
-                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                // Our earlier export of this run goes: TensorBoard would read both files.
-                for old in try FileManager.default.contentsOfDirectory(atPath: dir.path) where old.hasPrefix("events.out.tfevents.") && old.hasSuffix(".tuna") {
-                    try FileManager.default.removeItem(at: dir.appendingPathComponent(old))
-                }
                 let file = dir.appendingPathComponent("events.out.tfevents.\(startMs / 1000).tuna")
-                try TensorBoardEvents.file(curves, startMs: startMs).write(to: file, options: .atomic)
+                try writing(dir.path) {
+                    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                    // Our earlier export of this run goes: TensorBoard would read both files.
+                    for old in try FileManager.default.contentsOfDirectory(atPath: dir.path) where old.hasPrefix("events.out.tfevents.") && old.hasSuffix(".tuna") {
+                        try FileManager.default.removeItem(at: dir.appendingPathComponent(old))
+                    }
+                    try TensorBoardEvents.file(curves, startMs: startMs).write(to: file, options: .atomic)
+                }
                 w.tensorboard = file.path
             }
             if let store, let experiment {
@@ -66,7 +68,7 @@ struct ExportCommand: AsyncParsableCommand {
                     tags: ["tuna.sweep": "\(sweep)", "tuna.job": "\(job.id)", "tuna.status": job.status.rawValue,
                            "tuna.attempts": "\(job.attempts)"].merging(job.error.map { ["tuna.error": $0] } ?? [:]) { a, _ in a },
                     curves: curves)
-                let artifacts = try store.write(run, id: id, experiment: experiment)
+                let artifacts = try writing(mlflow!) { try store.write(run, id: id, experiment: experiment) }
                 if !noArtifacts, job.status == .succeeded {
                     for a in detail.artifacts where a.kind == "adapter" {
                         try await ArtifactTransfer.download(c, a, to: artifacts.appendingPathComponent("adapter").appendingPathComponent(a.name))

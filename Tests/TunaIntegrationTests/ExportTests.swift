@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 import TunaCore
 
-/// `tuna export` (issue 15): a real sweep, run by a real coordinator and worker, exported to
+/// `tuna export` and `tuna plot` (issue 15): a real sweep, run by a real coordinator and worker, exported to
 /// TensorBoard and MLflow and read back with the real `tensorboard` and `mlflow` packages
 /// (Tests/Python/read_exports.py). Skipped where python3 lacks them, except in CI, which
 /// installs them (scripts/requirements.txt).
@@ -52,6 +52,9 @@ final class ExportTests: XCTestCase {
             let r = try cluster.cli(["export", "\(s.sweep)", "--tensorboard", tb.path, "--mlflow", ml.path])
             XCTAssertEqual(r.status, 0, r.out)
         }
+        let refused = try cluster.cli(["export", "\(s.sweep)", "--tensorboard", "/proc/tuna-export"])
+        XCTAssertEqual(refused.status, 1, refused.out)
+        XCTAssert(refused.out.contains("cannot write /proc/tuna-export/sweep-\(s.sweep)/job-"), "one line naming the path: \(refused.out)")
         let read = Process()
         read.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Python/read_exports.py")
@@ -102,5 +105,38 @@ final class ExportTests: XCTestCase {
             }
         }
         XCTAssert(promotedSeen, "some job ran in more than one attempt")
+
+        // `tuna plot`: the same sweep as a figure, a curve per job, a point per job with an objective.
+        let svg = cluster.dir.appendingPathComponent("sweep.svg")
+        let plotted = try cluster.cli(["plot", "\(s.sweep)", "--out", svg.path])
+        XCTAssertEqual(plotted.status, 0, plotted.out)
+        let text = try String(contentsOf: svg, encoding: .utf8)
+        XCTAssertEqual(text.components(separatedBy: #"<polyline class="series""#).count - 1, jobs.count)
+        XCTAssertEqual(text.components(separatedBy: #"<circle class="point""#).count - 1, jobs.filter { $0.objective != nil }.count)
+        XCTAssert(text.contains("job \(jobs[0].id): lr=\(jobs[0].params["lr"]!.canonicalJSON)"), "the legend names what varies")
+        let one = cluster.dir.appendingPathComponent("job.svg")
+        XCTAssertEqual(try cluster.cli(["plot", "--job", "\(jobs[3].id)", "--out", one.path]).status, 0)
+        XCTAssertEqual(try String(contentsOf: one, encoding: .utf8).components(separatedBy: #"<polyline class="series""#).count - 1, 2, "train and eval")
+        // PNG: the SVG rendered by librsvg (a real SVG renderer reads it); CI installs it.
+        let png = cluster.dir.appendingPathComponent("sweep.png")
+        let r = try cluster.cli(["plot", "\(s.sweep)", "--out", png.path])
+        if Self.hasRSVG() || ProcessInfo.processInfo.environment["CI"] == "true" {
+            XCTAssertEqual(r.status, 0, r.out)
+            XCTAssertEqual(Array(try Data(contentsOf: png).prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "a PNG file")
+        } else {
+            XCTAssertEqual(r.status, 1)
+            XCTAssert(r.out.contains("writing PNG needs rsvg-convert (apt-get install librsvg2-bin)"), r.out)
+        }
+    }
+
+    static func hasRSVG() -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["rsvg-convert", "--version"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
     }
 }
