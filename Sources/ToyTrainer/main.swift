@@ -62,6 +62,7 @@ if let resume = env["TUNA_RESUME_DIR"], let s = try? String(contentsOfFile: "\(r
     emit(["event": "resumed", "step": step])
 }
 FileHandle.standardOutput.write(Data("toy trainer: \(steps) steps at lr \(lr), attempt \(attempt)\n".utf8))
+emit(["event": "config", "steps": steps])
 
 func loss(_ step: Int) -> Double { lossScale * (0.5 + 2.0 / (1.0 + Double(step) * lr * 100)) }
 

@@ -10,11 +10,18 @@ struct WatchCommand: AsyncParsableCommand {
     @Argument(help: "The sweep id (default: the newest sweep).") var sweep: Int64?
     @Option(help: "Seconds between updates.") var interval = 1.0
     @Flag(help: "Print each update as one line of JSON: the sweep's counts and its best job by its objective.") var json = false
+    @Flag(help: "A line per change even on a terminal (where watch otherwise redraws a progress bar per running job).") var plain = false
     @OptionGroup var connection: ConnectionOptions
+
+    /// The running jobs shown with a bar each; the rest are counted.
+    static let barsShown = 16
 
     func run() async throws {
         let c = try await connection.connect()
         defer { c.close() }
+        let live = !json && !plain && isatty(STDOUT_FILENO) == 1
+        var progress: [JobID: JobProgress] = [:]
+        var drawn = 0
         var last = ""
         while true {
             let sweeps = try await c.send(ListSweeps()).rows
@@ -28,7 +35,22 @@ struct WatchCommand: AsyncParsableCommand {
                 + ((s.paused ?? 0) > 0 ? "\(s.paused!) paused, " : "")
                 + "\(s.failed) failed, \(s.cancelled) cancelled" + ((s.stopped ?? 0) > 0 ? ", \(s.stopped!) stopped early" : "")
                 + (best.map { " | best \(objective.metric) \(fmt($0.objective)) (job \($0.id))" } ?? "")
-            if line != last {
+            if live {
+                // Redrawn in place: up over the last drawing, clear, draw again.
+                let running = rows.filter { $0.status == .running }.sorted { $0.id < $1.id }
+                var lines = [line]
+                for job in running.prefix(Self.barsShown) {
+                    try await progress[job.id, default: JobProgress()].update(c, job: job)
+                    lines.append(progress[job.id]!.line(job, varying: s.varying))
+                }
+                if running.count > Self.barsShown { lines.append("  and \(running.count - Self.barsShown) more running") }
+                progress = progress.filter { id, _ in running.contains { $0.id == id } }
+                let workers = try await c.send(ListWorkers()).rows.filter(\.connected)
+                lines.append("workers: \(workers.count) connected" + (workers.isEmpty ? "" : " (" + workers.map { "\($0.name): \($0.running) running" }.joined(separator: ", ") + ")"))
+                let redraw = (drawn > 0 ? "\u{1B}[\(drawn)F\u{1B}[J" : "") + lines.joined(separator: "\n") + "\n"
+                FileHandle.standardOutput.write(Data(redraw.utf8))
+                drawn = lines.count
+            } else if line != last {
                 if json {
                     printJSONLine(Update(sweep: s, best_job: best?.id, best_objective: best?.objective, best_val_loss: best?.best_val_loss))
                 } else { print(line) }

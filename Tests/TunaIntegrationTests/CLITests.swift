@@ -39,6 +39,31 @@ final class CLITests: XCTestCase {
         XCTAssert(watched.out.contains("sweep \(s.sweep): 2 job(s) failed"), watched.out)
     }
 
+    /// On a terminal (a pty, through util-linux's `script`) `tuna watch` redraws in place: a
+    /// progress bar per running job (step of the total the trainer announced, loss, tokens/s,
+    /// elapsed, ETA) and the workers, moved over with cursor-up and clear, until the sweep ends.
+    /// Through a pipe it prints plain lines (the test above).
+    func testWatchRedrawsProgressBarsOnATerminal() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        let s = try await cluster.submit(cluster.toySpec("lr: [0.001, 0.002]\nsteps: 40\nstep_ms: 40"))
+        let command = ([cluster.bin.appendingPathComponent("tuna").path, "watch", "\(s.sweep)", "--interval", "0.2", "--coordinator", cluster.address])
+            .map { "'\($0)'" }.joined(separator: " ")
+        let r = try cluster.runTool("/usr/bin/script", ["-q", "-e", "-f", "-c", command, "/dev/null"])
+        let redraws = r.components(separatedBy: "\u{1B}[").count - 1
+        XCTAssertGreaterThan(redraws, 3, "redrawn in place: \(r.suffix(2000))")
+        XCTAssert(r.contains("█") && r.contains("/40  loss "), "a bar with the step of 40: \(r.suffix(2000))")
+        XCTAssert(r.contains("ETA "), r.suffix(2000).description)
+        XCTAssert(r.contains("workers: 2 connected"), r.suffix(2000).description)
+        XCTAssert(r.contains("2/2 succeeded, 0 running"), "the last drawing is the end: \(r.suffix(500))")
+        // And `tuna logs --follow` prints the job's events to its end.
+        let followed = try cluster.cli(["logs", "1", "--follow", "--interval", "0.2"])
+        XCTAssertEqual(followed.status, 0, followed.out)
+        XCTAssert(followed.out.contains("attempt 1  step  step 40  loss "), followed.out)
+        XCTAssert(followed.out.hasSuffix("job 1: succeeded\n"), followed.out)
+    }
+
     /// Files the local tools cannot read are failures (exit 1, one line), not bad usage.
     func testLocalToolsFailWithOneLineNotUsage() throws {
         for args in [["init-model", "--out", cluster.dir.appendingPathComponent("m").path, "--vocabulary", "/nonexistent.tiktoken"],

@@ -91,7 +91,7 @@ extension CoordinatorServer {
                 return try store.jobDetail(job)
             }
         case .logs:
-            try await reply(msg, s) { (q: LogsQuery) in Rows(try store.events(job: q.job, attempt: q.attempt)) }
+            try await reply(msg, s) { (q: LogsQuery) in Rows(try store.events(job: q.job, attempt: q.attempt, afterSeq: q.after_seq)) }
         case .readArtifact:
             let r = try msg.decode(ReadArtifact.self)
             try ArtifactRules.checkDigest(r.sha256)

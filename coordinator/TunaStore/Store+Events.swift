@@ -82,7 +82,7 @@ extension Store {
     }
 
     /// The event log of a job: its latest attempt's by default, or one attempt's.
-    public func events(job: JobID, attempt: Int?) throws -> [EventRow] {
+    public func events(job: JobID, attempt: Int?, afterSeq: Int64? = nil) throws -> [EventRow] {
         try read { db in
             guard let latest = try Int.fetchOne(db, sql: "SELECT attempts FROM jobs WHERE id = ?", arguments: [job]) else {
                 throw StoreError.notFound("no job \(job)")
@@ -90,8 +90,8 @@ extension Store {
             let number = attempt ?? latest
             return try Row.fetchAll(db, sql: """
                 SELECT a.number, m.seq, m.at_ms, m.event FROM events m JOIN attempts a ON a.id = m.attempt_id
-                WHERE a.job_id = ? AND a.number = ? ORDER BY m.seq
-                """, arguments: [job, number]).map {
+                WHERE a.job_id = ? AND a.number = ? AND m.seq > ? ORDER BY m.seq
+                """, arguments: [job, number, afterSeq ?? -1]).map {
                 EventRow(attempt: $0[0], seq: $0[1], at_ms: $0[2], event: (try? JSONValue.parse(Data(($0[3] as String).utf8))) ?? .null)
             }
         }

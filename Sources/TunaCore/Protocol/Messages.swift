@@ -427,7 +427,9 @@ public struct WaitingQuery: Codable, Sendable {
 public struct LogsQuery: Codable, Sendable {
     public var job: JobID
     public var attempt: Int?
-    public init(job: JobID, attempt: Int? = nil) { self.job = job; self.attempt = attempt }
+    /// Only the events after this `seq` (what a follower has not seen yet).
+    public var after_seq: Int64?
+    public init(job: JobID, attempt: Int? = nil, afterSeq: Int64? = nil) { self.job = job; self.attempt = attempt; self.after_seq = afterSeq }
 }
 
 /// A list reply: `{"type": "results", "re": 3, "rows": [...]}`.
