@@ -47,6 +47,10 @@ struct WatchCommand: AsyncParsableCommand {
                 progress = progress.filter { id, _ in running.contains { $0.id == id } }
                 let workers = try await c.send(ListWorkers()).rows.filter(\.connected)
                 lines.append("workers: \(workers.count) connected" + (workers.isEmpty ? "" : " (" + workers.map { "\($0.name): \($0.running) running" }.joined(separator: ", ") + ")"))
+                // Each line cut to the terminal's width: a wrapped line would take two rows, and
+                // moving up by the lines drawn would leave the rest of the old drawing behind.
+                let width = Self.terminalColumns()
+                lines = lines.map { $0.count < width ? $0 : String($0.prefix(max(1, width - 1))) }
                 let redraw = (drawn > 0 ? "\u{1B}[\(drawn)F\u{1B}[J" : "") + lines.joined(separator: "\n") + "\n"
                 FileHandle.standardOutput.write(Data(redraw.utf8))
                 drawn = lines.count
@@ -63,6 +67,13 @@ struct WatchCommand: AsyncParsableCommand {
             }
             try await Task.sleep(nanoseconds: UInt64(max(0.1, interval) * 1e9))
         }
+    }
+
+    /// The terminal's width in columns (80 if it does not say).
+    static func terminalColumns() -> Int {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+        return Int(size.ws_col)
     }
 
     struct Update: Encodable {
