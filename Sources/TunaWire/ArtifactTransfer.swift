@@ -48,8 +48,9 @@ public enum ArtifactTransfer {
         _ = try await c.send(UploadEnd(upload: ready.upload))
     }
 
-    /// Downloads an artifact to `dest` (via a temporary file), verifying its SHA-256.
-    public static func download(_ c: WireClient, _ a: ArtifactInfo, to dest: URL) async throws {
+    /// Downloads an artifact to `dest` (via a temporary file), verifying its SHA-256;
+    /// `progress` hears the bytes received so far after each chunk.
+    public static func download(_ c: WireClient, _ a: ArtifactInfo, to dest: URL, progress: ((Int64) -> Void)? = nil) async throws {
         try FileManager.default.createDirectory(at: dest.deletingLastPathComponent(), withIntermediateDirectories: true)
         let tmp = dest.appendingPathExtension("part")
         FileManager.default.createFile(atPath: tmp.path, contents: nil)
@@ -66,6 +67,7 @@ public enum ArtifactTransfer {
                 try h.write(contentsOf: bytes)
                 hasher.update(data: bytes)
                 offset += Int64(bytes.count)
+                progress?(offset)
             }
             try h.close()
         } catch {

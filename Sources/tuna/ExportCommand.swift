@@ -71,7 +71,9 @@ struct ExportCommand: AsyncParsableCommand {
                 let artifacts = try writing(mlflow!) { try store.write(run, id: id, experiment: experiment) }
                 if !noArtifacts, job.status == .succeeded {
                     for a in detail.artifacts where a.kind == "adapter" {
-                        try await ArtifactTransfer.download(c, a, to: artifacts.appendingPathComponent("adapter").appendingPathComponent(a.name))
+                        var bar = ProgressBar("job \(job.id) \(a.name)", total: a.size)
+                        try await ArtifactTransfer.download(c, a, to: artifacts.appendingPathComponent("adapter").appendingPathComponent(a.name)) { bar.update($0) }
+                        bar.finish()
                     }
                 }
                 w.mlflow_run = id

@@ -24,7 +24,9 @@ struct FetchCommand: AsyncParsableCommand {
         var fetched: [Fetched] = []
         for a in files {
             let path = dir.appendingPathComponent(a.name).path
-            try await ArtifactTransfer.download(c, a, to: URL(fileURLWithPath: path))
+            var bar = ProgressBar(a.name, total: a.size)
+            try await ArtifactTransfer.download(c, a, to: URL(fileURLWithPath: path)) { bar.update($0) }
+            bar.finish()
             if !json { print("\(a.sha256)  \(path)") }
             fetched.append(Fetched(name: a.name, path: path, size: a.size, sha256: a.sha256))
         }

@@ -64,6 +64,25 @@ final class CLITests: XCTestCase {
         XCTAssert(followed.out.hasSuffix("job 1: succeeded\n"), followed.out)
     }
 
+    /// `tuna fetch` draws a progress bar on a terminal's stderr (in a pty, through `script`),
+    /// and nothing but its result lines through a pipe.
+    func testFetchShowsProgressOnATerminalOnly() async throws {
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        let s = try await cluster.submit(cluster.toySpec("steps: 2\nstep_ms: 5\nadapter_bytes: 8388608"))
+        try await cluster.waitUntil("the job to succeed") { try await cluster.results(s.sweep).allSatisfy { $0.status == .succeeded } }
+        let out = cluster.dir.appendingPathComponent("fetched")
+        let command = ([cluster.bin.appendingPathComponent("tuna").path, "fetch", "1", "--out", out.path, "--coordinator", cluster.address])
+            .map { "'\($0)'" }.joined(separator: " ")
+        let r = try cluster.runTool("/usr/bin/script", ["-q", "-e", "-f", "-c", command, "/dev/null"])
+        XCTAssert(r.contains("adapter_model.safetensors  [████████████████████████] 100%  8.0/8.0 MiB"), r)
+        XCTAssert(r.contains("\r\u{1B}[K"), "redrawn in place, then cleared")
+        XCTAssert(r.contains(out.appendingPathComponent("adapter_model.safetensors").path), r)
+        let piped = try cluster.cli(["fetch", "1", "--out", cluster.dir.appendingPathComponent("piped").path])
+        XCTAssertEqual(piped.status, 0, piped.out)
+        XCTAssertFalse(piped.out.contains("MiB") || piped.out.contains("\u{1B}"), "no bar through a pipe: \(piped.out)")
+    }
+
     /// Files the local tools cannot read are failures (exit 1, one line), not bad usage.
     func testLocalToolsFailWithOneLineNotUsage() throws {
         for args in [["init-model", "--out", cluster.dir.appendingPathComponent("m").path, "--vocabulary", "/nonexistent.tiktoken"],
