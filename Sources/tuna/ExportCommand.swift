@@ -41,9 +41,7 @@ struct ExportCommand: AsyncParsableCommand {
         var written: [Written] = []
         for job in jobs {
             let detail = try await c.send(JobQuery(job: job.id))
-            var events: [EventRow] = []
-            for a in detail.attempts { events += try await c.send(LogsQuery(job: job.id, attempt: a.attempt)).rows }
-            let curves = Curves(events: events)
+            let curves = try await Self.curves(c, job: job.id, attempts: detail.attempts)
             let startMs = detail.attempts.map(\.started_ms).min() ?? row.created_ms
             var w = Written(job: job.id, points: curves.series.values.map(\.count).reduce(0, +))
             if let tensorboard {
@@ -85,6 +83,14 @@ struct ExportCommand: AsyncParsableCommand {
         if let mlflow, let experiment {
             print("mlflow: experiment \(experiment) (\(experimentName)), \(jobs.count) run(s) in \(mlflow)  (MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri \(mlflow))")
         }
+    }
+
+    /// A job's curves over all its attempts (`attempts`: the job's, from `job`), as `tuna export`
+    /// and `tuna plot` both draw them.
+    static func curves(_ c: WireClient, job: JobID, attempts: [AttemptRow]) async throws -> Curves {
+        var events: [EventRow] = []
+        for a in attempts { events += try await c.send(LogsQuery(job: job, attempt: a.attempt)).rows }
+        return Curves(events: events)
     }
 
     static func status(_ s: JobStatus) -> MLflowFileStore.Status {

@@ -40,7 +40,7 @@ struct LogsCommand: AsyncParsableCommand {
 
 extension LogsCommand {
     /// `--follow`: the events after the last one printed, polled; a new attempt is followed from
-    /// its start; stops once the job is in a final state and nothing is left to print.
+    /// its start; stops once the job is not queued, running or paused and nothing is left to print.
     func followJob(_ c: WireClient) async throws {
         let latest = try await c.send(JobQuery(job: job)).job.attempts
         var number = attempt ?? max(1, latest)
@@ -65,7 +65,8 @@ extension LogsCommand {
                 last = -1
                 continue
             }
-            if rows.isEmpty, ![.queued, .running].contains(detail.job.status) {
+            // A paused job may yet be promoted: followed, as `tuna watch` waits for it too.
+            if rows.isEmpty, ![.queued, .running, .paused].contains(detail.job.status) {
                 if !json { print("job \(job): \(detail.job.status.rawValue)" + (detail.job.error.map { ": \($0)" } ?? "")) }
                 return
             }

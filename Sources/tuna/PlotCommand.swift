@@ -14,6 +14,7 @@ struct PlotCommand: AsyncParsableCommand {
     @Option(help: "Plot this job's train and eval curves instead.") var job: Int64?
     @Option(help: "The file to write: .svg, or .png (needs rsvg-convert: apt-get install librsvg2-bin).") var out: String
     @Option(help: "The curve of a sweep's jobs: a tag as in `tuna export` (default: eval/loss where jobs have it, else train/loss).") var metric: String?
+    @Flag(help: "Print JSON: the file written, its curves and its parameter panels.") var json = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -26,9 +27,7 @@ struct PlotCommand: AsyncParsableCommand {
         let c = try await connection.connect()
         defer { c.close() }
         func curves(_ job: JobID) async throws -> Curves {
-            var events: [EventRow] = []
-            for a in try await c.send(JobQuery(job: job)).attempts { events += try await c.send(LogsQuery(job: job, attempt: a.attempt)).rows }
-            return Curves(events: events)
+            try await ExportCommand.curves(c, job: job, attempts: try await c.send(JobQuery(job: job)).attempts)
         }
         let plot: SweepPlot
         if let job {
@@ -68,7 +67,14 @@ struct PlotCommand: AsyncParsableCommand {
         } else {
             try Self.png(plot.svg, to: target)
         }
+        if json { return printJSON(Plotted(out: out, series: plot.series.filter { !$0.points.isEmpty }.count, panels: plot.scatters.count)) }
         print("wrote \(out)")
+    }
+
+    struct Plotted: Encodable {
+        var out: String
+        var series: Int
+        var panels: Int
     }
 
     /// Renders SVG to PNG with rsvg-convert (librsvg): Tuna draws no pixels of its own.

@@ -148,6 +148,19 @@ final class Cluster: @unchecked Sendable {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Whether `args` (through /usr/bin/env) runs and exits 0: a probe for what a test needs
+    /// (`python3 -c "import torch"`, `rsvg-convert --version`).
+    static func succeeds(_ args: [String]) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
     /// Runs a system tool and returns its stdout.
     func runTool(_ path: String, _ args: [String]) throws -> String {
         let p = Process()

@@ -11,14 +11,7 @@ final class ExportTests: XCTestCase {
     var cluster: Cluster!
 
     override func setUpWithError() throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import tensorboard, mlflow"]
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        try probe.run()
-        probe.waitUntilExit()
-        if probe.terminationStatus != 0 {
+        if !Cluster.succeeds(["python3", "-c", "import tensorboard, mlflow"]) {
             if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI: python3 lacks tensorboard or mlflow (scripts/requirements.txt)") }
             throw XCTSkip("python3 lacks tensorboard or mlflow")
         }
@@ -114,29 +107,20 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(text.components(separatedBy: #"<polyline class="series""#).count - 1, jobs.count)
         XCTAssertEqual(text.components(separatedBy: #"<circle class="point""#).count - 1, jobs.filter { $0.objective != nil }.count)
         XCTAssert(text.contains("job \(jobs[0].id): lr=\(jobs[0].params["lr"]!.canonicalJSON)"), "the legend names what varies")
+        let asJSON = try cluster.cli(["plot", "\(s.sweep)", "--out", svg.path, "--json"])
+        XCTAssertEqual(try JSONValue.parse(Data(asJSON.out.utf8)), ["out": .string(svg.path), "series": .int(jobs.count), "panels": 1], asJSON.out)
         let one = cluster.dir.appendingPathComponent("job.svg")
         XCTAssertEqual(try cluster.cli(["plot", "--job", "\(jobs[3].id)", "--out", one.path]).status, 0)
         XCTAssertEqual(try String(contentsOf: one, encoding: .utf8).components(separatedBy: #"<polyline class="series""#).count - 1, 2, "train and eval")
         // PNG: the SVG rendered by librsvg (a real SVG renderer reads it); CI installs it.
         let png = cluster.dir.appendingPathComponent("sweep.png")
         let r = try cluster.cli(["plot", "\(s.sweep)", "--out", png.path])
-        if Self.hasRSVG() || ProcessInfo.processInfo.environment["CI"] == "true" {
+        if Cluster.succeeds(["rsvg-convert", "--version"]) || ProcessInfo.processInfo.environment["CI"] == "true" {
             XCTAssertEqual(r.status, 0, r.out)
             XCTAssertEqual(Array(try Data(contentsOf: png).prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "a PNG file")
         } else {
             XCTAssertEqual(r.status, 1)
             XCTAssert(r.out.contains("writing PNG needs rsvg-convert (apt-get install librsvg2-bin)"), r.out)
         }
-    }
-
-    static func hasRSVG() -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["rsvg-convert", "--version"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return false }
-        p.waitUntilExit()
-        return p.terminationStatus == 0
     }
 }

@@ -12,14 +12,7 @@ final class TorchSweepTests: XCTestCase {
     var cluster: Cluster!
 
     override func setUpWithError() throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import torch, transformers, peft"]
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        try probe.run()
-        probe.waitUntilExit()
-        guard probe.terminationStatus == 0 else { throw XCTSkip("python3 lacks torch/transformers/peft") }
+        guard Cluster.succeeds(["python3", "-c", "import torch, transformers, peft"]) else { throw XCTSkip("python3 lacks torch/transformers/peft") }
         cluster = try Cluster()
     }
 
