@@ -1,13 +1,14 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // Tuna: LoRA fine-tuning sweeps of Mixture-of-Experts models across a fleet of GPU boxes.
 //
 // Modules import in one direction:
 //   TunaRandom (the one seeded generator) <- TunaCore, TunaText, TunaEngine
-//   TunaCore  <- TunaStore <- TunaCoordinator
+//   TunaCore  <- TunaStore <- TunaDashboard <- TunaCoordinator
 //   TunaCore  <- TunaWire  <- TunaCoordinator, TunaWorker
 //   TunaText, TunaEngine <- TunaTrain (the native trainer loop)
 //   everything <- tuna (the CLI, one executable)
-// Only TunaStore speaks SQL, only TunaWire (and the two daemons built on it) speak NIO.
+// Only TunaStore speaks SQL, only TunaWire (and the two daemons built on it) speak NIO;
+// only TunaDashboard speaks HTTP (Hummingbird), on the coordinator's second port.
 import PackageDescription
 
 let package = Package(
@@ -25,6 +26,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // TLS on the protocol (BoringSSL through NIO's handlers).
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // The dashboard and /metrics (`tuna coordinator --http`): Hummingbird for HTTP (without its
+        // swift-configuration trait, which Tuna does not use), Mustache for the pages, the
+        // Prometheus client for the text format.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // SplitMix64: the one seeded generator (sweeps, data splits, LoRA init, tiny models).
@@ -48,8 +55,18 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
+        // The web dashboard and /metrics: pages, JSON, live updates, on Hummingbird.
+        .target(name: "TunaDashboard", dependencies: [
+            "TunaCore", "TunaStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "Mustache", package: "swift-mustache"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], path: "coordinator/TunaDashboard"),
         .target(name: "TunaCoordinator", dependencies: [
-            "TunaCore", "TunaStore", "TunaWire",
+            "TunaCore", "TunaStore", "TunaWire", "TunaDashboard",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
@@ -103,7 +120,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "TunaIntegrationTests", dependencies: [
-            "TunaCore", "TunaRandom", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaEngine",
+            "TunaCore", "TunaRandom", "TunaStore", "TunaWire", "TunaCoordinator", "TunaWorker", "TunaEngine", "TunaDashboard",
         ]),
     ]
 )

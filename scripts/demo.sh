@@ -23,8 +23,10 @@ if [ ! -s "$demo/model/model.safetensors" ]; then
     "$bin/tuna" init-model --out "$demo/model" --vocabulary Tests/TunaTextTests/Fixtures/o200k_base.tiktoken --seed 0
 fi
 
-rm -rf "$demo/data" "$demo/work" "$demo/port" "$demo"/adapter-*
-"$bin/tuna" coordinator --listen 127.0.0.1:0 --data-dir "$demo/data" --port-file "$demo/port" 2>"$demo/coordinator.log" &
+rm -rf "$demo/data" "$demo/work" "$demo/port" "$demo/http-port" "$demo"/adapter-*
+# --http: the web dashboard and /metrics, on a port of their own (docs/dashboard.md)
+"$bin/tuna" coordinator --listen 127.0.0.1:0 --data-dir "$demo/data" --port-file "$demo/port" \
+    --http 127.0.0.1:0 --http-port-file "$demo/http-port" 2>"$demo/coordinator.log" &
 coord=$!
 worker=
 trap 'kill $worker $coord 2>/dev/null || true; wait 2>/dev/null || true' EXIT
@@ -37,6 +39,8 @@ worker=$!
 # submit once the worker has registered (else `tuna submit` notes that no worker is connected)
 for _ in $(seq 100); do "$bin/tuna" workers --json | grep -q '"connected" : true' && break; sleep 0.1; done
 echo "== coordinator on $addr (log: $demo/coordinator.log), worker 'local' (log: $demo/worker.log)"
+for _ in $(seq 100); do [ -s "$demo/http-port" ] && break; sleep 0.1; done
+echo "== dashboard: http://127.0.0.1:$(cat "$demo/http-port")/ while the demo runs (the login link is in $demo/coordinator.log)"
 
 sed "s|@DEMO@|$demo|; s|@REPO@|$repo|" jobs/demo-native.yaml >"$demo/sweep.yaml"
 "$bin/tuna" submit "$demo/sweep.yaml"

@@ -17,8 +17,9 @@ tuna_require_build_tools
 tuna_python_env "$repo"
 swift build --build-tests
 # The TLS tests make their certificates with openssl; the full-disk test mounts a tmpfs with
-# util-linux's unshare; `tuna plot --out F.png` renders its SVG with librsvg's rsvg-convert.
-test_missing=$(tuna_missing_packages openssl util-linux librsvg2-bin)
+# util-linux's unshare; `tuna plot --out F.png` renders its SVG with librsvg's rsvg-convert; the
+# dashboard's browser test drives Debian's chromium headless (DashboardTests).
+test_missing=$(tuna_missing_packages openssl util-linux librsvg2-bin chromium)
 [ -z "$test_missing" ] || tuna_apt_install $test_missing
 swift test --skip-build
 bin=$(swift build --show-bin-path)

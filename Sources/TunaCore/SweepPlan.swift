@@ -146,6 +146,14 @@ public enum SweepSpec {
         return try plan(spec: root, extended: extended, stored: stored)
     }
 
+    /// How many jobs a spec makes, without expanding or validating them (the CLI's progress
+    /// display while the coordinator does both); nil when even that cannot be told.
+    public static func jobCount(yaml: String) -> Int? {
+        guard let root = try? YAML.parse(yaml), let search = try? SearchSettings(root["sweep"]),
+              let axes = try? SweepAxis.discover(in: root).0 else { return nil }
+        return search.method == .grid ? (try? gridPoints(axes))?.count : search.count
+    }
+
     public static func plan(spec root: JSONValue, extended: Int = 0, stored: Bool = false) throws -> SweepPlan {
         var search = try SearchSettings(root["sweep"])
         if extended > 0 {

@@ -19,7 +19,10 @@ public enum TLS {
             self.certificate = certificate; self.key = key; self.clientCA = clientCA
         }
 
-        public func context() throws -> NIOSSLContext {
+        public func context() throws -> NIOSSLContext { try TLS.context(configuration()) }
+
+        /// The configuration `context()` makes its context from (the dashboard's HTTPS takes it).
+        public func configuration() throws -> TLSConfiguration {
             var config = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try TLS.certificates(certificate, "--tls-cert").map { .certificate($0) },
                 privateKey: .privateKey(try TLS.key(key, "--tls-key")))
@@ -28,7 +31,7 @@ public enum TLS {
                 config.trustRoots = .certificates(try TLS.certificates(clientCA, "--tls-client-ca"))
                 config.certificateVerification = .noHostnameVerification
             }
-            return try TLS.context(config)
+            return config
         }
     }
 

@@ -60,10 +60,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Write the bound port to this file once listening (for scripts using port 0).")
     var portFile: String?
 
+    @Option(help: "Serve the web dashboard and Prometheus /metrics on HOST:PORT (off unless given; port 0 picks a free one). Off loopback: tokens and TLS as for --listen.")
+    var http: String?
+
+    @Option(help: "Write the dashboard's bound port to this file once listening.")
+    var httpPortFile: String?
+
     func validate() throws {
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
         if insecurePlaintext && tlsCert != nil { throw ValidationError("--insecure-plaintext and --tls-cert contradict each other") }
+        if let http { do { _ = try HostPort(parsing: http) } catch { throw ValidationError("--http: \(error)") } }
+        if httpPortFile != nil && http == nil { throw ValidationError("--http-port-file needs --http") }
         guard maxArtifactGb > 0, maxAttemptGb >= maxArtifactGb else { throw ValidationError("--max-artifact-gb must be > 0 and at most --max-attempt-gb") }
         guard maxConnections >= 1, maxConnectionsPerAddress >= 1 else { throw ValidationError("--max-connections and --max-connections-per-address must be at least 1") }
         guard leaseMs >= 200 else { throw ValidationError("--lease-ms must be at least 200") }
@@ -86,18 +94,21 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.connections.maxConnections = maxConnections
         config.connections.maxPerPeer = maxConnectionsPerAddress
         config.connections.silenceMs = silenceMs
+        config.http = try http.map { try HostPort(parsing: $0) }
         guard let s = Store.Sync(rawValue: sync.uppercased()) else { throw ValidationError("--sync must be full or normal") }
         config.sync = s
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let server = try CoordinatorServer(config: config)
-        let portFile = self.portFile
+        let portFile = self.portFile, httpPortFile = self.httpPortFile
         // SIGHUP rereads the tokens file (the handler type is the one the termination signals use).
         let reload = TerminationSignals([SIGHUP]) { server.reloadTokens() }
         defer { reload.cancel() }
         try await runUntilSignal {
-            try await server.run { port in
+            try await server.run(onListening: { port in
                 if let portFile { try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
-            }
+            }, onHTTPListening: { port in
+                if let httpPortFile { try? "\(port)\n".write(toFile: httpPortFile, atomically: true, encoding: .utf8) }
+            })
         }
     }
 }

@@ -37,7 +37,12 @@ struct SubmitCommand: AsyncParsableCommand {
         }
         let c = try await connection.connect()
         defer { c.close() }
-        let r = try await c.send(Submit(spec: text))
+        // On a terminal, a large sweep's validation and storing are shown as they go (the reply
+        // comes once every job is stored): polled on a second connection.
+        let progress = try await SubmitProgress.start(spec: text, connection: connection)
+        let r: Submitted
+        do { r = try await c.send(Submit(spec: text)) } catch { await progress?.stop(); throw error }
+        await progress?.stop()
         if json { print("{\"sweep\": \(r.sweep), \"jobs\": \(r.jobs)}"); return }
         print("sweep \(r.sweep): \(r.jobs) jobs queued")
         // Say at once when no connected worker can take some of them, instead of letting them
@@ -47,5 +52,36 @@ struct SubmitCommand: AsyncParsableCommand {
         for g in groups.sorted(by: { $0.reason < $1.reason }) {
             print("note: \(g.jobs ?? 1) job(s) cannot start yet: \(g.reason)")
         }
+    }
+}
+
+/// `tuna submit`'s progress on a terminal: "validating N jobs" until the sweep's row appears,
+/// then a bar of its jobs stored so far, read with `list_sweeps` every 300 ms. Only for sweeps
+/// of at least `threshold` jobs (smaller ones are stored before a bar would be seen).
+struct SubmitProgress {
+    static let threshold = 10_000
+    let task: Task<Void, Never>
+
+    static func start(spec: String, connection: ConnectionOptions) async throws -> SubmitProgress? {
+        guard isatty(STDERR_FILENO) == 1, let total = SweepSpec.jobCount(yaml: spec), total >= threshold else { return nil }
+        let name = (try? YAML.parse(spec))?["name"]?.stringValue ?? ""
+        let poll = try await connection.connect()
+        let before = try await poll.send(ListSweeps()).rows.map(\.id).max() ?? 0
+        let task = Task {
+            defer { poll.close() }
+            var bar = ProgressBar("submitting \(name.isEmpty ? "the sweep" : name)", total: Int64(total), unit: .jobs)
+            while !Task.isCancelled {
+                let mine = (try? await poll.send(ListSweeps()))?.rows.last { $0.id > before && $0.name == name }
+                if let mine { bar.update(Int64(mine.jobs)) } else { bar.note("validating \(total) jobs") }
+                try? await Task.sleep(nanoseconds: 300_000_000)
+            }
+            bar.finish()
+        }
+        return SubmitProgress(task: task)
+    }
+
+    func stop() async {
+        task.cancel()
+        await task.value
     }
 }

@@ -83,6 +83,27 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(piped.out.contains("MiB") || piped.out.contains("\u{1B}"), "no bar through a pipe: \(piped.out)")
     }
 
+    /// `tuna submit` of a large sweep shows its progress on a terminal: the validation, then a
+    /// bar of the jobs stored so far (polled from the coordinator), cleared before the result
+    /// line; through a pipe only the result line.
+    func testSubmitOfALargeSweepShowsProgressOnATerminal() async throws {
+        try cluster.startCoordinator()
+        let values = (1...400).map(String.init).joined(separator: ", ")
+        let spec = cluster.dir.appendingPathComponent("large.yaml")
+        // 100,000 jobs: seconds of validating and storing, so the 300 ms polls see both phases.
+        let steps = (1...250).map(String.init).joined(separator: ", ")
+        try cluster.toySpec(name: "large", "loss_scale: [\(values)]\nsteps: [\(steps)]\n")
+            .write(to: spec, atomically: true, encoding: .utf8)
+        let command = [cluster.bin.appendingPathComponent("tuna").path, "submit", spec.path, "--coordinator", cluster.address].map { "'\($0)'" }.joined(separator: " ")
+        let r = try cluster.runTool("/usr/bin/script", ["-q", "-e", "-f", "-c", command, "/dev/null"])
+        XCTAssert(r.contains("submitting large  validating 100000 jobs"), r)
+        XCTAssert(r.contains(" jobs stored  "), "a bar of the jobs stored: \(r)")
+        XCTAssert(r.contains("\r\u{1B}[Ksweep 1: 100000 jobs queued"), "the bar cleared before the result: \(r)")
+        let piped = try cluster.cli(["submit", spec.path])
+        XCTAssert(piped.out.hasPrefix("sweep 2: 100000 jobs queued\n") && !piped.out.contains("\u{1B}") && !piped.out.contains("validating"),
+                  "no progress through a pipe: \(piped.out)")
+    }
+
     /// Files the local tools cannot read are failures (exit 1, one line), not bad usage.
     func testLocalToolsFailWithOneLineNotUsage() throws {
         for args in [["init-model", "--out", cluster.dir.appendingPathComponent("m").path, "--vocabulary", "/nonexistent.tiktoken"],

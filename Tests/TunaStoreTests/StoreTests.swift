@@ -635,6 +635,93 @@ final class StoreTests: XCTestCase {
         XCTAssertNil(try lease(now: 2), "32 trained + 20 reserved: nothing else fits in 55")
     }
 
+    /// The `i`th series of a curves reply.
+    func nth(_ curves: JSONValue, _ i: Int) -> JSONValue? {
+        guard let all = curves["series"]?.arrayValue, i < all.count else { return nil }
+        return all[i]
+    }
+
+    /// The dashboard's curves: a job's train and eval points kept at ingest, a later attempt's
+    /// value at a step replacing an earlier one's; jobs best first by the objective; each curve
+    /// cut to at most the points asked for, keeping the last.
+    func testCurvePointsAreKeptAtIngestBestJobsFirst() throws {
+        try submit("i: [1, 2]")
+        let a = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 0, policy: policy))
+        let b = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 0, policy: policy))
+        var evs = (1...300).map { EventRecord(seq: Int64($0), at_ms: 1, event: ["event": "step", "step": .int($0), "loss": .number(3.0 - Double($0) / 1000)]) }
+        evs.append(EventRecord(seq: 301, at_ms: 1, event: ["event": "eval", "step": 300, "loss": 2.5]))
+        evs.append(EventRecord(seq: 302, at_ms: 1, event: ["event": "eval", "loss": 2.4]))   // no step: no point
+        _ = try store.appendEvents(Events(job: a.job, attempt: 1, events: evs), worker: "w1", now: 1)
+        _ = try store.appendEvents(Events(job: b.job, attempt: 1, events: [
+            EventRecord(seq: 0, at_ms: 1, event: ["event": "step", "step": 1, "loss": 9.0]),
+            EventRecord(seq: 1, at_ms: 1, event: ["event": "eval", "step": 1, "loss": 1.0]),
+        ]), worker: "w2", now: 1)
+        // Job b's attempt is lost; its second attempt reports step 1 again.
+        try store.finish(AttemptRef(job: b.job, attempt: 1), worker: "w2", outcome: .failed("x"), now: 2, policy: policy)
+        let b2 = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 10_000, policy: policy))
+        _ = try store.appendEvents(Events(job: b.job, attempt: b2.attempt, events: [
+            EventRecord(seq: 0, at_ms: 1, event: ["event": "step", "step": 1, "loss": 8.0]),
+        ]), worker: "w2", now: 10_001)
+        func curves(_ kind: CurveKind, limit: Int = 10, points: Int = 200, jobs: [JobID]? = nil) throws -> JSONValue {
+            try JSONValue.parse(store.db.curvesJSON(sweep: 1, kind: kind, limit: limit, maxPoints: points, jobs: jobs))
+        }
+        let eval = try curves(.eval)
+        XCTAssertEqual(eval["jobs"], 2)
+        // Job b's second lease cleared its summary (a new attempt starts it over), so it has no
+        // objective yet and comes after a; its curve keeps attempt 1's eval.
+        XCTAssertEqual(eval["series"]?.arrayValue?.map { $0["job"] }, [.int(Int(a.job)), .int(Int(b.job))], "jobs with a value first")
+        XCTAssertEqual(nth(eval, 0)?["steps"], [300], "the eval without a step makes no point")
+        XCTAssertEqual(nth(eval, 1)?["steps"], [1])
+        XCTAssertEqual(try curves(.train, limit: 1)["series"]?.arrayValue?.count, 1, "the limit")
+        XCTAssertEqual(nth(try curves(.train, jobs: [b.job]), 0)?["values"]?.arrayValue?.compactMap(\.doubleValue), [8.0], "the later attempt's value at step 1")
+        let cut = nth(try curves(.train, points: 50, jobs: [a.job]), 0)
+        let steps = try XCTUnwrap(cut?["steps"]?.arrayValue?.compactMap(\.intValue))
+        XCTAssert(steps.count <= 50 && steps.first == 1 && steps.last == 300, "\(steps)")
+        XCTAssertEqual(Float(try XCTUnwrap(cut?["values"]?.arrayValue?.last?.doubleValue)), Float(2.7))
+        XCTAssertEqual(Store.downsample(count: 5, to: 10), [0, 1, 2, 3, 4])
+        for (n, limit) in [(1000, 200), (201, 200), (7, 2), (10_000, 3)] {
+            let keep = Store.downsample(count: n, to: limit)
+            XCTAssert(keep.count <= limit && keep.first == 0 && keep.last == n - 1 && keep == keep.sorted(), "\(n) to \(limit): \(keep)")
+        }
+        XCTAssertThrowsError(try store.db.curvesJSON(sweep: 99, kind: .eval, limit: 1, maxPoints: 2))
+    }
+
+    /// A database from before the dashboard: its stored events fill the curve points when the
+    /// migration runs (a later attempt's value winning), so old sweeps draw too.
+    func testCurvePointsAreFilledFromOlderDatabases() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("db.sqlite").path
+        do {
+            let q = try DatabaseQueue(path: path)
+            try Schema.migrator.migrate(q, upTo: "v12-step-budget")
+            try q.write { db in
+                try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
+                try db.execute(sql: """
+                    INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
+                                      max_attempts, status, attempts, failures, created_ms, final_val_loss) VALUES (1, 1, 0, 'h', '{}', '{}', 'command', 0, 0, 0, 3, 'succeeded', 2, 1, 0, 1.5)
+                    """)
+                for n in [1, 2] {
+                    try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, 1, ?, 'w1', 'failed', 0, 0)", arguments: [n, n])
+                }
+                for (attempt, seq, event) in [(1, 0, #"{"event":"step","step":1,"loss":4.0}"#), (1, 1, #"{"event":"eval","step":1,"loss":3.0}"#),
+                                              (2, 0, #"{"event":"step","step":1,"loss":3.5}"#), (2, 1, #"{"event":"step","step":2,"loss":2.5}"#),
+                                              (2, 2, #"{"event":"eval","step":2,"loss":1.5}"#), (2, 3, #"{"event":"eval","loss":1.4}"#),
+                                              (2, 4, #"{"event":"log","line":"x"}"#)] {
+                    try db.execute(sql: "INSERT INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, 0, ?)", arguments: [attempt, seq, event])
+                }
+            }
+        }
+        let store = try Store(path: path)
+        let train = try JSONValue.parse(store.curvesJSON(sweep: 1, kind: .train, limit: 10, maxPoints: 200))
+        XCTAssertEqual(nth(train, 0)?["steps"], [1, 2])
+        XCTAssertEqual(nth(train, 0)?["values"]?.arrayValue?.compactMap(\.doubleValue), [3.5, 2.5], "attempt 2's value at step 1")
+        let eval = try JSONValue.parse(store.curvesJSON(sweep: 1, kind: .eval, limit: 10, maxPoints: 200))
+        XCTAssertEqual(nth(eval, 0)?["steps"], [1, 2])
+        XCTAssertEqual(nth(eval, 0)?["values"]?.arrayValue?.compactMap(\.doubleValue), [3.0, 1.5])
+    }
+
     func testSchemaOnDiskSurvivesReopen() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TunaCore
+import TunaDashboard
 import TunaStore
 
 /// The scheduler: owns who is connected and which job requests are waiting, and hands out
@@ -13,6 +14,7 @@ public actor Coordinator {
     let connections: ConnectionLimits
     let clock: @Sendable () -> Int64
     let log: Logger
+    let metrics: CoordinatorMetrics
 
     /// Workers with a live connection, by worker id.
     private var workers: [String: Session] = [:]
@@ -20,8 +22,8 @@ public actor Coordinator {
     private var waiting: [(session: Session, re: Int64, request: JobRequest)] = []
 
     public init(store: Store, policy: LeasePolicy, connections: ConnectionLimits = ConnectionLimits(),
-                clock: @escaping @Sendable () -> Int64 = Coordinator.wallClock, log: Logger) {
-        self.store = store; self.policy = policy; self.connections = connections; self.clock = clock; self.log = log
+                clock: @escaping @Sendable () -> Int64 = Coordinator.wallClock, log: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics()) {
+        self.store = store; self.policy = policy; self.connections = connections; self.clock = clock; self.log = log; self.metrics = metrics
     }
 
     public static let wallClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -77,12 +79,15 @@ public actor Coordinator {
         let ready = batch.filter { $0.session.workerID != nil && !$0.session.isGone }
         guard !ready.isEmpty else { return }
         let leases: [Lease?]
+        let started = ContinuousClock.now
         do {
             leases = try await store.leaseBatch(ready.map { ($0.session.workerID ?? "", $0.request) }, now: clock(), policy: policy)
         } catch {
             log.error("lease failed: \(error)")
             leases = Array(repeating: nil, count: ready.count)
         }
+        metrics.dispatchLatency.record(ContinuousClock.now - started)
+        metrics.leasesGranted.increment(by: Int64(leases.lazy.compactMap { $0 }.count))
         var unserved: [(session: Session, re: Int64, request: JobRequest)] = []
         for (w, lease) in zip(ready, leases) {
             guard let lease else { if !w.session.isGone { unserved.append(w) }; continue }
@@ -134,6 +139,7 @@ public actor Coordinator {
         let now = clock()
         do {
             let lost = try await store.expireLeases(now: now, policy: policy)
+            metrics.leasesExpired.increment(by: Int64(lost.count))
             for (ref, worker, confirmed) in lost {
                 log.warning(confirmed ? "job \(ref.job) attempt \(ref.attempt) lost its lease (worker \(worker))"
                                       : "job \(ref.job) attempt \(ref.attempt): the lease never reached worker \(worker); job requeued, no failure counted")

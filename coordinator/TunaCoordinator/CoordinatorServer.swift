@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import TunaCore
+import TunaDashboard
 import TunaStore
 import TunaWire
 
@@ -30,6 +31,10 @@ public struct CoordinatorConfig: Sendable {
     public var connections = ConnectionLimits()
     public var quota = ArtifactQuota()
     public var reapIntervalMs: Int64?
+    /// The dashboard and /metrics (`--http HOST:PORT`): off unless given. The same rules as the
+    /// protocol's port: off loopback it needs tokens and TLS (the protocol's certificate), or
+    /// `--insecure-plaintext`.
+    public var http: HostPort?
 
     public init(listen: HostPort, dataDir: URL, token: String?) {
         self.listen = listen; self.dataDir = dataDir; self.token = token
@@ -51,6 +56,9 @@ public final class CoordinatorServer: Sendable {
     let tlsContext: NIOSSLContext?
     let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
     let log: Logger
+    /// `/metrics`' counters (kept whether or not the HTTP port is on) and the dashboard's live feed.
+    public let metrics = CoordinatorMetrics()
+    let feed = LiveFeed()
 
     public init(config: CoordinatorConfig, log: Logger = Logger(label: "tuna.coordinator")) throws {
         if config.tokensFile != nil && !(config.token ?? "").isEmpty {
@@ -64,6 +72,12 @@ public final class CoordinatorServer: Sendable {
         if !config.listen.isLoopback && config.tls == nil && !config.insecurePlaintext {
             throw TunaError.invalid("off loopback the coordinator serves TLS: pass --tls-cert and --tls-key (or, on a network you trust, --insecure-plaintext)")
         }
+        if let http = config.http, !http.isLoopback {
+            if table.isEmpty { throw TunaError.invalid("a token is required for the dashboard on \(http.host) (not loopback): pass --tokens or --token-file") }
+            if config.tls == nil && !config.insecurePlaintext {
+                throw TunaError.invalid("off loopback the dashboard serves HTTPS with the coordinator's certificate: pass --tls-cert and --tls-key (or, on a network you trust, --insecure-plaintext)")
+            }
+        }
         tlsContext = try config.tls?.context()
         self.config = config
         self.log = log
@@ -71,14 +85,15 @@ public final class CoordinatorServer: Sendable {
         store = try Store(path: config.dataDir.appendingPathComponent("tuna.sqlite").path, sync: config.sync)
         artifacts = try ArtifactStore(dataDir: config.dataDir)
         intake = ArtifactIntake(store: store, artifacts: artifacts, quota: config.quota)
-        coordinator = Coordinator(store: store, policy: config.policy, connections: config.connections, log: log)
+        coordinator = Coordinator(store: store, policy: config.policy, connections: config.connections, log: log, metrics: metrics)
         storage = StorageHealth(dataDir: config.dataDir, log: log)
         counter = ConnectionCounter(maxTotal: config.connections.effectiveMax, maxPerPeer: config.connections.maxPerPeer)
     }
 
     /// Binds, then calls `onListening` with the bound port (useful with port 0), then serves
-    /// until the task is cancelled.
-    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+    /// until the task is cancelled. With `config.http`, the dashboard too: `onHTTPListening` gets
+    /// its bound port.
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }, onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         try await store.extendRunningLeases(now: await coordinator.now, policy: config.policy)
         let server = try await Channels.listen(config.listen, initialMaxFrame: config.unauthenticatedMaxFrame, tls: tlsContext)
         let port = server.channel.localAddress?.port ?? config.listen.port
@@ -96,7 +111,21 @@ public final class CoordinatorServer: Sendable {
         defer { if let localTokenFile { try? FileManager.default.removeItem(at: localTokenFile) } }
         onListening(port)
         let interval = config.reapIntervalMs ?? max(50, min(1000, config.policy.leaseMs / 4))
+        let dashboard = try config.http.map { try makeDashboard($0) }
+        let made = localTokenFile != nil ? tokens.withLockedValue { $0.sharedToken } : nil
         try await withThrowingDiscardingTaskGroup { group in
+            if let dashboard {
+                group.addTask {
+                    try await dashboard.run { port in
+                        let url = "\(self.config.tls == nil ? "http" : "https")://\(HostPort(host: self.config.http!.host, port: port))"
+                        self.log.info("dashboard on \(url)/")
+                        // The token made for this user is in a file only they can read; so is this
+                        // log when it is theirs (as Jupyter prints its login link).
+                        if let made { self.log.info("dashboard login link for this user: \(url)/login?token=\(made)") }
+                        onHTTPListening(port)
+                    }
+                }
+            }
             group.addTask { [coordinator] in
                 while !Task.isCancelled {
                     try await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000)
@@ -174,6 +203,18 @@ public final class CoordinatorServer: Sendable {
 }
 
 extension CoordinatorServer {
+    /// The dashboard on `http`, reading this coordinator's store, tokens and connections.
+    func makeDashboard(_ http: HostPort) throws -> Dashboard {
+        let tokens = self.tokens, coordinator = self.coordinator, artifacts = self.artifacts
+        let access = DashboardAccess(
+            identify: { token in tokens.withLockedValue { $0.principal(for: token) }.map { ($0.name, $0.role.rawValue) } },
+            open: { tokens.withLockedValue { $0.isEmpty } })
+        let sources = DashboardSources(store: store, access: access, connectedWorkers: { await coordinator.connectedWorkers },
+                                       artifactPath: { artifacts.path(sha256: $0) },
+                                       databasePath: config.dataDir.appendingPathComponent("tuna.sqlite").path, now: { await coordinator.now })
+        return try Dashboard(listen: http, tls: try config.tls?.configuration(), sources: sources, feed: feed, metrics: metrics, log: log)
+    }
+
     /// Rereads the tokens file (SIGHUP). A file with a problem is refused and the tokens in use
     /// stay as they were; connections already open keep the role they said hello with.
     public func reloadTokens() {

@@ -1,5 +1,6 @@
 import Foundation
 import TunaCore
+import TunaDashboard
 import TunaStore
 import TunaWire
 
@@ -39,6 +40,8 @@ extension CoordinatorServer {
         case .events:
             try await reply(msg, s) { (e: Events) in
                 let ingested = try await store.ingest(e, worker: worker, now: now)
+                metrics.eventsIngested.increment(by: Int64(ingested.stored))
+                if !ingested.points.isEmpty { feed.publish(LiveUpdate(sweep: ingested.sweep, job: e.job, points: ingested.points)) }
                 // Early stopping's decisions, told to the workers running those attempts.
                 for (ref, worker, reason) in ingested.stopped {
                     await coordinator.notifyCancelled([(ref, worker)], reason: reason)
@@ -49,7 +52,11 @@ extension CoordinatorServer {
         case .uploadBegin:
             try await reply(msg, s) { (b: UploadBegin) in try await intake.begin(b, worker: worker) }
         case .uploadChunk:
-            try await reply(msg, s) { (c: UploadChunk) in try await intake.chunk(c, bytes: msg.binary, worker: worker) }
+            try await reply(msg, s) { (c: UploadChunk) in
+                let ack = try await intake.chunk(c, bytes: msg.binary, worker: worker)
+                metrics.artifactBytesIngested.increment(by: Int64(msg.binary?.count ?? 0))
+                return ack
+            }
         case .uploadEnd:
             try await reply(msg, s) { (u: UploadEnd) in try await intake.end(u.upload, worker: worker, now: now); return Empty() }
         case .jobDone:

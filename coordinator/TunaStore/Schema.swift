@@ -266,6 +266,31 @@ enum Schema {
             try db.execute(sql: "ALTER TABLE attempts ADD COLUMN reserved_steps INTEGER")
             try db.execute(sql: "ALTER TABLE attempts ADD COLUMN charged_steps INTEGER")
         }
+        // The dashboard's loss curves: each job's train and validation loss by step, kept narrow
+        // at ingest (Store.recordPoints) so that a sweep's chart is one indexed range read, not a
+        // JSON parse of every event. A later attempt's value at a step replaces an earlier one's
+        // (as `tuna export` draws one curve per job). Filled here from the events already stored.
+        m.registerMigration("v13-curve-points") { db in
+            try db.execute(sql: """
+                CREATE TABLE points (
+                    job_id INTEGER NOT NULL REFERENCES jobs(id),
+                    kind INTEGER NOT NULL,          -- Store.CurveKind: 0 train loss, 1 validation loss
+                    step INTEGER NOT NULL,
+                    value REAL NOT NULL,
+                    PRIMARY KEY (job_id, kind, step)
+                ) WITHOUT ROWID
+                """)
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO points (job_id, kind, step, value)
+                SELECT a.job_id, CASE json_extract(e.event, '$.event') WHEN 'step' THEN 0 ELSE 1 END,
+                       json_extract(e.event, '$.step'), json_extract(e.event, '$.loss')
+                FROM events e JOIN attempts a ON a.id = e.attempt_id
+                WHERE json_extract(e.event, '$.event') IN ('step', 'eval')
+                  AND typeof(json_extract(e.event, '$.step')) = 'integer'
+                  AND typeof(json_extract(e.event, '$.loss')) IN ('integer', 'real')
+                ORDER BY a.number, e.seq
+                """)
+        }
         return m
     }
 }

@@ -11,6 +11,11 @@ extension Store {
         public var through: Int64
         public var stopped: [StoppedAttempt]
         public var promoted: Bool
+        /// The job's sweep and the curve points this batch added (the dashboard's live charts).
+        public var sweep: SweepID
+        public var points: [CurvePoint]
+        /// Events stored by this batch (a resent batch's are already there).
+        public var stored: Int
     }
 
     /// `ingest`, for callers that only need the acknowledgement.
@@ -31,11 +36,15 @@ extension Store {
             var trainLoss: Double?, valLoss: Double?, bestVal: Double?, tps: Double?
             var metrics: [String: JSONValue] = [:]
             var evals: [JSONValue] = []
+            var points: [CurvePoint] = []
+            var stored = 0
             var through: Int64 = -1
             for e in batch.events {
                 try insert.execute(arguments: [attemptID, e.seq, e.at_ms, jsonText(e.event)])
                 through = max(through, e.seq)
                 guard db.changesCount > 0 else { continue }
+                stored += 1
+                if let p = CurvePoint(event: e.event) { points.append(p) }
                 switch TrainerEvent.kind(of: e.event) {
                 case .step:
                     if let l = e.event["loss"]?.doubleValue { trainLoss = l }
@@ -65,8 +74,10 @@ extension Store {
                     WHERE id = ?
                     """, arguments: [trainLoss, valLoss, bestVal, bestVal, bestVal, tps, batch.job])
             }
+            try self.recordPoints(db, job: batch.job, points)
             let applied: (stopped: [StoppedAttempt], promoted: Bool) = evals.isEmpty ? ([], false) : try self.applyEarlyStopping(db, job: batch.job, evals: evals, now: now)
-            return Ingested(through: through, stopped: applied.stopped, promoted: applied.promoted)
+            let sweep = try SweepID.fetchOne(db, sql: "SELECT sweep_id FROM jobs WHERE id = ?", arguments: [batch.job]) ?? 0
+            return Ingested(through: through, stopped: applied.stopped, promoted: applied.promoted, sweep: sweep, points: points, stored: stored)
         }
     }
 

@@ -30,7 +30,7 @@ public struct SweepPlot {
     }
 
     /// Ten colours that stay apart for the colour-blind (Okabe-Ito, then Tol's muted).
-    static let palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#332288", "#882255", "#44AA99"]
+    public static let palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#332288", "#882255", "#44AA99"]
     static let legendMax = 24
 
     public var svg: String {

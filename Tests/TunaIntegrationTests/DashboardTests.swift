@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+import TunaCore
+import TunaCoordinator
+
+/// The dashboard and /metrics (issue 15) on a real coordinator with two real workers running a
+/// sweep, checked from outside by Tests/Python/check_dashboard.py: every page and JSON endpoint,
+/// the login, the live stream, a real browser (Debian's chromium) drawing the sweep and taking a
+/// new eval without a reload, and /metrics through prometheus_client's parser against the
+/// database. Skipped where chromium or the Python packages are missing, except in CI, which
+/// installs them (scripts/test.sh, scripts/requirements.txt).
+final class DashboardTests: XCTestCase {
+    var cluster: Cluster!
+
+    override func setUpWithError() throws {
+        let chromium = Cluster.succeeds(["chromium", "--version"])
+        let python = Cluster.succeeds(["python3", "-c", "import prometheus_client, websocket"])
+        if !chromium || !python {
+            let missing = (chromium ? [] : ["chromium"]) + (python ? [] : ["prometheus_client/websocket-client"])
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI: missing \(missing)") }
+            throw XCTSkip("missing \(missing.joined(separator: ", "))")
+        }
+        cluster = try Cluster()
+    }
+
+    override func tearDown() { cluster?.shutdown() }
+
+    func testTheDashboardShowsARunningSweepLiveAndMetricsMatchTheDatabase() async throws {
+        let httpPortFile = cluster.dir.appendingPathComponent("http-port")
+        cluster.extraCoordinatorArgs = ["--http", "127.0.0.1:0", "--http-port-file", httpPortFile.path]
+        try cluster.startCoordinator()
+        try cluster.startWorker("w1")
+        try cluster.startWorker("w2")
+        // Long enough (about 25 s) for the browser to see it running.
+        let s = try await cluster.submit(cluster.toySpec("""
+            lr: [0.001, 0.003, 0.01]
+            loss_scale: [1, 2]
+            steps: 40
+            step_ms: 150
+            eval_every: 4
+            """))
+        let httpPort = try XCTUnwrap(Int((try String(contentsOf: httpPortFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Python/check_dashboard.py")
+        var args = ["python3", script.path, "--url", "http://127.0.0.1:\(httpPort)", "--token", try XCTUnwrap(LocalToken.read(port: cluster.port)),
+                    "--sweep", "\(s.sweep)", "--db", cluster.dir.appendingPathComponent("data/tuna.sqlite").path,
+                    "--workers", "w1,w2", "--varying", "loss_scale,lr"]
+        if let dir = ProcessInfo.processInfo.environment["TUNA_SCREENSHOTS"] { args += ["--screenshots", dir] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        print(out)
+        XCTAssertEqual(p.terminationStatus, 0, out + "\n--- coordinator.log\n" + String(cluster.log("coordinator.log").suffix(3000)))
+        XCTAssert(out.contains("all dashboard checks passed"), out)
+    }
+}
+
+final class DashboardConfigTests: XCTestCase {
+    /// Off loopback the dashboard follows the protocol's rules: no port without tokens, and
+    /// HTTPS (the protocol's certificate) unless plaintext is asked for.
+    func testTheDashboardOffLoopbackNeedsATokenAndTLS() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-dash-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var config = CoordinatorConfig(listen: HostPort(host: "127.0.0.1", port: 0), dataDir: dir, token: nil)
+        config.http = HostPort(host: "0.0.0.0", port: 0)
+        XCTAssertThrowsError(try CoordinatorServer(config: config)) { XCTAssert("\($0)".contains("a token is required for the dashboard"), "\($0)") }
+        config.token = "sesame"
+        XCTAssertThrowsError(try CoordinatorServer(config: config)) { XCTAssert("\($0)".contains("dashboard serves HTTPS"), "\($0)") }
+        config.insecurePlaintext = true
+        XCTAssertNoThrow(try CoordinatorServer(config: config))
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+import NIOConcurrencyHelpers
+
+/// Who may open the dashboard, by the coordinator's own token rules: with no token at all (a
+/// coordinator on loopback started with `--open-loopback`) everyone on the box may; otherwise a
+/// token of any role but `worker` is needed, given once on the login page (a session cookie
+/// follows) or on every request as `Authorization: Bearer TOKEN` (Prometheus, scripts).
+public struct DashboardAccess: Sendable {
+    /// The name and role (Role's raw value) of a token's holder; nil for a token the coordinator
+    /// does not accept.
+    public var identify: @Sendable (String) -> (name: String, role: String)?
+    /// Whether the coordinator has no token at all (then nobody logs in).
+    public var open: @Sendable () -> Bool
+
+    public init(identify: @escaping @Sendable (String) -> (name: String, role: String)?, open: @escaping @Sendable () -> Bool) {
+        self.identify = identify; self.open = open
+    }
+
+    /// Why a token may not read the dashboard (nil: it may).
+    func refusal(_ token: String) -> String? {
+        guard let who = identify(token) else { return "wrong token" }
+        return who.role == "worker" ? "a worker token cannot open the dashboard (use a read, submit or admin token)" : nil
+    }
+}
+
+/// Logged-in browsers: a random session id (the cookie) for each login, kept in memory for 12
+/// hours. The cookie is never the token itself, so a leaked cookie dies with the session or a
+/// coordinator restart, and the token can be rotated (SIGHUP) without the sessions noticing:
+/// each request checks that the session's token is still accepted.
+final class Sessions: Sendable {
+    static let cookie = "tuna_session"
+    static let lifetime: TimeInterval = 12 * 3600
+    private let table = NIOLockedValueBox<[String: (token: String, expires: Date)]>([:])
+
+    func start(token: String) -> String {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }   // SystemRandomNumberGenerator: the OS's CSPRNG
+        let id = bytes.map { String(format: "%02x", $0) }.joined()
+        let now = Date()
+        table.withLockedValue { t in
+            t = t.filter { $0.value.expires > now }
+            t[id] = (token, now.addingTimeInterval(Self.lifetime))
+        }
+        return id
+    }
+
+    func token(of id: String) -> String? {
+        table.withLockedValue { t in
+            guard let s = t[id] else { return nil }
+            guard s.expires > Date() else { t[id] = nil; return nil }
+            return s.token
+        }
+    }
+
+    func end(_ id: String) { table.withLockedValue { $0[id] = nil } }
+}
+
+/// Lets a request through when the dashboard is open, its bearer token or its session is good;
+/// otherwise sends a page to the login form and answers anything else 401.
+struct RequireLogin<Context: RequestContext>: RouterMiddleware {
+    let access: DashboardAccess
+    let sessions: Sessions
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        if access.open() || path == "/login" || path.hasPrefix("/static/") { return try await next(request, context) }
+        if let auth = request.headers[.authorization] {
+            guard auth.hasPrefix("Bearer ") else { throw HTTPError(.unauthorized, message: "Authorization must be `Bearer TOKEN`") }
+            if let why = access.refusal(String(auth.dropFirst(7))) { throw HTTPError(why == "wrong token" ? .unauthorized : .forbidden, message: why) }
+            return try await next(request, context)
+        }
+        if let id = request.cookies[Sessions.cookie]?.value, let token = sessions.token(of: id), access.refusal(token) == nil {
+            return try await next(request, context)
+        }
+        if request.method == .get && !path.hasPrefix("/api/") && path != "/metrics" && !path.hasPrefix("/artifacts/") {
+            let next = request.uri.description
+            return Response(status: .seeOther, headers: [.location: "/login?next=\(Pages.urlEncode(next))"])
+        }
+        throw HTTPError(.unauthorized, message: "log in at /login or send Authorization: Bearer TOKEN")
+    }
+}
