@@ -5,9 +5,9 @@
 
 Needs Debian's chromium and websocket-client (both installed by scripts/test.sh)."""
 import argparse
+import json
 import os
 import sys
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "Python"))
 from browser import Browser  # noqa: E402
@@ -26,7 +26,9 @@ def main():
     try:
         if args.token_file:
             token = open(os.path.expanduser(args.token_file)).read().strip()
-            b.goto(f"{url}/login?token={urllib.parse.quote(token)}&next=/")
+            b.goto(f"{url}/login")
+            b.eval(f"document.querySelector('input[name=token]').value = {json.dumps(token)}; window.__tunaOld = true; document.forms[0].submit()")
+            b.wait("!window.__tunaOld && document.readyState === 'complete'", 30, "the login")
         def shot(path, name, ready=False):
             b.goto(url + path)
             if ready:

@@ -40,7 +40,7 @@ worker=$!
 for _ in $(seq 100); do "$bin/tuna" workers --json | grep -q '"connected" : true' && break; sleep 0.1; done
 echo "== coordinator on $addr (log: $demo/coordinator.log), worker 'local' (log: $demo/worker.log)"
 for _ in $(seq 100); do [ -s "$demo/http-port" ] && break; sleep 0.1; done
-echo "== dashboard: http://127.0.0.1:$(cat "$demo/http-port")/ while the demo runs (the login link is in $demo/coordinator.log)"
+echo "== dashboard: http://127.0.0.1:$(cat "$demo/http-port")/ while the demo runs (log in with the token in ~/.tuna/local-$(cat "$demo/port").token)"
 
 sed "s|@DEMO@|$demo|; s|@REPO@|$repo|" jobs/demo-native.yaml >"$demo/sweep.yaml"
 "$bin/tuna" submit "$demo/sweep.yaml"

@@ -15,10 +15,7 @@ public enum LocalToken {
         guard let file = url(port: port) else {
             throw TunaError.invalid("HOME is not set, so there is nowhere to keep the local token: pass --token-file or --tokens, or --open-loopback")
         }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let token = bytes.map { String(format: "%02x", $0) }.joined()
+        let token = randomSecret()
         let dir = file.deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -37,5 +34,11 @@ public enum LocalToken {
         guard let file = url(port: port), let s = try? String(contentsOf: file, encoding: .utf8) else { return nil }
         let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
         return t.isEmpty ? nil : t
+    }
+
+    /// 32 bytes from the OS's CSPRNG as 64 hex digits: tokens, and the dashboard's session ids.
+    public static func randomSecret() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }.hex
     }
 }

@@ -20,7 +20,7 @@ struct AuditCommand: AsyncParsableCommand {
         let rows = try await c.send(AuditQuery(limit: limit)).rows
         if json { return printJSON(rows) }
         var t = Table(["at", "who", "role", "action", "target", "detail"])
-        for r in rows { t.add([isoTime(r.at_ms), r.who, r.role, r.action, r.target, r.detail ?? ""]) }
+        for r in rows { t.add([utcTime(r.at_ms), r.who, r.role, r.action, r.target, r.detail ?? ""]) }
         print(t.render())
     }
 }

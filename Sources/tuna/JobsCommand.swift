@@ -27,11 +27,11 @@ struct JobsCommand: AsyncParsableCommand {
             var t = Table(["attempt", "worker", "state", "started", "seconds", "error"])
             for a in d.attempts {
                 let secs = a.ended_ms.map { String(format: "%.1f", Double($0 - a.started_ms) / 1000) } ?? "-"
-                t.add(["\(a.attempt)", a.worker, a.state, isoTime(a.started_ms), secs, a.error ?? ""])
+                t.add(["\(a.attempt)", a.worker, a.state, utcTime(a.started_ms), secs, a.error ?? ""])
             }
             print(t.render())
             // The early-stopping rule's decisions, each with the values it was made from.
-            for dec in d.decisions ?? [] { print("\(isoTime(dec.at_ms))  \(dec.reason)") }
+            for dec in d.decisions ?? [] { print("\(utcTime(dec.at_ms))  \(dec.reason)") }
             if !d.artifacts.isEmpty {
                 var at = Table(["artifact", "kind", "bytes", "sha256"])
                 for a in d.artifacts { at.add([a.name, a.kind, "\(a.size)", a.sha256]) }
@@ -68,9 +68,4 @@ func waitingReasons(_ c: WireClient, sweep: SweepID?) async throws -> [JobID: Wa
     return Dictionary(rows.map { ($0.job, $0) }, uniquingKeysWith: { a, _ in a })
 }
 
-func isoTime(_ ms: Int64) -> String {
-    let f = DateFormatter()
-    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    f.timeZone = TimeZone(identifier: "UTC")
-    return f.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
-}
+

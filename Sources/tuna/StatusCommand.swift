@@ -14,7 +14,7 @@ struct StatusCommand: AsyncParsableCommand {
         defer { c.close() }
         let s = try await c.send(CoordinatorStatusQuery())
         if json { return printJSON(s) }
-        print("coordinator  tuna \(s.tuna), protocol \(s.protocol), up since \(isoTime(s.started_ms))")
+        print("coordinator  tuna \(s.tuna), protocol \(s.protocol), up since \(utcTime(s.started_ms))")
         print("connections  \(s.connections) of at most \(s.max_connections)")
         print("data         \(s.data_dir), \(s.free_bytes.map(bytes) ?? "unknown") free")
         if let warning = storageWarning(s) { print(warning) }
@@ -24,7 +24,7 @@ struct StatusCommand: AsyncParsableCommand {
 /// The line that says the coordinator's disk refuses writes, or nil when it does not.
 func storageWarning(_ s: CoordinatorStatus) -> String? {
     guard let problem = s.storage_problem else { return nil }
-    return "STORAGE      refusing writes since \(isoTime(s.storage_problem_since_ms ?? 0)) (\(s.storage_refusals ?? 0) refused): \(problem)"
+    return "STORAGE      refusing writes since \(utcTime(s.storage_problem_since_ms ?? 0)) (\(s.storage_refusals ?? 0) refused): \(problem)"
         + "; jobs wait and workers keep their files until there is room"
 }
 

@@ -39,7 +39,7 @@ struct SubmitCommand: AsyncParsableCommand {
         defer { c.close() }
         // On a terminal, a large sweep's validation and storing are shown as they go (the reply
         // comes once every job is stored): polled on a second connection.
-        let progress = try await SubmitProgress.start(spec: text, connection: connection)
+        let progress = await SubmitProgress.start(spec: text, connection: connection)
         let r: Submitted
         do { r = try await c.send(Submit(spec: text)) } catch { await progress?.stop(); throw error }
         await progress?.stop()
@@ -57,16 +57,18 @@ struct SubmitCommand: AsyncParsableCommand {
 
 /// `tuna submit`'s progress on a terminal: "validating N jobs" until the sweep's row appears,
 /// then a bar of its jobs stored so far, read with `list_sweeps` every 300 ms. Only for sweeps
-/// of at least `threshold` jobs (smaller ones are stored before a bar would be seen).
+/// of at least `threshold` jobs (smaller ones are stored before a bar would be seen). A display
+/// only: if its connection fails, the submit goes on without it.
 struct SubmitProgress {
     static let threshold = 10_000
     let task: Task<Void, Never>
 
-    static func start(spec: String, connection: ConnectionOptions) async throws -> SubmitProgress? {
-        guard isatty(STDERR_FILENO) == 1, let total = SweepSpec.jobCount(yaml: spec), total >= threshold else { return nil }
+    static func start(spec: String, connection: ConnectionOptions) async -> SubmitProgress? {
+        guard isatty(STDERR_FILENO) == 1, let total = SweepSpec.jobCount(yaml: spec), total >= threshold,
+              let poll = try? await connection.connect() else { return nil }
         let name = (try? YAML.parse(spec))?["name"]?.stringValue ?? ""
-        let poll = try await connection.connect()
-        let before = try await poll.send(ListSweeps()).rows.map(\.id).max() ?? 0
+        guard let rows = try? await poll.send(ListSweeps()).rows else { poll.close(); return nil }
+        let before = rows.map(\.id).max() ?? 0
         let task = Task {
             defer { poll.close() }
             var bar = ProgressBar("submitting \(name.isEmpty ? "the sweep" : name)", total: Int64(total), unit: .jobs)

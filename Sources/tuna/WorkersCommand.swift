@@ -26,7 +26,7 @@ struct WorkersCommand: AsyncParsableCommand {
             let gpus = r.capabilities.gpus.isEmpty ? "-" : r.capabilities.gpus.map { "\($0.index):\($0.name) \(fmt($0.memory_gb, 1))G" }.joined(separator: ", ")
             let drivers = Set(r.capabilities.gpus.compactMap(\.driver)).sorted().joined(separator: ",")
             t.add([String(r.id.prefix(8)), r.name, state, r.capabilities.trainers.joined(separator: ","), gpus, drivers.isEmpty ? "-" : drivers,
-                   "\(r.capabilities.cpu_cores)", fmt(r.capabilities.ram_gb, 0), "\(r.running)", isoTime(r.last_seen_ms)])
+                   "\(r.capabilities.cpu_cores)", fmt(r.capabilities.ram_gb, 0), "\(r.running)", utcTime(r.last_seen_ms)])
         }
         print(t.render())
         for r in rows where r.quarantined { print("\(r.name): \(r.quarantine_reason ?? "")") }

@@ -18,7 +18,11 @@ import argparse
 import hashlib
 import http.client
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import tempfile
 import sys
 import time
 import urllib.error
@@ -98,16 +102,26 @@ def check_auth(site, sweep):
     assert status == 401, f"a wrong bearer token: {status}"
     status, _, body = site.post_form("/login", {"token": "not-the-token", "next": "/"})
     assert status == 401 and b"wrong token" in body, f"login with a wrong token: {status}"
-    status, headers, _ = site.post_form("/login", {"token": site.token, "next": "//elsewhere.example/"})
+    for elsewhere in ["//elsewhere.example/", "/\\elsewhere.example/", "/\t/elsewhere.example", "https://elsewhere.example/"]:
+        status, headers, _ = site.post_form("/login", {"token": site.token, "next": elsewhere})
+        assert status == 303 and headers["Location"] == "/", f"login must only send to this site: {elsewhere!r} -> {status} {headers['Location']}"
+    status, headers, _ = site.post_form("/login", {"token": site.token, "next": "/workers?x=1"})
+    assert status == 303 and headers["Location"] == "/workers?x=1", f"a path on the site is kept: {headers['Location']}"
     cookie = headers["Set-Cookie"] or ""
-    assert status == 303 and headers["Location"] == "/", f"login must only send to this site: {status} {headers['Location']}"
+    status, headers, _ = site.get(f"/login?token={urllib.parse.quote(site.token)}", auth=False)
+    assert status == 200 and not headers["Set-Cookie"], "a token in a URL does not log in (it would stay in the history)"
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and site.token not in cookie, f"session cookie: {cookie}"
     session = cookie.split(";")[0]
     status, _, body = site.get("/", auth=False, headers={"Cookie": session})
     assert status == 200 and f'data-sweep="{sweep}"'.encode() in body, f"/ with the session cookie: {status}"
     status, _, _ = site.get("/static/dashboard.js", auth=False)
     assert status == 200, "the script is public (the login page uses it)"
-    ok("auth: 401 without or with a wrong token, the login page sends only to this site, the session cookie is HttpOnly, SameSite=Strict and not the token")
+    status, headers, _ = site.get("/logout", auth=False, headers={"Cookie": session})
+    assert status == 303 and "Max-Age=0" in (headers["Set-Cookie"] or ""), f"logout: {status}"
+    status, _, _ = site.get("/api/sweeps", auth=False, headers={"Cookie": session})
+    assert status == 401, f"the session after logout: {status}"
+    ok("auth: 401 without or with a wrong token, the login sends only to this site (//, /\\, control characters, schemes refused), "
+       "no login by URL, the session cookie is HttpOnly, SameSite=Strict and not the token, logout ends it")
 
 
 def check_routes(site, db, sweep, workers):
@@ -184,18 +198,32 @@ def check_stream(site, db, sweep, timeout=60):
     raise AssertionError("no points event on the stream")
 
 
+def browser_login(b, url, token, next_path):
+    """Logs in through the login form, as a person would."""
+    b.goto(f"{url}/login?next={urllib.parse.quote(next_path)}")
+    b.eval(f"document.querySelector('input[name=token]').value = {json.dumps(token)}; window.__tunaOld = true; document.forms[0].submit()")
+    b.wait("!window.__tunaOld && document.readyState === 'complete'", 30, "the login to go through")
+    assert b.eval("location.pathname") == next_path, b.eval("location.href")
+
+
 def check_browser(site, db, sweep, varying, screenshots):
     b = Browser()
     try:
-        b.goto(f"{site.url}/login?token={urllib.parse.quote(site.token)}&next=/sweeps/{sweep}")
-        assert b.eval("location.pathname") == f"/sweeps/{sweep}", b.eval("location.href")
+        browser_login(b, site.url, site.token, f"/sweeps/{sweep}")
         b.wait("window.tunaDash && window.tunaDash.ready", 30, "the sweep page to draw")
         assert not b.eval("window.tunaDash.error || ''"), b.eval("window.tunaDash.error")
         jobs = db.execute("SELECT COUNT(*) FROM jobs WHERE sweep_id = ?", (sweep,)).fetchone()[0]
         dash = b.eval("window.tunaDash")
         assert dash["rows"] == jobs, f"table rows {dash['rows']} != {jobs} jobs"
         assert dash["axes"] == len(varying) + 1, f"parallel axes {dash['axes']} != {len(varying)} varied + the objective"
-        assert dash["scatters"] == len(varying), f"scatter plots {dash['scatters']} != {len(varying)}"
+        assert dash["lines"] == jobs, f"parallel-coordinates lines {dash['lines']} != {jobs} jobs"
+        # A point per job with an objective in each scatter plot (more come as jobs end: wait until they agree).
+        def with_objective():
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE sweep_id = ? AND final_val_loss IS NOT NULL", (sweep,)).fetchone()[0]
+        deadline = time.time() + 20
+        while b.eval("window.tunaDash.scatterPoints") != [with_objective()] * len(varying) and time.time() < deadline:
+            time.sleep(0.2)
+        assert b.eval("window.tunaDash.scatterPoints") == [with_objective()] * len(varying), f"scatter points {b.eval('window.tunaDash.scatterPoints')} != {with_objective()} jobs with an objective, per plot"
         rendered = b.eval("document.querySelectorAll('#jobs tbody tr').length")
         assert rendered == jobs, f"{rendered} rows in the DOM"
         # One curve per job that has an eval (more appear as jobs start: wait until they agree).
@@ -207,7 +235,7 @@ def check_browser(site, db, sweep, varying, screenshots):
             time.sleep(0.2)
         assert b.eval("window.tunaDash.series") == with_evals(), f"series {b.eval('window.tunaDash.series')} != jobs with evals {with_evals()}"
         ok(f"browser: the sweep page drew {jobs} table rows, {b.eval('window.tunaDash.series')} curves (one per job with evals), "
-           f"{len(varying) + 1} parallel axes, {len(varying)} scatter plots")
+           f"{len(varying) + 1} parallel axes with a line per job, {len(varying)} scatter plots with a point per job with an objective")
         # A new eval arrives on the chart without a reload.
         b.eval("window.__stillHere = true")
         before, loads = b.eval("window.tunaDash.evalPoints"), b.eval("window.tunaDash.loads")
@@ -219,7 +247,7 @@ def check_browser(site, db, sweep, varying, screenshots):
         job = db.execute("SELECT id FROM jobs WHERE sweep_id = ? AND status != 'queued' ORDER BY id LIMIT 1", (sweep,)).fetchone()[0]
         b.goto(f"{site.url}/jobs/{job}")
         b.wait("window.tunaDash && window.tunaDash.ready", 30, "the job page to draw")
-        assert b.eval("window.tunaDash.series") == 2, "the job page draws train and validation loss"
+        assert b.eval("window.tunaDash.trainPoints") > 0 and b.eval("window.tunaDash.evalPoints") > 0, "the job page draws train and validation loss"
         ok(f"browser: job {job}'s page drew its train and validation curves ({b.eval('window.tunaDash.points')} points)")
         if screenshots:
             b.screenshot(f"{screenshots}/dashboard-job.png")
@@ -230,8 +258,14 @@ def check_browser(site, db, sweep, varying, screenshots):
         b.close()
 
 
+def db_bytes(db_path):
+    return sum(os.path.getsize(p) for p in [db_path, db_path + "-wal"] if os.path.exists(p))
+
+
 def check_metrics(site, db, db_path, sweep, workers):
+    size_before = db_bytes(db_path)   # the workers' heartbeats still write: the scrape's size lies between
     status, headers, body = site.get("/metrics")
+    size_after = db_bytes(db_path)
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), f"/metrics: {status} {headers['Content-Type']}"
     samples = {}
     for family in text_string_to_metric_families(body.decode()):
@@ -252,13 +286,12 @@ def check_metrics(site, db, db_path, sweep, workers):
     assert value("tuna_events_ingested_total") == events, f"events ingested {value('tuna_events_ingested_total')} != {events} stored"
     artifact_bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM artifacts").fetchone()[0]
     assert value("tuna_artifact_ingested_bytes_total") >= artifact_bytes, f"artifact bytes {value('tuna_artifact_ingested_bytes')} < {artifact_bytes} stored"
-    assert value("tuna_dispatch_seconds_count") >= 1 and value("tuna_leases_expired_total") >= 0
+    assert value("tuna_leases_expired_total") == 0, "no lease expired in this sweep"
+    assert value("tuna_dispatch_seconds_count") >= 1 and value("tuna_dispatch_seconds_sum") > 0
     queued = dict(db.execute("SELECT trainer, COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY trainer").fetchall())
     for trainer in ["native", "torch", "command"]:
         assert value("tuna_queue_depth", trainer=trainer) == queued.get(trainer, 0)
-    import os
-    size = sum(os.path.getsize(p) for p in [db_path, db_path + "-wal"] if os.path.exists(p))
-    assert value("tuna_database_bytes") == size, f"database bytes {value('tuna_database_bytes')} != {size}"
+    assert size_before <= value("tuna_database_bytes") <= size_after, f"database bytes {value('tuna_database_bytes')} not in [{size_before}, {size_after}]"
     running = [k for k in samples if k[0] == "tuna_job_tokens_per_second"]
     assert not running, f"a tokens/s series for a job no longer running: {running}"
     ok(f"metrics: parsed by prometheus_client; jobs by state, workers, {attempts} leases, {events} events, artifact bytes, queue depths and database size equal the database")
@@ -278,6 +311,61 @@ def check_tokens_per_second(site, sweep):
     raise AssertionError("no tuna_job_tokens_per_second series while the sweep ran")
 
 
+def start_coordinator(tuna, work, *args):
+    """A coordinator of its own for the token checks: (process, dashboard URL)."""
+    port_file, http_file = os.path.join(work, "port"), os.path.join(work, "http-port")
+    p = subprocess.Popen([tuna, "coordinator", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data-dir", os.path.join(work, "data"),
+                          "--http", "127.0.0.1:0", "--http-port-file", http_file, *args], stderr=open(os.path.join(work, "log"), "w"))
+    deadline = time.time() + 30
+    while not (os.path.exists(http_file) and open(http_file).read().strip()):
+        assert time.time() < deadline and p.poll() is None, open(os.path.join(work, "log")).read()
+        time.sleep(0.05)
+    return p, f"http://127.0.0.1:{int(open(http_file).read())}"
+
+
+def check_roles_and_open_mode(tuna):
+    """With a tokens file: a worker token is refused, a read token reads, and a session ends when
+    its token leaves the file (SIGHUP). With no token at all (--open-loopback): no login, but only
+    for a loopback Host (another site's page re-pointed at 127.0.0.1 is refused)."""
+    work = tempfile.mkdtemp(prefix="tuna-dash-roles-")
+    tokens = os.path.join(work, "tokens")
+    with open(tokens, "w") as f:
+        f.write("read grafana r3ad-token-0123456789\nworker gpu w0rker-token-0123456789\n")
+    p, url = start_coordinator(tuna, work, "--tokens", tokens)
+    try:
+        status, _, body = Site(url, "w0rker-token-0123456789").get("/api/sweeps")
+        assert status == 403 and b"worker token" in body, f"a worker token: {status} {body[:200]!r}"
+        reader = Site(url, "r3ad-token-0123456789")
+        assert reader.get("/api/sweeps")[0] == 200 and reader.get("/metrics")[0] == 200, "a read token reads"
+        status, headers, _ = reader.post_form("/login", {"token": reader.token, "next": "/"})
+        session = headers["Set-Cookie"].split(";")[0]
+        assert reader.get("/workers", auth=False, headers={"Cookie": session})[0] == 200
+        with open(tokens, "w") as f:
+            f.write("worker gpu w0rker-token-0123456789\n")
+        p.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while reader.get("/api/sweeps", auth=False, headers={"Cookie": session})[0] != 401:
+            assert time.time() < deadline, "the session outlived its token"
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    work = tempfile.mkdtemp(prefix="tuna-dash-open-")
+    p, url = start_coordinator(tuna, work, "--open-loopback")
+    try:
+        site = Site(url, "")
+        status, _, body = site.get("/", auth=False)
+        assert status == 200 and b"Log out" not in body, f"open: no login ({status})"
+        assert site.get("/api/sweeps", auth=False, headers={"Host": "localhost:1234"})[0] == 200
+        status, _, _ = site.get("/api/sweeps", auth=False, headers={"Host": "rebound.example:8080"})
+        assert status == 403, f"open, another site's Host: {status}"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    ok("roles: a worker token is refused (403), a read token reads pages and /metrics, a session ends when its token is removed (SIGHUP); "
+       "with no token, no login, and a non-loopback Host is refused")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -287,10 +375,12 @@ def main():
     ap.add_argument("--workers", required=True, help="comma-separated worker names")
     ap.add_argument("--varying", required=True, help="comma-separated varied fields")
     ap.add_argument("--screenshots")
+    ap.add_argument("--tuna", required=True, help="the tuna binary (for coordinators of its own: roles, open mode)")
     args = ap.parse_args()
     site, db, workers = Site(args.url, args.token), db_connect(args.db), args.workers.split(",")
     try:
         check_auth(site, args.sweep)
+        check_roles_and_open_mode(args.tuna)
         check_tokens_per_second(site, args.sweep)
         check_stream(site, db, args.sweep)
         check_browser(site, db, args.sweep, args.varying.split(","), args.screenshots)

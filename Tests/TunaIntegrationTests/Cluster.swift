@@ -174,6 +174,21 @@ final class Cluster: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Runs one of Tests/Python's scripts with `python3` (scripts/test.sh puts its .venv first on
+    /// PATH): its exit status and stdout, with stderr too when `stderr` is set.
+    func runPython(_ script: String, _ args: [String], stderr: Bool = false) throws -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", Cluster.repo.appendingPathComponent("Tests/Python/\(script)").path] + args
+        let out = Pipe()
+        p.standardOutput = out
+        if stderr { p.standardError = out }
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// The repository root (for committed fixtures and data).
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

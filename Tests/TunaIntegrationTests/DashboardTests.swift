@@ -40,22 +40,13 @@ final class DashboardTests: XCTestCase {
             eval_every: 4
             """))
         let httpPort = try XCTUnwrap(Int((try String(contentsOf: httpPortFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Python/check_dashboard.py")
-        var args = ["python3", script.path, "--url", "http://127.0.0.1:\(httpPort)", "--token", try XCTUnwrap(LocalToken.read(port: cluster.port)),
+        var args = ["--url", "http://127.0.0.1:\(httpPort)", "--token", try XCTUnwrap(LocalToken.read(port: cluster.port)),
                     "--sweep", "\(s.sweep)", "--db", cluster.dir.appendingPathComponent("data/tuna.sqlite").path,
-                    "--workers", "w1,w2", "--varying", "loss_scale,lr"]
+                    "--workers", "w1,w2", "--varying", "loss_scale,lr", "--tuna", cluster.bin.appendingPathComponent("tuna").path]
         if let dir = ProcessInfo.processInfo.environment["TUNA_SCREENSHOTS"] { args += ["--screenshots", dir] }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let (status, out) = try cluster.runPython("check_dashboard.py", args, stderr: true)
         print(out)
-        XCTAssertEqual(p.terminationStatus, 0, out + "\n--- coordinator.log\n" + String(cluster.log("coordinator.log").suffix(3000)))
+        XCTAssertEqual(status, 0, out + "\n--- coordinator.log\n" + String(cluster.log("coordinator.log").suffix(3000)))
         XCTAssert(out.contains("all dashboard checks passed"), out)
     }
 }

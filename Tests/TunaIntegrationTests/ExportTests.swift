@@ -48,17 +48,9 @@ final class ExportTests: XCTestCase {
         let refused = try cluster.cli(["export", "\(s.sweep)", "--tensorboard", "/proc/tuna-export"])
         XCTAssertEqual(refused.status, 1, refused.out)
         XCTAssert(refused.out.contains("cannot write /proc/tuna-export/sweep-\(s.sweep)/job-"), "one line naming the path: \(refused.out)")
-        let read = Process()
-        read.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Python/read_exports.py")
-        read.arguments = ["python3", script.path, "--tensorboard", tb.path, "--mlflow", ml.path]
-        let pipe = Pipe()
-        read.standardOutput = pipe
-        try read.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        read.waitUntilExit()
-        XCTAssertEqual(read.terminationStatus, 0)
-        let got = try JSONValue.parse(out)
+        let read = try cluster.runPython("read_exports.py", ["--tensorboard", tb.path, "--mlflow", ml.path])
+        XCTAssertEqual(read.status, 0)
+        let got = try JSONValue.parse(Data(read.out.utf8))
         XCTAssertEqual(got["mlflow"]?["experiments"], .array(["Default", .string("tuna sweep \(s.sweep): toy")]))
 
         var promotedSeen = false

@@ -706,7 +706,8 @@ final class StoreTests: XCTestCase {
                     try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, 1, ?, 'w1', 'failed', 0, 0)", arguments: [n, n])
                 }
                 for (attempt, seq, event) in [(1, 0, #"{"event":"step","step":1,"loss":4.0}"#), (1, 1, #"{"event":"eval","step":1,"loss":3.0}"#),
-                                              (2, 0, #"{"event":"step","step":1,"loss":3.5}"#), (2, 1, #"{"event":"step","step":2,"loss":2.5}"#),
+                                              (2, 0, #"{"event":"step","step":1,"loss":3.5}"#), (2, 1, #"{"event":"step","step":2.0,"loss":2.5}"#),
+                                              (2, 5, #"{"event":"step","step":2.5,"loss":9.0}"#),
                                               (2, 2, #"{"event":"eval","step":2,"loss":1.5}"#), (2, 3, #"{"event":"eval","loss":1.4}"#),
                                               (2, 4, #"{"event":"log","line":"x"}"#)] {
                     try db.execute(sql: "INSERT INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, 0, ?)", arguments: [attempt, seq, event])

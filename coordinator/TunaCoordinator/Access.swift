@@ -98,9 +98,6 @@ public struct TokenTable: Sendable {
     public var count: Int { entries.count }
 
     /// The principal a `hello` with `token` speaks for; nil if the token is wrong or missing.
-    /// The token of a table of one shared token (the local token made for this user).
-    var sharedToken: String? { entries.count == 1 && entries[0].principal.name == "shared" ? entries[0].token : nil }
-
     func principal(for token: String?) -> Principal? {
         if entries.isEmpty { return .local }
         guard let token else { return nil }

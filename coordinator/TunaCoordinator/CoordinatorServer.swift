@@ -112,16 +112,15 @@ public final class CoordinatorServer: Sendable {
         onListening(port)
         let interval = config.reapIntervalMs ?? max(50, min(1000, config.policy.leaseMs / 4))
         let dashboard = try config.http.map { try makeDashboard($0) }
-        let made = localTokenFile != nil ? tokens.withLockedValue { $0.sharedToken } : nil
+        let localTokenPath = localTokenFile?.path
         try await withThrowingDiscardingTaskGroup { group in
             if let dashboard {
                 group.addTask {
                     try await dashboard.run { port in
                         let url = "\(self.config.tls == nil ? "http" : "https")://\(HostPort(host: self.config.http!.host, port: port))"
-                        self.log.info("dashboard on \(url)/")
-                        // The token made for this user is in a file only they can read; so is this
-                        // log when it is theirs (as Jupyter prints its login link).
-                        if let made { self.log.info("dashboard login link for this user: \(url)/login?token=\(made)") }
+                        // The token itself never goes to the log (a log may be readable by others).
+                        let login = localTokenPath.map { " (log in with the token in \($0))" } ?? ""
+                        self.log.info("dashboard on \(url)/\(login)")
                         onHTTPListening(port)
                     }
                 }
@@ -212,7 +211,10 @@ extension CoordinatorServer {
         let sources = DashboardSources(store: store, access: access, connectedWorkers: { await coordinator.connectedWorkers },
                                        artifactPath: { artifacts.path(sha256: $0) },
                                        databasePath: config.dataDir.appendingPathComponent("tuna.sqlite").path, now: { await coordinator.now })
-        return try Dashboard(listen: http, tls: try config.tls?.configuration(), sources: sources, feed: feed, metrics: metrics, log: log)
+        // HTTPS with the protocol's certificate, but no client certificates: a browser or
+        // Prometheus logs in with a token (`--tls-client-ca` is for workers and the CLI).
+        let tls = try config.tls.map { try TLS.Server(certificate: $0.certificate, key: $0.key).configuration() }
+        return try Dashboard(listen: http, tls: tls, sources: sources, feed: feed, metrics: metrics, log: log)
     }
 
     /// Rereads the tokens file (SIGHUP). A file with a problem is refused and the tokens in use

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOConcurrencyHelpers
+import TunaCore
 
 /// Who may open the dashboard, by the coordinator's own token rules: with no token at all (a
 /// coordinator on loopback started with `--open-loopback`) everyone on the box may; otherwise a
@@ -34,9 +35,7 @@ final class Sessions: Sendable {
     private let table = NIOLockedValueBox<[String: (token: String, expires: Date)]>([:])
 
     func start(token: String) -> String {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }   // SystemRandomNumberGenerator: the OS's CSPRNG
-        let id = bytes.map { String(format: "%02x", $0) }.joined()
+        let id = LocalToken.randomSecret()
         let now = Date()
         table.withLockedValue { t in
             t = t.filter { $0.value.expires > now }
@@ -64,7 +63,15 @@ struct RequireLogin<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if access.open() || path == "/login" || path.hasPrefix("/static/") { return try await next(request, context) }
+        if access.open() {
+            // With no token, only a page this box's browser asked for by a loopback name: another
+            // site's script that re-pointed its own name at 127.0.0.1 (DNS rebinding) is refused.
+            guard Self.isLoopbackHost(request.head.authority) else {
+                throw HTTPError(.forbidden, message: "with no token the dashboard answers only to localhost, 127.0.0.1 or [::1]")
+            }
+            return try await next(request, context)
+        }
+        if path == "/login" || path == "/logout" || path.hasPrefix("/static/") { return try await next(request, context) }
         if let auth = request.headers[.authorization] {
             guard auth.hasPrefix("Bearer ") else { throw HTTPError(.unauthorized, message: "Authorization must be `Bearer TOKEN`") }
             if let why = access.refusal(String(auth.dropFirst(7))) { throw HTTPError(why == "wrong token" ? .unauthorized : .forbidden, message: why) }
@@ -78,5 +85,13 @@ struct RequireLogin<Context: RequestContext>: RouterMiddleware {
             return Response(status: .seeOther, headers: [.location: "/login?next=\(Pages.urlEncode(next))"])
         }
         throw HTTPError(.unauthorized, message: "log in at /login or send Authorization: Bearer TOKEN")
+    }
+
+    /// Whether a Host header names this box by a loopback name or address (any port).
+    static func isLoopbackHost(_ authority: String?) -> Bool {
+        guard var host = authority?.lowercased() else { return false }
+        if host.hasPrefix("[") { host = String(host.prefix { $0 != "]" }.dropFirst()) }
+        else if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
     }
 }

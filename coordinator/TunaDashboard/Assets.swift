@@ -10,7 +10,7 @@ enum Assets {
     static let style = """
         body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2329;background:#f7f8fa}
         nav{background:#12263a;padding:8px 16px;display:flex;gap:16px;align-items:center}
-        nav a{color:#cfe3f5;text-decoration:none}nav a.brand{color:#fff;font-weight:700;margin-right:12px}
+        nav a{color:#cfe3f5;text-decoration:none}nav a.brand{color:#fff;font-weight:700;margin-right:12px}nav a.logout{margin-left:auto}
         main{padding:12px 20px;max-width:1500px}h1{font-size:20px;margin:8px 0}h2{font-size:15px;margin:14px 0 6px;display:flex;gap:12px;align-items:center}
         section{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px 12px;margin:10px 0;flex:1;min-width:0}
         .row{display:flex;gap:12px}.facts{color:#444}.note{color:#666;margin:2px 0;font-size:12px}
@@ -32,13 +32,15 @@ enum Assets {
         const $ = (s) => document.querySelector(s);
         const fmt = (v) => v == null || !isFinite(v) ? "–" : (Math.abs(v) !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? v.toExponential(3) : String(+v.toPrecision(5)));
         const getJSON = async (url) => { const r = await fetch(url, {credentials: "same-origin"}); if (!r.ok) throw new Error(url + ": " + r.status); return r.json(); };
+        // Min and max by a loop: Math.min(...xs) overflows the call stack past ~100,000 values.
+        const extent = (xs) => { let lo = Infinity, hi = -Infinity; for (const x of xs) { if (x < lo) lo = x; if (x > hi) hi = x; } return [lo, hi]; };
         const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
         // An axis: numbers (linear, or log when positive and spanning more than 10x) or categories.
         function makeScale(values, log) {
           const nums = values.filter((v) => typeof v === "number" && isFinite(v));
           if (nums.length && nums.length === values.filter((v) => v != null).length) {
-            let lo = Math.min(...nums), hi = Math.max(...nums);
+            let [lo, hi] = extent(nums);
             const useLog = log !== undefined ? log && lo > 0 : lo > 0 && hi / lo > 10;
             if (useLog) { lo = Math.log10(lo); hi = Math.log10(hi); }
             if (lo === hi) { lo -= 0.5; hi += 0.5; }
@@ -52,8 +54,10 @@ enum Assets {
         function niceTicks(lo, hi, n, log) {
           const span = hi - lo, raw = span / Math.max(1, n), mag = Math.pow(10, Math.floor(Math.log10(raw)));
           const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= n) || 10 * mag;
-          const out = [];
-          for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * span; v += step) out.push({t: (v - lo) / span, label: fmt(log ? Math.pow(10, v) : v)});
+          const out = [], first = Math.ceil(lo / step);
+          if (!(span > 0) || !isFinite(step) || step <= 0) return out;
+          // From an index, not by adding steps: a step below the values' precision would never advance.
+          for (let k = 0; k <= n + 1; k++) { const v = (first + k) * step; if (v > hi + 1e-9 * span) break; out.push({t: (v - lo) / span, label: fmt(log ? Math.pow(10, v) : v)}); }
           return out;
         }
         function setupCanvas(canvas) {
@@ -147,16 +151,16 @@ enum Assets {
           const {g, w, h} = setupCanvas(canvas), T = 24, B = 26, L = 50, R = 50;
           const axes = dims.map((d) => ({name: d, scale: makeScale(jobs.map((j) => d === objective ? j.objective : j.params[d]))}));
           const x = (i) => axes.length < 2 ? w / 2 : L + i * (w - L - R) / (axes.length - 1), y = (t) => T + (1 - t) * (h - T - B);
-          const vals = jobs.map((j) => j.objective).filter((v) => v != null && isFinite(v)), lo = Math.min(...vals), hi = Math.max(...vals);
+          const vals = jobs.map((j) => j.objective).filter((v) => v != null && isFinite(v)), [lo, hi] = extent(vals);
           const colour = (v) => { if (v == null || !vals.length) return "rgba(150,150,150,0.25)"; const t = hi === lo ? 0 : (v - lo) / (hi - lo), k = dash.mode === "max" ? 1 - t : t;
             return "hsla(" + Math.round(210 - 190 * k) + ",75%," + Math.round(38 + 18 * k) + "%,0.55)"; };
           const order = jobs.slice().sort((a, b) => (b.objective == null) - (a.objective == null) || (dash.mode === "max" ? a.objective - b.objective : b.objective - a.objective));
-          g.lineWidth = 1;
+          g.lineWidth = 1; let lines = 0;
           for (const j of order) {
-            g.strokeStyle = colour(j.objective); g.beginPath(); let on = false;
+            g.strokeStyle = colour(j.objective); g.beginPath(); let on = false, segments = 0;
             axes.forEach((a, i) => { const v = a.name === objective ? j.objective : j.params[a.name];
-              if (v == null) { on = false; return; } const px = x(i), py = y(a.scale.f(v)); if (on) g.lineTo(px, py); else { g.moveTo(px, py); on = true; } });
-            g.stroke();
+              if (v == null) { on = false; return; } const px = x(i), py = y(a.scale.f(v)); if (on) { g.lineTo(px, py); segments++; } else { g.moveTo(px, py); on = true; } });
+            g.stroke(); if (segments > 0) lines++;
           }
           g.fillStyle = "#222"; g.strokeStyle = "#555";
           axes.forEach((a, i) => {
@@ -167,7 +171,7 @@ enum Assets {
             ticks.forEach((t, k) => { if (k % step === 0) g.fillText(t.label, px + (i === axes.length - 1 ? -4 : 4), y(t.t) + 4); });
           });
           g.textAlign = "left";
-          return axes.length;
+          return {axes: axes.length, lines};
         }
 
         function scatter(canvas, jobs, dim) {
@@ -211,13 +215,20 @@ enum Assets {
           return {set(r) { rows = r; render(); }};
         }
 
+        // A stream that fails may mean the session ended (a logout, a restart, a removed token):
+        // then go to the login page rather than reconnect for ever.
+        async function loggedOutCheck() {
+          try { const r = await fetch("/api/workers", {credentials: "same-origin"}); if (r.status === 401) location.href = "/login?next=" + encodeURIComponent(location.pathname); } catch (e) {}
+        }
+
         async function sweepPage(root) {
           const sweep = +root.dataset.sweep, varying = JSON.parse(root.dataset.varying), metric = root.dataset.metric; dash.mode = root.dataset.mode;
           const curves = new LineChart($("#curves"), $("#curves-tip"), {onClick: (id) => { location.href = "/jobs/" + id; }, empty: "no curve points yet"});
           const table = jobsTable($("#jobs"), $("#more"), $("#shown"), varying);
-          let jobs = [], kind = "eval", limit = 100, loading = null, jobsTimer = null, lastJobsFetch = 0;
+          let jobs = [], kind = "eval", limit = 100, jobsTimer = null, lastJobsFetch = 0;
           const label = (id) => { const j = jobs.find((x) => x.id === id); return "job " + id + (j ? " " + varying.map((v) => v + "=" + JSON.stringify(j.params[v])).join(" ") : ""); };
           async function loadJobs() {
+            // (at most every 5 s for a sweep of over 2,000 jobs while jobs change state: jobsSoon)
             lastJobsFetch = Date.now(); jobs = await getJSON("/api/sweeps/" + sweep + "/jobs"); dash.jobs = jobs.length;
             table.set(jobs);
             const best = jobs.find((j) => j.objective != null); if (best) $("#best").textContent = fmt(best.objective);
@@ -225,9 +236,10 @@ enum Assets {
           }
           function drawPlots() {
             const dims = varying.concat([metric]);
-            dash.axes = parallelCoords($("#parallel"), jobs, dims, metric);
+            const drawn = parallelCoords($("#parallel"), jobs, dims, metric); dash.axes = drawn.axes; dash.lines = drawn.lines;
             const box = $("#scatters"); box.innerHTML = varying.map((v, i) => "<div><canvas id=\"scatter-" + i + "\" height=\"200\"></canvas></div>").join("");
-            dash.scatters = varying.filter((v, i) => scatter($("#scatter-" + i), jobs, v) >= 0).length;
+            // Points drawn in each scatter plot (the jobs with both the value and an objective).
+            dash.scatterPoints = varying.map((v, i) => scatter($("#scatter-" + i), jobs, v));
           }
           async function loadCurves() {
             const data = await getJSON("/api/sweeps/" + sweep + "/curves?kind=" + kind + "&limit=" + limit);
@@ -236,7 +248,16 @@ enum Assets {
             dash.series = curves.series.size; dash.points = curves.pointCount; if (kind === "eval") dash.evalPoints = curves.pointCount;
             $("#curve-note").textContent = (data.series.length < data.jobs ? "the " + data.series.length + " best of " + data.jobs + " jobs (by the objective), " : data.series.length + " jobs, ") + "at most 200 points each; click a line to open its job";
           }
-          async function loadAll() { dash.loads++; await loadJobs(); await loadCurves(); if (!dash.ready) dash.readyMs = Math.round(performance.now()); dash.ready = true; }
+          // One load at a time; a reload asked for meanwhile runs once after it.
+          let loading = null, again = false;
+          async function loadAll() {
+            if (loading) { again = true; return loading; }
+            loading = (async () => {
+              do { again = false; dash.loads++; await loadJobs(); await loadCurves(); } while (again);
+              if (!dash.ready) dash.readyMs = Math.round(performance.now()); dash.ready = true;
+            })();
+            try { await loading; } finally { loading = null; }
+          }
           const adding = new Set();
           async function addJob(job) {
             if (adding.has(job) || curves.series.size >= limit) return; adding.add(job);
@@ -254,7 +275,7 @@ enum Assets {
           const live = $("#live"), es = new EventSource("/api/sweeps/" + sweep + "/stream");
           const subscribed = new Promise((done) => { es.addEventListener("hello", done, {once: true}); setTimeout(done, 3000); });
           es.onopen = () => { live.textContent = "live"; live.className = "live on"; };
-          es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live"; };
+          es.onerror = () => { live.textContent = "reconnecting…"; live.className = "live"; loggedOutCheck(); };
           es.addEventListener("points", (e) => {
             const d = JSON.parse(e.data), k = kind === "train" ? 0 : 1; dash.updates++;
             let known = curves.series.has(d.job);
@@ -281,8 +302,10 @@ enum Assets {
           const dedupe = ([xs, ys]) => { const m = new Map(); xs.forEach((x, i) => m.set(x, ys[i])); const k = [...m.keys()].sort((a, b) => a - b); return [k, k.map((x) => m.get(x))]; };
           loss.set("train", ...dedupe(col.train), "train loss"); loss.set("eval", ...dedupe(col.eval), "validation loss");
           lr.set("lr", ...dedupe(col.lr), "learning rate"); tps.set("tps", ...dedupe(col.tps), "tokens/s");
-          dash.series = loss.series.size; dash.points = loss.pointCount; dash.evalPoints = loss.series.get("eval").xs.length; dash.ready = true;
+          dash.series = [...loss.series.values()].filter((s) => s.xs.length > 0).length; dash.points = loss.pointCount;
+          dash.trainPoints = loss.series.get("train").xs.length; dash.evalPoints = loss.series.get("eval").xs.length; dash.ready = true;
           const es = new EventSource("/api/sweeps/" + sweep + "/stream");
+          es.onerror = loggedOutCheck;
           es.addEventListener("points", (e) => { const d = JSON.parse(e.data); if (d.job !== job) return; dash.updates++;
             for (const [k, step, v] of d.points) loss.append(k === 0 ? "train" : "eval", step, v);
             dash.points = loss.pointCount; dash.evalPoints = loss.series.get("eval").xs.length; });

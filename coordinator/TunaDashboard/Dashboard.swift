@@ -42,7 +42,9 @@ public final class Dashboard: Sendable {
 
     public init(listen: HostPort, tls: TLSConfiguration?, sources: DashboardSources, feed: LiveFeed, metrics: CoordinatorMetrics, log: Logger) throws {
         self.listen = listen; self.tls = tls; self.sources = sources; self.feed = feed; self.metrics = metrics; self.log = log
-        pages = try Pages()
+        var pages = try Pages()
+        pages.loggedIn = { [access = sources.access] in !access.open() }
+        self.pages = pages
     }
 
     /// Serves until the task is cancelled; `onListening` gets the bound port (useful with port 0).
@@ -63,9 +65,16 @@ public final class Dashboard: Sendable {
         let store = sources.store, pages = self.pages
         router.get("/static/dashboard.js") { _, _ in Self.asset(Assets.script, type: "text/javascript; charset=utf-8") }
         router.get("/static/dashboard.css") { _, _ in Self.asset(Assets.style, type: "text/css; charset=utf-8") }
+        // A token only ever travels in a POST body or a header, never in a URL (browser history,
+        // proxy logs).
         router.get("/login") { req, _ -> Response in
-            if let token = req.uri.queryParameters["token"] { return self.login(token: String(token), next: req.uri.queryParameters["next"].map(String.init)) }
-            return Self.html(pages.login(next: req.uri.queryParameters["next"].map(String.init) ?? "/", problem: nil))
+            Self.html(pages.login(next: Self.sitePath(req.uri.queryParameters["next"].map(String.init)), problem: nil))
+        }
+        router.get("/logout") { req, _ -> Response in
+            if let id = req.cookies[Sessions.cookie]?.value { self.sessions.end(id) }
+            var r = Response(status: .seeOther, headers: [.location: "/login"])
+            r.setCookie(Cookie(name: Sessions.cookie, value: "", maxAge: 0, path: "/", secure: self.tls != nil, httpOnly: true, sameSite: .strict))
+            return r
         }
         router.post("/login") { req, _ -> Response in
             var req = req
@@ -82,8 +91,8 @@ public final class Dashboard: Sendable {
         router.get("/jobs/:id") { _, ctx in
             let id = try ctx.parameters.require("id", as: JobID.self)
             let detail = try Self.found { try store.jobDetail(id) }
-            let events = try store.events(job: id, attempt: nil)
-            return Self.html(pages.job(detail, logTail: events.suffix(40).map { "\($0.seq) \($0.event.canonicalJSON)" }))
+            let tail = try store.lastEvents(job: id, count: 40)
+            return Self.html(pages.job(detail, logTail: tail.map { "\($0.seq) \($0.event.canonicalJSON)" }))
         }
         router.get("/workers") { _, _ in
             Self.html(pages.workers(try store.workers(connected: await self.sources.connectedWorkers()), running: try store.runningJobs()))
@@ -140,9 +149,17 @@ public final class Dashboard: Sendable {
         return router
     }
 
+    /// `next` if it is a path on this site, else "/": a login must not send anyone elsewhere
+    /// (`//host`, `/\host` and control characters are read by browsers as another site).
+    static func sitePath(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"),
+              !next.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }),
+              let c = URLComponents(string: next), c.host == nil, c.scheme == nil else { return "/" }
+        return next
+    }
+
     func login(token: String, next: String?) -> Response {
-        // Only a path on this site: `next` must not send a fresh login elsewhere.
-        let target = next.flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") ? $0 : nil } ?? "/"
+        let target = Self.sitePath(next)
         if let why = sources.access.refusal(token) {
             var r = Self.html(pages.login(next: target, problem: why))
             r.status = .unauthorized
@@ -177,6 +194,8 @@ public final class Dashboard: Sendable {
             try await writer.write(ByteBuffer(string: "retry: 2000\nevent: hello\ndata: {}\n\n"))
             for await item in updates {
                 try await writer.write(ByteBuffer(string: item.sse))
+                // Dropped updates (this page read too slowly): one `reload`, however many dropped.
+                if feed.takeOverflow(id) { try await writer.write(ByteBuffer(string: LiveFeed.Item.overflow.sse)) }
             }
             try await writer.finish(nil)
         }
@@ -233,7 +252,7 @@ extension LiveFeed.Item {
     var sse: String {
         switch self {
         case .update(let u):
-            let pts = u.points.map { "[\($0.kind.rawValue),\($0.step),\(Float($0.value))]" }.joined(separator: ",")
+            let pts = u.points.map { "[\($0.kind.rawValue),\($0.step),\(Store.shortNumber($0.value))]" }.joined(separator: ",")
             return "event: points\ndata: {\"job\":\(u.job),\"points\":[\(pts)]}\n\n"
         case .changed(let counts):
             let body = counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")

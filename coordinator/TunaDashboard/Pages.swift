@@ -16,12 +16,19 @@ struct Pages: Sendable {
         library = lib
     }
 
+    /// Whether pages offer a logout (not when the coordinator has no token at all).
+    var loggedIn: @Sendable () -> Bool = { true }
+
     func render(_ name: String, _ context: [String: Any]) -> String {
-        library.render(context, withTemplate: name) ?? "template \(name) is missing"
+        var context = context
+        context["logout"] = loggedIn()
+        return library.render(context, withTemplate: name) ?? "template \(name) is missing"
     }
 
     func login(next: String, problem: String?) -> String {
-        render("login", ["title": "Log in", "next": next, "problem": problem as Any])
+        var context: [String: Any] = ["title": "Log in", "next": next, "problem": problem as Any]
+        context["logout"] = false
+        return library.render(context, withTemplate: "login") ?? ""
     }
 
     func sweeps(_ rows: [SweepOverview]) -> String {
@@ -95,12 +102,7 @@ struct Pages: Sendable {
 
     static func objectiveText(_ o: Objective) -> String { "\(o.mode == .max ? "max" : "min") \(o.metric)" }
 
-    static func time(_ ms: Int64) -> String {
-        let f = DateFormatter()
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: Date(timeIntervalSince1970: Double(ms) / 1000)) + " UTC"
-    }
+    static func time(_ ms: Int64) -> String { utcTime(ms) + " UTC" }
 
     static func duration(ms: Int64) -> String {
         let s = max(0, ms / 1000)
@@ -135,7 +137,7 @@ struct Pages: Sendable {
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
             <title>{{title}} · Tuna</title><link rel="stylesheet" href="/static/dashboard.css"></head>
-            <body><nav><a class="brand" href="/">Tuna</a><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/metrics">Metrics</a></nav><main>
+            <body><nav><a class="brand" href="/">Tuna</a><a href="/">Sweeps</a><a href="/workers">Workers</a><a href="/metrics">Metrics</a>{{#logout}}<a class="logout" href="/logout">Log out</a>{{/logout}}</nav><main>
             """,
         "foot": """
             </main><script src="/static/dashboard.js"></script></body></html>

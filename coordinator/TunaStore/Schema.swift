@@ -283,10 +283,12 @@ enum Schema {
             try db.execute(sql: """
                 INSERT OR REPLACE INTO points (job_id, kind, step, value)
                 SELECT a.job_id, CASE json_extract(e.event, '$.event') WHEN 'step' THEN 0 ELSE 1 END,
-                       json_extract(e.event, '$.step'), json_extract(e.event, '$.loss')
+                       CAST(json_extract(e.event, '$.step') AS INTEGER), json_extract(e.event, '$.loss')
                 FROM events e JOIN attempts a ON a.id = e.attempt_id
                 WHERE json_extract(e.event, '$.event') IN ('step', 'eval')
-                  AND typeof(json_extract(e.event, '$.step')) = 'integer'
+                  -- a whole-number step, as CurvePoint(event:) takes it (5 or 5.0)
+                  AND typeof(json_extract(e.event, '$.step')) IN ('integer', 'real')
+                  AND json_extract(e.event, '$.step') = CAST(json_extract(e.event, '$.step') AS INTEGER)
                   AND typeof(json_extract(e.event, '$.loss')) IN ('integer', 'real')
                 ORDER BY a.number, e.seq
                 """)

@@ -62,8 +62,9 @@ extension Store {
         for p in points { try insert.execute(arguments: [job, p.kind.rawValue, p.step, p.value]) }
     }
 
-    /// Every sweep (or one) with its best objective value and the hours its attempts used. One
-    /// scan of the jobs and one of the attempts (of the one sweep's only, by index).
+    /// Every sweep (or one) with its best objective value and the hours its attempts used: one
+    /// scan of the jobs and one of the attempts (for one sweep, only its own, by index), and the
+    /// sweeps' counts (`sweeps()`, a row per sweep and state).
     public func sweepOverviews(now: Int64, only: SweepID? = nil) throws -> [SweepOverview] {
         let rows = try sweeps().filter { only == nil || $0.id == only }
         let filter = only.map { "WHERE j.sweep_id = \($0)" } ?? ""
@@ -89,22 +90,22 @@ extension Store {
         }
     }
 
-    /// The loss curves of a sweep's jobs as JSON, `{"kind", "jobs", "shown", "series": [{"job",
-    /// "steps": [...], "values": [...]}]}`: the `limit` jobs best by the sweep's objective (jobs
-    /// with no value yet after those with one, then by id), each cut to at most `maxPoints`
-    /// points (every k-th, and always the last), so a 10,000-job sweep's chart is a few hundred
-    /// kilobytes read by one index range per job.
+    /// The loss curves of a sweep's jobs as JSON, `{"kind", "jobs", "series": [{"job", "steps":
+    /// [...], "values": [...]}]}` (`jobs`: the sweep's count): the `limit` jobs best by the sweep's
+    /// objective (jobs with no value yet after those with one, then by id) that have points, or
+    /// the named jobs of the sweep, each cut to at most `maxPoints` points (every k-th, and always
+    /// the last), so a 10,000-job sweep's chart is a few hundred kilobytes read by one index range
+    /// per job.
     public func curvesJSON(sweep: SweepID, kind: CurveKind, limit: Int, maxPoints: Int, jobs only: [JobID]? = nil) throws -> Data {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT objective_metric, objective_mode FROM sweeps WHERE id = ?", arguments: [sweep]) else {
-                throw StoreError.notFound("no sweep \(sweep)")
-            }
-            let o = Store.objective(metric: row[0], mode: row[1])
-            let value = o.metric == "val_loss" || !Objective.isMetricName(o.metric) ? "j.final_val_loss" : "json_extract(j.metrics, '$.\(o.metric)')"
+            let (o, value) = try Store.objectiveColumn(db, sweep: sweep)
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE sweep_id = ?", arguments: [sweep]) ?? 0
             let chosen: [JobID]
             if let only {
-                chosen = only
+                // Only the sweep's own jobs (ids are checked, not trusted).
+                let ids = Set(only)
+                chosen = try JobID.fetchAll(db, sql: "SELECT id FROM jobs WHERE sweep_id = ? AND id IN (\(ids.map { String($0) }.joined(separator: ",")))",
+                                            arguments: [sweep]).filter(ids.contains).sorted()
             } else {
                 chosen = try JobID.fetchAll(db, sql: """
                     SELECT j.id FROM jobs j WHERE j.sweep_id = ? AND j.status != 'queued'
@@ -137,12 +138,19 @@ extension Store {
                 w.raw(",\"steps\":[")
                 for (n, i) in keep.enumerated() { if n > 0 { w.raw(",") }; w.bytes += String(steps[i]).utf8 }
                 w.raw("],\"values\":[")
-                for (n, i) in keep.enumerated() { if n > 0 { w.raw(",") }; w.bytes += "\(Float(values[i]))".utf8 }
+                for (n, i) in keep.enumerated() { if n > 0 { w.raw(",") }; w.bytes += Store.shortNumber(values[i]).utf8 }
                 w.raw("]}")
             }
             w.raw("]}")
             return Data(w.bytes)
         }
+    }
+
+    /// A curve value as JSON: float32's shortest digits (a chart needs no more, and they halve the
+    /// reply), or the double's where float32 cannot hold it (beyond 3.4e38 it would be `inf`).
+    public static func shortNumber(_ v: Double) -> String {
+        let f = Float(v)
+        return f.isFinite ? "\(f)" : "\(v)"
     }
 
     /// Which of `count` points to keep to show at most `limit`: every k-th from the first, and the
@@ -176,9 +184,16 @@ extension Store {
         }
     }
 
-    /// The job's sweep (nil: no such job).
-    public func sweepOf(job: JobID) throws -> SweepID? {
-        try read { db in try SweepID.fetchOne(db, sql: "SELECT sweep_id FROM jobs WHERE id = ?", arguments: [job]) }
+    /// The last `count` events of a job's latest attempt (the job page's log tail), oldest first.
+    public func lastEvents(job: JobID, count: Int) throws -> [EventRow] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT a.number, m.seq, m.at_ms, m.event FROM events m JOIN attempts a ON a.id = m.attempt_id
+                WHERE a.job_id = ? AND a.number = (SELECT attempts FROM jobs WHERE id = ?) ORDER BY m.seq DESC LIMIT ?
+                """, arguments: [job, job, count]).reversed().map {
+                EventRow(attempt: $0[0], seq: $0[1], at_ms: $0[2], event: (try? JSONValue.parse(Data(($0[3] as String).utf8))) ?? .null)
+            }
+        }
     }
 
     /// What `/metrics` reports from the database, read at scrape time.

@@ -20,6 +20,16 @@ extension Store {
              ELSE json_extract(j.metrics, '$.' || s.objective_metric) END
         """
 
+    /// One sweep's objective and the SQL of a job's value of it (`j` the job) without a join on
+    /// `sweeps`: a plain column, or one JSON field (names checked by Objective.isMetricName).
+    static func objectiveColumn(_ db: Database, sweep: SweepID) throws -> (Objective, String) {
+        guard let row = try Row.fetchOne(db, sql: "SELECT objective_metric, objective_mode FROM sweeps WHERE id = ?", arguments: [sweep]) else {
+            throw StoreError.notFound("no sweep \(sweep)")
+        }
+        let o = Store.objective(metric: row[0], mode: row[1])
+        return (o, o.metric == "val_loss" || !Objective.isMetricName(o.metric) ? "j.final_val_loss" : "json_extract(j.metrics, '$.\(o.metric)')")
+    }
+
     public func sweeps() throws -> [SweepRow] {
         try read { db in
             try Row.fetchAll(db, sql: """
@@ -70,11 +80,8 @@ extension Store {
             // one JSON field) per row, with no join (the join cost a third of a 100,000-row reply).
             var objectiveValue = Store.objectiveValueSQL, join = "JOIN sweeps s ON s.id = j.sweep_id", orderBy = order
             if let sweep {
-                guard let row = try Row.fetchOne(db, sql: "SELECT objective_metric, objective_mode FROM sweeps WHERE id = ?", arguments: [sweep]) else {
-                    throw StoreError.notFound("no sweep \(sweep)")
-                }
-                let o = Store.objective(metric: row[0], mode: row[1])
-                objectiveValue = o.metric == "val_loss" || !Objective.isMetricName(o.metric) ? "j.final_val_loss" : "json_extract(j.metrics, '$.\(o.metric)')"
+                let o: Objective
+                (o, objectiveValue) = try Store.objectiveColumn(db, sweep: sweep)
                 join = ""
                 if column == "objective" { orderBy = "objective IS NULL, objective\(o.mode == .max ? " DESC" : ""), j.id" }
             }
