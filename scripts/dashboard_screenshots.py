@@ -5,7 +5,6 @@
 
 Needs Debian's chromium and websocket-client (both installed by scripts/test.sh)."""
 import argparse
-import json
 import os
 import sys
 
@@ -25,10 +24,7 @@ def main():
     b = Browser(width=1400, height=900)
     try:
         if args.token_file:
-            token = open(os.path.expanduser(args.token_file)).read().strip()
-            b.goto(f"{url}/login")
-            b.eval(f"document.querySelector('input[name=token]').value = {json.dumps(token)}; window.__tunaOld = true; document.forms[0].submit()")
-            b.wait("!window.__tunaOld && document.readyState === 'complete'", 30, "the login")
+            b.login(url, open(os.path.expanduser(args.token_file)).read().strip())
         def shot(path, name, ready=False):
             b.goto(url + path)
             if ready:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import websocket
@@ -73,6 +74,12 @@ class Browser:
             if time.time() > deadline:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what or expression}")
             time.sleep(0.1)
+
+    def login(self, url, token, next_path="/"):
+        """Logs in to a Tuna dashboard through its login form, as a person would."""
+        self.goto(f"{url}/login?next={urllib.parse.quote(next_path)}")
+        self.eval(f"document.querySelector('input[name=token]').value = {json.dumps(token)}; window.__tunaOld = true; document.forms[0].submit()")
+        self.wait("!window.__tunaOld && document.readyState === 'complete'", 30, "the login to go through")
 
     def screenshot(self, path):
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

@@ -198,18 +198,11 @@ def check_stream(site, db, sweep, timeout=60):
     raise AssertionError("no points event on the stream")
 
 
-def browser_login(b, url, token, next_path):
-    """Logs in through the login form, as a person would."""
-    b.goto(f"{url}/login?next={urllib.parse.quote(next_path)}")
-    b.eval(f"document.querySelector('input[name=token]').value = {json.dumps(token)}; window.__tunaOld = true; document.forms[0].submit()")
-    b.wait("!window.__tunaOld && document.readyState === 'complete'", 30, "the login to go through")
-    assert b.eval("location.pathname") == next_path, b.eval("location.href")
-
-
 def check_browser(site, db, sweep, varying, screenshots):
     b = Browser()
     try:
-        browser_login(b, site.url, site.token, f"/sweeps/{sweep}")
+        b.login(site.url, site.token, f"/sweeps/{sweep}")
+        assert b.eval("location.pathname") == f"/sweeps/{sweep}", b.eval("location.href")
         b.wait("window.tunaDash && window.tunaDash.ready", 30, "the sweep page to draw")
         assert not b.eval("window.tunaDash.error || ''"), b.eval("window.tunaDash.error")
         jobs = db.execute("SELECT COUNT(*) FROM jobs WHERE sweep_id = ?", (sweep,)).fetchone()[0]

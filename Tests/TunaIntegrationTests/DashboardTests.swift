@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import TunaCore
 import TunaCoordinator
+@testable import TunaDashboard
+import TunaStore
 
 /// The dashboard and /metrics (issue 15) on a real coordinator with two real workers running a
 /// sweep, checked from outside by Tests/Python/check_dashboard.py: every page and JSON endpoint,
@@ -64,5 +66,42 @@ final class DashboardConfigTests: XCTestCase {
         XCTAssertThrowsError(try CoordinatorServer(config: config)) { XCTAssert("\($0)".contains("dashboard serves HTTPS"), "\($0)") }
         config.insecurePlaintext = true
         XCTAssertNoThrow(try CoordinatorServer(config: config))
+    }
+}
+
+/// The dashboard's rules that need no browser: the live feed's overflow (one `reload`, however
+/// many updates a slow page lost), where a login may send the browser, and which Host names the
+/// open mode answers.
+final class DashboardRulesTests: XCTestCase {
+    func testASlowPageIsToldOnceToReloadAndTheNewestUpdatesAreKept() async throws {
+        let feed = LiveFeed()
+        let (id, stream) = feed.subscribe(sweep: 1, buffer: 2)
+        let (other, _) = feed.subscribe(sweep: 2, buffer: 2)
+        for step in 1...5 { feed.publish(LiveUpdate(sweep: 1, job: 7, points: [CurvePoint(kind: .train, step: step, value: 1)])) }
+        XCTAssertTrue(feed.takeOverflow(id), "3 of 5 updates dropped")
+        XCTAssertFalse(feed.takeOverflow(id), "told once")
+        XCTAssertFalse(feed.takeOverflow(other), "another sweep's page lost nothing")
+        feed.close()
+        var steps: [Int] = []
+        for await item in stream { if case .update(let u) = item { steps += u.points.map(\.step) } }
+        XCTAssertEqual(steps, [4, 5], "the newest kept; close ended the stream")
+        let (_, late) = feed.subscribe(sweep: 1)
+        for await _ in late { XCTFail("a stream opened after close ends at once") }
+    }
+
+    func testALoginSendsOnlyToAPathOfThisSite() {
+        for next in ["/", "/sweeps/3", "/workers?x=1"] { XCTAssertEqual(Dashboard.sitePath(next), next) }
+        for next in [nil, "", "//evil.example/", "/\\evil.example", "/\t/evil.example", "https://evil.example/", "sweeps/3", "/a\u{7F}b"] {
+            XCTAssertEqual(Dashboard.sitePath(next), "/", "\(String(describing: next))")
+        }
+    }
+
+    func testTheOpenModeAnswersOnlyLoopbackNames() {
+        for host in ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:9", "127.1.2.3:80", "[::1]:8080", "LOCALHOST"] {
+            XCTAssertTrue(DashboardAccess.isLoopbackHost(host), host)
+        }
+        for host in [nil, "", "rebound.example", "127.0.0.1.rebound.example", "10.0.0.1:80", "[::2]:80", "localhost.example"] {
+            XCTAssertFalse(DashboardAccess.isLoopbackHost(host), "\(String(describing: host))")
+        }
     }
 }

@@ -635,6 +635,19 @@ final class StoreTests: XCTestCase {
         XCTAssertNil(try lease(now: 2), "32 trained + 20 reserved: nothing else fits in 55")
     }
 
+    /// A database file migrated only up to `migration` and filled by `fill`, as an older
+    /// coordinator left it: its path, and what removes it.
+    func olderDatabase(upTo migration: String, _ fill: (Database) throws -> Void) throws -> (path: String, cleanup: () -> Void) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("db.sqlite").path
+        let q = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(q, upTo: migration)
+        try q.write(fill)
+        try q.close()
+        return (path, { try? FileManager.default.removeItem(at: dir) })
+    }
+
     /// The `i`th series of a curves reply.
     func nth(_ curves: JSONValue, _ i: Int) -> JSONValue? {
         guard let all = curves["series"]?.arrayValue, i < all.count else { return nil }
@@ -689,31 +702,24 @@ final class StoreTests: XCTestCase {
     /// A database from before the dashboard: its stored events fill the curve points when the
     /// migration runs (a later attempt's value winning), so old sweeps draw too.
     func testCurvePointsAreFilledFromOlderDatabases() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("db.sqlite").path
-        do {
-            let q = try DatabaseQueue(path: path)
-            try Schema.migrator.migrate(q, upTo: "v12-step-budget")
-            try q.write { db in
-                try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
-                try db.execute(sql: """
-                    INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
-                                      max_attempts, status, attempts, failures, created_ms, final_val_loss) VALUES (1, 1, 0, 'h', '{}', '{}', 'command', 0, 0, 0, 3, 'succeeded', 2, 1, 0, 1.5)
-                    """)
-                for n in [1, 2] {
-                    try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, 1, ?, 'w1', 'failed', 0, 0)", arguments: [n, n])
-                }
-                for (attempt, seq, event) in [(1, 0, #"{"event":"step","step":1,"loss":4.0}"#), (1, 1, #"{"event":"eval","step":1,"loss":3.0}"#),
-                                              (2, 0, #"{"event":"step","step":1,"loss":3.5}"#), (2, 1, #"{"event":"step","step":2.0,"loss":2.5}"#),
-                                              (2, 5, #"{"event":"step","step":2.5,"loss":9.0}"#),
-                                              (2, 2, #"{"event":"eval","step":2,"loss":1.5}"#), (2, 3, #"{"event":"eval","loss":1.4}"#),
-                                              (2, 4, #"{"event":"log","line":"x"}"#)] {
-                    try db.execute(sql: "INSERT INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, 0, ?)", arguments: [attempt, seq, event])
-                }
+        let (path, cleanup) = try olderDatabase(upTo: "v12-step-budget") { db in
+            try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
+            try db.execute(sql: """
+                INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
+                                  max_attempts, status, attempts, failures, created_ms, final_val_loss) VALUES (1, 1, 0, 'h', '{}', '{}', 'command', 0, 0, 0, 3, 'succeeded', 2, 1, 0, 1.5)
+                """)
+            for n in [1, 2] {
+                try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (?, 1, ?, 'w1', 'failed', 0, 0)", arguments: [n, n])
+            }
+            for (attempt, seq, event) in [(1, 0, #"{"event":"step","step":1,"loss":4.0}"#), (1, 1, #"{"event":"eval","step":1,"loss":3.0}"#),
+                                          (2, 0, #"{"event":"step","step":1,"loss":3.5}"#), (2, 1, #"{"event":"step","step":2.0,"loss":2.5}"#),
+                                          (2, 5, #"{"event":"step","step":2.5,"loss":9.0}"#),
+                                          (2, 2, #"{"event":"eval","step":2,"loss":1.5}"#), (2, 3, #"{"event":"eval","loss":1.4}"#),
+                                          (2, 4, #"{"event":"log","line":"x"}"#)] {
+                try db.execute(sql: "INSERT INTO events (attempt_id, seq, at_ms, event) VALUES (?, ?, 0, ?)", arguments: [attempt, seq, event])
             }
         }
+        defer { cleanup() }
         let store = try Store(path: path)
         let train = try JSONValue.parse(store.curvesJSON(sweep: 1, kind: .train, limit: 10, maxPoints: 200))
         XCTAssertEqual(nth(train, 0)?["steps"], [1, 2])
@@ -742,24 +748,17 @@ final class StoreTests: XCTestCase {
     /// job gains the `task` the strict readers need, its event lines move to the `events` table,
     /// and both are read back through the store.
     func testOlderDatabasesAreMigrated() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuna-store-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("db.sqlite").path
         let oldParams = #"{"dataset":{"format":"jsonl","path":"d","template":"harmony","val_fraction":0.1},"lora":{"alpha":16.0,"dropout":0.0,"rank":8,"target_modules":["q_proj"],"target_parameters":[],"use_rslora":false},"max_attempts":3,"model":"m","name":"old","priority":0,"resources":{"cpu_cores":0,"gpu_memory_gb":0.0,"gpus":0,"ram_gb":0.0},"train":{"adam_beta1":0.9,"adam_beta2":0.999,"adam_eps":1e-08,"batch_size":1,"checkpoint_every_steps":0,"epochs":1,"eval_every_steps":0,"grad_accum":1,"gradient_checkpointing":false,"learning_rate":0.0002,"max_grad_norm":1.0,"max_seq_len":1024,"max_steps":0,"min_lr_ratio":0.1,"packing":false,"scheduler":"linear","seed":42,"warmup_ratio":0.0,"weight_decay":0.0},"trainer":"native"}"#
-        do {
-            let q = try DatabaseQueue(path: path)
-            try Schema.migrator.migrate(q, upTo: "v2-metrics")
-            try q.write { db in
-                try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
-                try db.execute(sql: """
-                    INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
-                                      max_attempts, status, attempts, failures, created_ms) VALUES (1, 1, 0, 'h', ?, '{}', 'native', 0, 0, 0, 3, 'queued', 1, 1, 0)
-                    """, arguments: [oldParams])
-                try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (1, 1, 1, 'w1', 'failed', 0, 0)")
-                try db.execute(sql: #"INSERT INTO metrics (attempt_id, seq, at_ms, event) VALUES (1, 0, 5, '{"event":"config"}')"#)
-            }
+        let (path, cleanup) = try olderDatabase(upTo: "v2-metrics") { db in
+            try db.execute(sql: "INSERT INTO sweeps (id, name, spec_yaml, method, varying, created_ms) VALUES (1, 'old', '', 'grid', '[]', 0)")
+            try db.execute(sql: """
+                INSERT INTO jobs (id, sweep_id, idx, params_hash, params, varying, trainer, gpus, gpu_memory_gb, priority,
+                                  max_attempts, status, attempts, failures, created_ms) VALUES (1, 1, 0, 'h', ?, '{}', 'native', 0, 0, 0, 3, 'queued', 1, 1, 0)
+                """, arguments: [oldParams])
+            try db.execute(sql: "INSERT INTO attempts (id, job_id, number, worker_id, state, lease_expires_ms, started_ms) VALUES (1, 1, 1, 'w1', 'failed', 0, 0)")
+            try db.execute(sql: #"INSERT INTO metrics (attempt_id, seq, at_ms, event) VALUES (1, 0, 5, '{"event":"config"}')"#)
         }
+        defer { cleanup() }
         let store = SyncStore(store: try Store(path: path))
         let events = try store.events(job: 1, attempt: nil)
         XCTAssertEqual(events.map(\.event), [["event": "config"]])

@@ -18,6 +18,14 @@ public struct DashboardAccess: Sendable {
         self.identify = identify; self.open = open
     }
 
+    /// Whether a Host header names this box by a loopback name or address (any port).
+    static func isLoopbackHost(_ authority: String?) -> Bool {
+        guard var host = authority?.lowercased() else { return false }
+        if host.hasPrefix("[") { host = String(host.prefix { $0 != "]" }.dropFirst()) }
+        else if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
+    }
+
     /// Why a token may not read the dashboard (nil: it may).
     func refusal(_ token: String) -> String? {
         guard let who = identify(token) else { return "wrong token" }
@@ -66,7 +74,7 @@ struct RequireLogin<Context: RequestContext>: RouterMiddleware {
         if access.open() {
             // With no token, only a page this box's browser asked for by a loopback name: another
             // site's script that re-pointed its own name at 127.0.0.1 (DNS rebinding) is refused.
-            guard Self.isLoopbackHost(request.head.authority) else {
+            guard DashboardAccess.isLoopbackHost(request.head.authority) else {
                 throw HTTPError(.forbidden, message: "with no token the dashboard answers only to localhost, 127.0.0.1 or [::1]")
             }
             return try await next(request, context)
@@ -87,11 +95,4 @@ struct RequireLogin<Context: RequestContext>: RouterMiddleware {
         throw HTTPError(.unauthorized, message: "log in at /login or send Authorization: Bearer TOKEN")
     }
 
-    /// Whether a Host header names this box by a loopback name or address (any port).
-    static func isLoopbackHost(_ authority: String?) -> Bool {
-        guard var host = authority?.lowercased() else { return false }
-        if host.hasPrefix("[") { host = String(host.prefix { $0 != "]" }.dropFirst()) }
-        else if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
-    }
 }

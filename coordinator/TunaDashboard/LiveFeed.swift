@@ -80,6 +80,4 @@ public final class LiveFeed: Sendable {
         }
         for s in all { s.continuation.finish() }
     }
-
-    public var subscriberCount: Int { state.withLockedValue { $0.subscribers.count } }
 }

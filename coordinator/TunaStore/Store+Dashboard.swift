@@ -20,11 +20,12 @@ public struct CurvePoint: Sendable, Equatable {
 
     public init(kind: CurveKind, step: Int, value: Double) { self.kind = kind; self.step = step; self.value = value }
 
-    /// The point an event line makes, if any (evals without a step, such as a command trainer's,
-    /// and non-finite losses make none).
-    public init?(event: JSONValue) {
+    /// The point an event line of `eventKind` (`TrainerEvent.kind(of:)`, read once by the caller)
+    /// makes, if any (evals without a step, such as a command trainer's, and non-finite losses
+    /// make none).
+    public init?(_ eventKind: TrainerEvent.Kind?, event: JSONValue) {
         let kind: CurveKind
-        switch TrainerEvent.kind(of: event) {
+        switch eventKind {
         case .step: kind = .train
         case .eval: kind = .eval
         default: return nil

@@ -44,8 +44,9 @@ extension Store {
                 through = max(through, e.seq)
                 guard db.changesCount > 0 else { continue }
                 stored += 1
-                if let p = CurvePoint(event: e.event) { points.append(p) }
-                switch TrainerEvent.kind(of: e.event) {
+                let kind = TrainerEvent.kind(of: e.event)
+                if let p = CurvePoint(kind, event: e.event) { points.append(p) }
+                switch kind {
                 case .step:
                     if let l = e.event["loss"]?.doubleValue { trainLoss = l }
                     if let t = e.event["tokens_per_s"]?.doubleValue { tps = t }
