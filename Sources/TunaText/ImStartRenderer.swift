@@ -22,7 +22,12 @@ struct ImStartRenderer {
     let tokenizer: Tokenizer
     let system: String?
 
-    func render(_ conversation: Conversation) throws(TextError) -> RenderedExample {
+    /// Closes every message; plain text in this vocabulary.
+    static let end = "<|im_end|>"
+
+    /// `promptForReply` appends the next assistant header (`\n<|im_start|>assistant\n`) to the
+    /// last untrained text, so a generation prompt is tokenized exactly as training saw it.
+    func render(_ conversation: Conversation, promptForReply: Bool = false) throws(TextError) -> RenderedExample {
         var out = RenderedExample(tokens: [], lossMask: [])
         var pending = ""  // untrained text not yet encoded
         var messages = conversation.messages
@@ -40,12 +45,13 @@ struct ImStartRenderer {
             pending += "<|im_start|>\(role)\n"
             if m.role == .assistant {
                 out.append(tokenizer.encode(pending), trained: false)
-                out.append(tokenizer.encode(m.content + "<|im_end|>"), trained: true)
+                out.append(tokenizer.encode(m.content + ImStartRenderer.end), trained: true)
                 pending = ""
             } else {
-                pending += m.content + "<|im_end|>"
+                pending += m.content + ImStartRenderer.end
             }
         }
+        if promptForReply { pending += "\n<|im_start|>assistant\n" }
         if !pending.isEmpty { out.append(tokenizer.encode(pending), trained: false) }
         return out
     }

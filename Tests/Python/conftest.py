@@ -29,7 +29,7 @@ COMPARISONS = pytest.StashKey[dict]()
 # scripts/test.sh's order: the quick checks first, the long torch-trainer runs last, so that a
 # quick failure shows early. A file not named here runs just before the torch-trainer ones.
 ORDER = ["test_text_goldens.py", "test_engine_live.py", "test_tiny_model.py", "test_demo_data.py", "test_eval.py",
-         "test_lora_goldens.py", "test_lora_live.py", "test_merge.py", "test_prune.py", "test_mxfp4.py",
+         "test_lora_goldens.py", "test_lora_live.py", "test_merge.py", "test_generate.py", "test_prune.py", "test_mxfp4.py",
          "test_torch_agreement.py", "test_prune_agreement.py"]
 
 

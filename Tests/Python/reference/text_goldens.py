@@ -8,6 +8,9 @@ regenerates them into a temp dir and compares byte for byte):
   subset_goldens.json     tiktoken's ids for the corpus with that subset vocabulary
   harmony_goldens.json    openai_harmony's render_conversation_for_training ids for harmony_cases.json
   imstart_goldens.json    ids of the <|im_start|> template (prompt and answer encoded as plain text)
+  completion_goldens.json openai_harmony's render_conversation_for_completion ids for each harmony case
+                          cut before its last assistant message, its stop tokens, and what
+                          parse_messages_from_completion_tokens makes of replies (REPLY_CASES)
   split_goldens.json      the seeded train/validation split, from an independent Python copy
                           of the documented algorithm (SplitMix64 + Fisher-Yates, splitmix64.py)
 
@@ -39,7 +42,7 @@ RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tik
 RANKS_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 SUBSET_SIZE = 8000  # ordinary ranks kept in the tokenizer.json fixture
 GOLDENS = ["tokenizer_goldens.json", "subset_tokenizer.json", "subset_goldens.json",
-           "harmony_goldens.json", "imstart_goldens.json", "split_goldens.json"]
+           "harmony_goldens.json", "imstart_goldens.json", "completion_goldens.json", "split_goldens.json"]
 OFFLINE_VARIABLES = ("TIKTOKEN_CACHE_DIR", "TIKTOKEN_ENCODINGS_BASE")
 
 
@@ -209,43 +212,95 @@ def subset_fixture(directory, tiktoken, harmony, corpus):
         {"text": t, "ids": subset.encode(t, allowed_special="all")} for t in corpus]})
 
 
+def harmony_messages(oh, case):
+    """The openai_harmony messages of one harmony_cases.json case (system, developer, turns)."""
+    efforts = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM, "high": oh.ReasoningEffort.HIGH}
+    opts = case["options"]
+    system = oh.SystemContent.new()
+    # Unset keys fall back to the same defaults as Swift's HarmonyOptions (and harmony's).
+    if "model_identity" in opts:
+        system.model_identity = opts["model_identity"]
+    if "knowledge_cutoff" in opts:
+        system.knowledge_cutoff = opts["knowledge_cutoff"]
+    if "reasoning_effort" in opts:  # absent: harmony's default (medium), as in Swift
+        system.reasoning_effort = efforts[opts["reasoning_effort"]] if opts["reasoning_effort"] else None
+    system.conversation_start_date = opts.get("current_date")
+    messages = [oh.Message.from_role_and_content(oh.Role.SYSTEM, system)]
+    instructions = None
+    for m in case["conversation"]["messages"]:
+        if m["role"] in ("system", "developer"):
+            instructions = m["content"]
+    if instructions is None:
+        instructions = opts.get("developer_instructions")
+    if instructions is not None:
+        messages.append(oh.Message.from_role_and_content(
+            oh.Role.DEVELOPER, oh.DeveloperContent.new().with_instructions(instructions)))
+    for m in case["conversation"]["messages"]:
+        if m["role"] == "user":
+            messages.append(oh.Message.from_role_and_content(oh.Role.USER, m["content"]))
+        elif m["role"] == "assistant":
+            if m.get("thinking"):
+                messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["thinking"]).with_channel("analysis"))
+            messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["content"]).with_channel("final"))
+    return messages
+
+
 def harmony_goldens(directory, cases):
     import openai_harmony as oh
     encoding = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
-    efforts = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM, "high": oh.ReasoningEffort.HIGH}
     out = []
     for case in cases:
         opts = case["options"]
-        system = oh.SystemContent.new()
-        # Unset keys fall back to the same defaults as Swift's HarmonyOptions (and harmony's).
-        if "model_identity" in opts:
-            system.model_identity = opts["model_identity"]
-        if "knowledge_cutoff" in opts:
-            system.knowledge_cutoff = opts["knowledge_cutoff"]
-        if "reasoning_effort" in opts:  # absent: harmony's default (medium), as in Swift
-            system.reasoning_effort = efforts[opts["reasoning_effort"]] if opts["reasoning_effort"] else None
-        system.conversation_start_date = opts.get("current_date")
-        messages = [oh.Message.from_role_and_content(oh.Role.SYSTEM, system)]
-        instructions = None
-        for m in case["conversation"]["messages"]:
-            if m["role"] in ("system", "developer"):
-                instructions = m["content"]
-        if instructions is None:
-            instructions = opts.get("developer_instructions")
-        if instructions is not None:
-            messages.append(oh.Message.from_role_and_content(
-                oh.Role.DEVELOPER, oh.DeveloperContent.new().with_instructions(instructions)))
-        for m in case["conversation"]["messages"]:
-            if m["role"] == "user":
-                messages.append(oh.Message.from_role_and_content(oh.Role.USER, m["content"]))
-            elif m["role"] == "assistant":
-                if m.get("thinking"):
-                    messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["thinking"]).with_channel("analysis"))
-                messages.append(oh.Message.from_role_and_content(oh.Role.ASSISTANT, m["content"]).with_channel("final"))
+        messages = harmony_messages(oh, case)
         config = oh.RenderConversationConfig(auto_drop_analysis=bool(opts.get("auto_drop_analysis", False)))
         ids = encoding.render_conversation_for_training(oh.Conversation.from_messages(messages), config)
         out.append({"name": case["name"], "ids": ids, "text": encoding.decode(ids)})
     write(directory, "harmony_goldens.json", {"cases": out})
+
+
+# Replies as text (special tokens spelt out), parsed after `<|start|>assistant`.
+REPLY_CASES = [
+    ("analysis_then_final", "<|channel|>analysis<|message|>User asks 2+2. Simple.<|end|>"
+                            "<|start|>assistant<|channel|>final<|message|>2 + 2 = 4, so $\\boxed{4}$.<|return|>"),
+    ("final_only", "<|channel|>final<|message|>Paris.<|return|>"),
+    ("cut_off_in_final", "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>The answer is 4"),
+    ("cut_off_in_analysis", "<|channel|>analysis<|message|>Let me think about th"),
+    ("tool_call", "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Tokyo\"}<|call|>"),
+    ("recipient_first", " to=functions.lookup<|channel|>commentary<|message|>{}<|call|>"),
+    ("unicode", "<|channel|>final<|message|>Ça coûte 5 € — naïve 😀 日本語<|return|>"),
+    ("empty_final", "<|channel|>final<|message|><|return|>"),
+    ("cut_off_in_header", "<|channel|>ana"),
+    ("missing_start", "<|channel|>analysis<|message|>x<|end|>assistant<|channel|>final<|message|>y"),
+    ("stray_header_text", "<|channel|>final extra words here<|message|>y<|return|>"),
+]
+
+
+def completion_goldens(directory, cases):
+    import openai_harmony as oh
+    encoding = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
+    prompts = []
+    for case in cases:
+        messages = harmony_messages(oh, case)
+        while messages[-1].author.role == oh.Role.ASSISTANT:
+            messages.pop()
+        ids = encoding.render_conversation_for_completion(oh.Conversation.from_messages(messages), oh.Role.ASSISTANT)
+        prompts.append({"name": case["name"], "ids": ids, "text": encoding.decode(ids)})
+    replies = []
+    for name, text in REPLY_CASES:
+        ids = encoding.encode(text, allowed_special="all")
+        entry = {"name": name, "ids": ids}
+        try:
+            parsed = encoding.parse_messages_from_completion_tokens(ids, oh.Role.ASSISTANT)
+            entry["messages"] = [{"role": m.author.role.value, "channel": m.channel, "recipient": m.recipient,
+                                  "content_type": m.content_type, "text": "".join(c.text for c in m.content)}
+                                 for m in parsed]
+        except Exception as e:  # the Rust parser's error, as text
+            entry["error"] = str(e)
+        replies.append(entry)
+    write(directory, "completion_goldens.json", {
+        "prompts": prompts, "replies": replies,
+        "stop_tokens_for_assistant_actions": sorted(encoding.stop_tokens_for_assistant_actions()),
+        "stop_tokens": sorted(encoding.stop_tokens())})
 
 
 def imstart_goldens(directory, harmony, cases):
@@ -276,6 +331,7 @@ def write_goldens(directory):
         harmony = tokenizer_goldens(directory, tiktoken, corpus)
         subset_fixture(directory, tiktoken, harmony, corpus)
         harmony_goldens(directory, load_json("harmony_cases.json"))
+        completion_goldens(directory, load_json("harmony_cases.json"))
         imstart_goldens(directory, harmony, load_json("imstart_cases.json"))
         split_goldens(directory)
 

@@ -1,0 +1,112 @@
+import Foundation
+
+/// Parses what the model wrote after `<|start|>assistant`, as openai-harmony's
+/// `StreamableParser` (strict mode, role assistant) does:
+///
+///  - a header runs to `<|message|>`; decoded, `<|channel|>X` names the channel, a trailing
+///    `to=R` the recipient, and a last word after a recipient the content type (e.g.
+///    `<|constrain|>json`); anything else left in a header is an error;
+///  - the content runs to a stop token (`<|return|>`, `<|call|>`, `<|end|>`), which is not
+///    part of it; the next message must begin with `<|start|>` and name its role;
+///  - the end of the tokens inside content ends a truncated message; inside a header it is an
+///    error ("Unexpected EOS while waiting for message header to complete"). Invalid UTF-8
+///    becomes U+FFFD.
+struct HarmonyReplyParser {
+    let tokenizer: Tokenizer
+
+    private enum State {
+        case expectStart
+        case header(role: String?, tokens: [Int32])
+        case content(header: Header, tokens: [Int32])
+    }
+
+    private struct Header { var role: String, channel: String?, recipient: String?, contentType: String? }
+
+    func parse(_ tokens: [Int32]) throws(TextError) -> [ReplyMessage] {
+        func id(_ name: String, _ o200k: Int32) -> Int32 { tokenizer.specialTokenID(name) ?? o200k }
+        let start = id("<|start|>", HarmonySpecialTokens.start), message = id("<|message|>", HarmonySpecialTokens.message)
+        let stops: Set<Int32> = [id("<|return|>", HarmonySpecialTokens.returnToken), id("<|call|>", HarmonySpecialTokens.call),
+                                 id("<|end|>", HarmonySpecialTokens.end)]
+        var messages: [ReplyMessage] = []
+        var state = State.header(role: "assistant", tokens: [])
+        func finish(_ header: Header, _ content: [Int32]) throws(TextError) {
+            messages.append(ReplyMessage(role: header.role, channel: header.channel, recipient: header.recipient,
+                                         contentType: header.contentType, text: try tokenizer.decode(content)))
+        }
+        for token in tokens {
+            switch state {
+            case .expectStart:
+                guard token == start else {
+                    throw .invalidConversation(reason: "Unexpected token \(token) while expecting start token \(start)")
+                }
+                state = .header(role: nil, tokens: [])
+            case let .header(role, headerTokens):
+                if token == message {
+                    state = .content(header: try parseHeader(headerTokens, role: role), tokens: [])
+                } else {
+                    state = .header(role: role, tokens: headerTokens + [token])
+                }
+            case let .content(header, content):
+                if stops.contains(token) {
+                    try finish(header, content)
+                    state = .expectStart
+                } else {
+                    state = .content(header: header, tokens: content + [token])
+                }
+            }
+        }
+        switch state {
+        case .expectStart: break
+        case .header: throw .invalidConversation(reason: "Unexpected EOS while waiting for message header to complete")
+        case let .content(header, content): try finish(header, content)
+        }
+        return messages
+    }
+
+    /// openai-harmony's `parse_header_from_string` with recipient and content type parsing.
+    private func parseHeader(_ tokens: [Int32], role known: String?) throws(TextError) -> Header {
+        var text = try tokenizer.decode(tokens)
+        var channel: String?
+        if let marker = text.range(of: "<|channel|>") {
+            let after = text[marker.upperBound...]
+            let end = after.firstIndex { $0.isWhitespace || $0 == "<" } ?? after.endIndex
+            guard end > after.startIndex else {
+                throw .invalidConversation(reason: "channel marker present but no channel value found in header")
+            }
+            channel = String(after[..<end])
+            text = String(text[..<marker.lowerBound]) + String(after[end...])
+        }
+        text = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.contains("<|constrain|>") {
+            text = text.replacingOccurrences(of: "<|constrain|>", with: " <|constrain|>").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\u{0C}" })
+            .map(String.init)
+        let role: String
+        if let known {
+            role = known
+        } else {
+            guard let first = parts.first else { throw .invalidConversation(reason: "message header did not contain a role") }
+            guard ["system", "developer", "user", "assistant", "tool"].contains(first) else {
+                throw .invalidConversation(reason: "Unknown role: \(first)")  // tool names as roles: not generated by Tuna's prompts
+            }
+            role = first
+        }
+        if parts.first == role { parts.removeFirst() }
+        var recipient: String?, contentType: String?
+        if let last = parts.popLast() {
+            if last.hasPrefix("to=") {
+                recipient = String(last.dropFirst(3))
+            } else if parts.isEmpty {
+                recipient = last
+            } else {
+                contentType = last
+                if let raw = parts.popLast() { recipient = raw.hasPrefix("to=") ? String(raw.dropFirst(3)) : raw }
+            }
+        }
+        if !parts.isEmpty {
+            throw .invalidConversation(reason: "unexpected tokens remaining in message header: \(parts.joined(separator: " "))")
+        }
+        return Header(role: role, channel: channel, recipient: recipient, contentType: contentType)
+    }
+}
