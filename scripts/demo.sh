@@ -52,5 +52,7 @@ echo "== results (validation loss before training is in each job's log as the 'b
 best=$("$bin/tuna" results --sort objective --csv | sed -n 2p | cut -d, -f1)
 echo "== loss curve of the best job ($best)"
 "$bin/tuna" logs "$best" | grep -E "baseline|eval|done" | tail -n 5
+echo "== answers of the best job ($best) before (base) and after training: the first 3 of its 8 graded questions"
+"$bin/tuna" samples "$best" --limit 3
 "$bin/tuna" fetch "$best" --out "$demo/adapter-$best"
 echo "== adapters are stored under $demo/data/artifacts (by SHA-256); the best one (PEFT layout) was fetched to $demo/adapter-$best"

@@ -13,6 +13,9 @@ public enum TrainerEvent {
         /// trainer then exits 0 without an adapter (ASHA's promotion mode).
         case paused
         case resumeFailed = "resume_failed", pruneProfile = "prune_profile", pruneEval = "prune_eval"
+        /// One graded answer of a task evaluation (the job spec's `eval`): the prompt, the
+        /// reference, what the model wrote and whether it was right.
+        case sample
 
         /// The `event` field of a line of this kind.
         public var json: JSONValue { .string(rawValue) }
@@ -29,6 +32,7 @@ public enum TrainerEvent {
         case .eval: return ["loss", "tokens"]
         case .done: return ["seconds"]
         case .pruneProfile: return ["tokens", "cached"]
+        case .sample: return ["step", "model", "index", "prompt", "reference", "final", "answer", "expected", "correct"]
         case .pruneEval: return ["keep", "loss", "tokens", "kl", "top1_agreement", "pruned_hit_share", "routing_mass_kept"]
         }
     }

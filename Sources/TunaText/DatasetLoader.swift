@@ -14,6 +14,17 @@ public func readConversations(_ spec: DatasetSpec) throws(TextError) -> (rows: [
     return try readRows(spec, path: spec.path)
 }
 
+/// The validation examples as conversations, in the order `loadDataset` holds them: the rows
+/// of `spec.valPath`, or the rows the deterministic split holds out of `spec.path` (one row
+/// renders to one example, so the split's indices are row indices).
+public func validationConversations(_ spec: DatasetSpec) throws(TextError) -> [DatasetRow] {
+    try spec.validate()
+    if let valPath = spec.valPath { return try readRows(spec, path: valPath).rows }
+    let rows = try readRows(spec, path: spec.path).rows
+    let held = DatasetSplit.validationIndices(count: rows.count, valFraction: spec.valFraction, seed: spec.seed)
+    return held.sorted().map { rows[$0] }
+}
+
 /// Loads a data set into tokenized training and validation examples, rendered with the
 /// spec's own template (`spec.chatTemplate()`).
 public func loadDataset(_ spec: DatasetSpec, tokenizer: Tokenizer) throws(TextError) -> LoadedDataset {

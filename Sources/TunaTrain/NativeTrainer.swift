@@ -64,10 +64,23 @@ public final class NativeTrainer {
               "residency": .string(model.residency == .resident ? "resident" : "streaming"),
               "blas_threads": .int(BLAS.threads)])
 
+        let task = try job.eval.map { try TaskEvaluation(job: job, settings: $0) }
         var baseline: Double?
         if step == 0, !validation.isEmpty {
             baseline = try evaluate(model, adapter: nil, validation).loss
-            emit(["event": TrainerEvent.Kind.baseline.json, "loss": Self.number(baseline!), "step": 0])
+            var event: [String: JSONValue] = ["event": TrainerEvent.Kind.baseline.json, "loss": Self.number(baseline!), "step": 0]
+            if let task, task.settings.baseline { event.merge(try task.run(model, adapter: nil, step: 0, emit: emit)) { $1 } }
+            emit(event)
+        }
+        /// An eval event at `step`, with the task evaluation's figures when this eval has one.
+        func evalEvent(_ loss: Double, tokens: Int, step: Int, final: Bool) throws -> [String: JSONValue] {
+            var event: [String: JSONValue] = ["event": TrainerEvent.Kind.eval.json, "step": .int(step),
+                                              "epoch": .number(Double(step) / Double(stepsPerEpoch)),
+                                              "loss": Self.number(loss), "tokens": .int(tokens)]
+            if let task, final || task.settings.everyEval {
+                event.merge(try task.run(model, adapter: adapter, step: step, emit: emit)) { $1 }
+            }
+            return event
         }
         var lastTrain: Double?, lastVal: Double?
         var epochPlan: (epoch: Int, micro: [[[Int]]])? = nil
@@ -75,8 +88,7 @@ public final class NativeTrainer {
             // Resumed at or past where this attempt is to pause: pause here, with the rung's eval.
             if !validation.isEmpty {
                 let (v, n) = try evaluate(model, adapter: adapter, validation)
-                emit(["event": TrainerEvent.Kind.eval.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
-                      "loss": Self.number(v), "tokens": .int(n)])
+                emit(try evalEvent(v, tokens: n, step: step, final: false))
             }
             guard checkpointDir != nil else { throw TrainError.badJob("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)") }
             try saveCheckpoint(adapter, optimizer, step: step)
@@ -126,8 +138,7 @@ public final class NativeTrainer {
             if !validation.isEmpty, endOfEpoch || pausing || (t.evalEverySteps > 0 && step % t.evalEverySteps == 0) {
                 let (v, n) = try evaluate(model, adapter: adapter, validation)
                 lastVal = v
-                emit(["event": TrainerEvent.Kind.eval.json, "step": .int(step), "epoch": .number(Double(step) / Double(stepsPerEpoch)),
-                      "loss": Self.number(v), "tokens": .int(n)])
+                emit(try evalEvent(v, tokens: n, step: step, final: step == totalSteps))
             }
             if pausing {
                 // The checkpoint is the next attempt's start: it resumes the same curve.

@@ -11,6 +11,8 @@ public struct TrainJob: Sendable {
     public var dataset: DatasetSpec
     public var lora: LoRASettings
     public var train: JobSpec.Train
+    /// The task evaluation, if the job asks for one.
+    public var eval: JobSpec.Eval?
 
     /// - Parameter root: relative `model` and `dataset` paths are resolved against it (the
     ///   worker's `--data-root`, else the directory the command runs in).
@@ -21,6 +23,7 @@ public struct TrainJob: Sendable {
         name = spec.name
         modelPath = Self.resolve(model, root: root)
         train = t
+        eval = spec.eval
         do {
             lora = try LoRASettings(rank: l.rank, alpha: l.alpha, dropout: l.dropout, useRSLoRA: l.useRSLoRA,
                                     targetModules: l.targetModules, targetParameters: l.targetParameters)

@@ -74,6 +74,30 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(r.problems, ["train.max_seq_len: 1 is not an integer >= 2"])
     }
 
+    /// `eval`: a native LoRA job's section; everything wrong with it named at submission.
+    func testTaskEvaluationSectionIsCheckedAtSubmission() throws {
+        let base: [String: JSONValue] = ["name": "e", "trainer": "native", "model": "m", "dataset": ["path": "d"]]
+        func problems(_ extra: [String: JSONValue]) -> [String] { JobValidator.validate(.object(base.merging(extra) { $1 })).problems }
+        let spec = try JobValidator.spec(.object(base.merging(["eval": [:]]) { $1 }))
+        XCTAssertEqual(spec.eval, JobSpec.Eval(), "an empty eval section takes every default")
+        XCTAssertEqual(spec.eval?.answer, AnswerRule(extract: .boxed, compare: .math))
+        XCTAssertNil(try JobValidator.spec(.object(base)).eval, "no section, no task evaluation")
+        XCTAssertEqual(problems(["trainer": "torch", "eval": [:]]),
+                       ["eval: the torch trainer does not run task evaluations yet; use trainer: native for a job with eval"])
+        XCTAssertEqual(problems(["task": "prune", "prune": ["keep": 2], "eval": [:]]), ["eval: a prune job takes no eval section (use prune)"])
+        XCTAssertEqual(problems(["eval": ["generate": ["count": 0, "top_p": 0, "reasoning_effort": "max", "tokens": 5]]]).sorted(), [
+            "eval.generate.count: 0 is not a positive integer",
+            "eval.generate.reasoning_effort: \"max\" is not one of low, medium, high",
+            "eval.generate.tokens: unknown field (expected one of batch_size, count, max_new_tokens, reasoning_effort, seed, temperature, top_k, top_p)",
+            "eval.generate.top_p: 0 is not a number > 0 and <= 1",
+        ])
+        XCTAssertEqual(problems(["eval": ["answer": ["extract": "regex", "pattern": "(unclosed"]]]),
+                       ["eval.answer: pattern \"(unclosed\" is not a regular expression"])
+        XCTAssertEqual(problems(["eval": ["answer": ["extract": "regex"]]]), ["eval.answer: extract: regex needs a pattern"])
+        XCTAssertEqual(problems(["eval": ["answer": ["compare": "fuzzy"]]]), ["eval.answer.compare: \"fuzzy\" is not one of exact, math"])
+        XCTAssertEqual(problems(["eval": "yes"]), ["eval: \"yes\" is not a mapping"])
+    }
+
     // MARK: Helpers
 
     func goldenCase(_ name: String) throws -> [String: JSONValue] {

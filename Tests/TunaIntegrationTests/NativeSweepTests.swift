@@ -116,6 +116,73 @@ final class NativeSweepTests: XCTestCase {
         }
     }
 
+    /// The spec's `eval` through a real coordinator and worker: every job reports `exact_match`
+    /// and `answered` (its eval event) and the base model's (`baseline_*`), the sweep's objective
+    /// can name `exact_match`, and `tuna samples` shows graded samples whose verdicts are the
+    /// grader's own on what they record, and whose share is the job's exact_match.
+    func testTaskEvaluationReportsExactMatchForEveryJobAndTheBaseModel() async throws {
+        let model = try cluster.makeTinyModel()
+        try cluster.startCoordinator()
+        try cluster.startWorker("native", maxJobs: 2)
+        let count = 6
+        let rule = AnswerRule(extract: .regex, compare: .math, pattern: #"(?<== )-?\d+|^\d+(?= is)"#)
+        let s = try await cluster.submit("""
+            name: graded
+            trainer: native
+            model: \(model.path)
+            dataset: {path: \(Cluster.repo.appendingPathComponent("jobs/demo/arithmetic.csv").path), format: csv, fields: {prompt: problem, response: solution}, template: im_start, val_fraction: 0.1}
+            lora: {rank: [2, 8]}
+            train: {epochs: 1, max_steps: 6, learning_rate: 1e-2, batch_size: 8, max_seq_len: 96, seed: 5}
+            eval:
+              generate: {count: \(count), max_new_tokens: 12, batch_size: 4}
+              answer: {extract: regex, compare: math, pattern: '\(rule.pattern!)'}
+            objective: {metric: exact_match, mode: max}
+            """)
+        try await cluster.waitUntil("the graded sweep to finish", timeout: 240) {
+            try await cluster.results(s.sweep).allSatisfy { $0.status == .succeeded || $0.status == .failed }
+        }
+        let rows = try await cluster.results(s.sweep)
+        XCTAssertEqual(rows.map(\.status), [.succeeded, .succeeded], cluster.log("worker-native.log").suffix(3000).description)
+        for r in rows {
+            let metrics = try XCTUnwrap(r.metrics, "job \(r.id) has no metrics")
+            for name in ["exact_match", "answered", "baseline_exact_match", "baseline_answered"] {
+                let v = try XCTUnwrap(metrics[name], "job \(r.id): no \(name) in \(metrics)")
+                XCTAssertTrue((0...1).contains(v), "\(name) \(v)")
+            }
+            XCTAssertEqual(r.objective, metrics["exact_match"], "the objective is the job's exact_match")
+            let (status, out) = try cluster.cli(["samples", "\(r.id)", "--json"])
+            XCTAssertEqual(status, 0, out)
+            let samples = try out.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+            let base = samples.filter { $0["model"]?.stringValue == "base" }, tuned = samples.filter { $0["model"]?.stringValue == "adapter" }
+            XCTAssertEqual(base.count, count)
+            XCTAssertEqual(tuned.count, count)
+            XCTAssertEqual(Set(tuned.compactMap { $0["step"]?.intValue }), [6], "the adapter's samples are from the last step")
+            for (group, metric) in [(base, "baseline_exact_match"), (tuned, "exact_match")] {
+                XCTAssertEqual(group.compactMap { $0["index"]?.intValue }, Array(0..<count))
+                var right = 0
+                for e in group {
+                    let reference = try XCTUnwrap(e["reference"]?.stringValue)
+                    XCTAssertEqual(e["expected"]?.stringValue, rule.extract(from: reference), "the reference's answer, by the job's rule")
+                    let verdict = e["answer"]?.stringValue.map { rule.matches($0, e["expected"]?.stringValue ?? "") } ?? false
+                    XCTAssertEqual(e["correct"]?.boolValue, verdict, "\(e)")
+                    if verdict { right += 1 }
+                    XCTAssertNotNil(e["prompt"]?.stringValue)
+                    XCTAssertLessThanOrEqual(e["completion_tokens"]?.intValue ?? 99, 12)
+                }
+                XCTAssertEqual(metrics[metric], Double(right) / Double(count), metric)
+            }
+            let text = try cluster.cli(["samples", "\(r.id)", "--limit", "2"])
+            XCTAssertEqual(text.status, 0, text.out)
+            XCTAssertTrue(text.out.contains("#1  ") && text.out.contains("#2  ") && !text.out.contains("#3  "), text.out)
+            XCTAssertTrue(text.out.contains("exact match: base ") && text.out.contains(", step 6 "), text.out)
+        }
+        let results = try cluster.cli(["results", "--sweep", "\(s.sweep)"])
+        XCTAssertTrue(results.out.contains("exact_match") && results.out.contains("baseline_exact_match"), results.out)
+        let none = try cluster.cli(["samples", "\(rows[0].id)", "--step", "3"])
+        XCTAssertEqual(none.status, 1)
+        XCTAssertTrue(none.out.contains("no samples at step 3"), none.out)
+    }
+
     /// A sweep over N of `task: prune` jobs: profile once (the later jobs reuse the worker's
     /// cached profile), evaluate by masking, write each pruned checkpoint.
     func testPruneSweepOverN() async throws {

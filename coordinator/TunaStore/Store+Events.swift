@@ -55,7 +55,8 @@ extension Store {
                     if let l = e.event["loss"]?.doubleValue { valLoss = l; bestVal = min(bestVal ?? l, l) }
                     metrics.merge(Self.evalMetrics(e.event)) { $1 }
                 case .baseline:
-                    for (field, name) in [("loss", "baseline_loss"), ("general_loss", "baseline_general_loss")] {
+                    for (field, name) in [("loss", "baseline_loss"), ("general_loss", "baseline_general_loss"),
+                                          ("exact_match", "baseline_exact_match"), ("answered", "baseline_answered")] {
                         if let v = e.event[field]?.doubleValue, v.isFinite { metrics[name] = .number(v) }
                     }
                 default: break

@@ -47,11 +47,12 @@ def test_every_validated_case_reads_back_field_for_field(name):
     assert spec.to_json(spec.parse(TRAINED[name])) == TRAINED[name]
 
 
-@pytest.mark.parametrize("name", ["lora-torch", "prune-torch", "lora-torch-every-field", "prune-native-every-field"])
+@pytest.mark.parametrize("name", ["lora-torch", "prune-torch", "lora-torch-every-field", "prune-native-every-field",
+                                  "lora-native-eval-every-field"])
 def test_a_missing_field_is_an_error_naming_it(name):
     job = TRAINED[name]
     optional = {"fields", "prompt_template", "response_template", "system", "val_path", "reasoning_effort", "date",
-                "general", "also_evaluate"}
+                "general", "also_evaluate", "eval", "pattern"}
     checked = 0
     for path in leaf_paths(job):
         if path[-1] in optional:
@@ -95,6 +96,8 @@ def test_sections_follow_the_trainer_and_the_task():
         spec.parse(dict(TRAINED["lora-torch"], prune=TRAINED["prune-torch"]["prune"]))
     with pytest.raises(spec.SpecError, match=r"torch: a native lora job has none"):
         spec.parse(dict(TRAINED["lora-native"], torch=TRAINED["lora-torch"]["torch"]))
+    with pytest.raises(spec.SpecError, match=r"eval: a torch lora job has none"):
+        spec.parse(dict(TRAINED["lora-torch"], eval=TRAINED["lora-native-eval"]["eval"]))
 
 
 def test_a_job_file_is_the_spec_and_the_attempts_fields():

@@ -137,6 +137,35 @@ class Torch:
 
 
 @dataclass(frozen=True)
+class Generate:
+    count: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    batch_size: int
+    reasoning_effort: Optional[Enum[str, Choice("eval.generate.reasoning_effort")]] = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    extract: Enum[str, Choice("eval.answer.extract")]
+    compare: Enum[str, Choice("eval.answer.compare")]
+    pattern: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Eval:
+    """The task evaluation (docs/job-spec.md §3). Only the native trainer runs it today: the
+    validator refuses `eval` on torch jobs, and so does `parse`."""
+    generate: Generate
+    answer: Answer
+    every_eval: bool
+    baseline: bool
+
+
+@dataclass(frozen=True)
 class Job:
     """A native or torch job (the command trainer's jobs are not this trainer's)."""
     name: str
@@ -151,6 +180,7 @@ class Job:
     train: Optional[Train] = None
     prune: Optional[Prune] = None
     torch: Optional[Torch] = None
+    eval: Optional[Eval] = None
     # The attempt's identity and instructions, which the worker adds at the top level of
     # job.json (contract/job-file.json); a bare spec has none. `pause_at_step`: train through
     # that step (the schedule stays the whole run's), evaluate, checkpoint, print `paused`,
@@ -183,6 +213,8 @@ def parse(obj):
             raise SpecError(f"job: {section}: missing (a {job.trainer} {job.task} job has one)")
         if present and not needed:
             raise SpecError(f"job: {section}: a {job.trainer} {job.task} job has none")
+    if job.eval is not None and (job.trainer != "native" or job.task != "lora"):
+        raise SpecError(f"job: eval: a {job.trainer} {job.task} job has none (task evaluation runs in the native trainer)")
     return job
 
 

@@ -43,6 +43,15 @@ public enum Contract {
                       "gradient_checkpointing": true, "packing": true],
             "torch": ["attention": "flex_attention", "experts": "mxfp4", "chunked_loss": false, "loss_chunk_rows": 512],
         ]),
+        ("lora-native-eval", ["name": "eval", "trainer": "native", "model": "models/tiny", "dataset": ["path": "data/train.jsonl"],
+                              "eval": [:]]),
+        ("lora-native-eval-every-field", [
+            "name": "eval-every-field", "trainer": "native", "model": "models/tiny", "dataset": ["path": "data/math.jsonl"],
+            "eval": ["generate": ["count": 16, "max_new_tokens": 256, "reasoning_effort": "low", "temperature": 0.7,
+                                  "top_p": 0.95, "top_k": 40, "seed": 3, "batch_size": 4],
+                     "answer": ["extract": "regex", "compare": "exact", "pattern": "#### (-?[0-9.,]+)"],
+                     "every_eval": true, "baseline": false],
+        ]),
         ("prune-native-every-field", [
             "name": "prune-every-field", "trainer": "native", "task": "prune", "model": "models/tiny",
             "dataset": ["path": "data/train.jsonl"],
@@ -67,6 +76,9 @@ public enum Contract {
             "prune.score": values(JobSpec.Prune.Score.self),
             "torch.attention": values(JobSpec.Torch.Attention.self),
             "torch.experts": values(JobSpec.Torch.Experts.self),
+            "eval.generate.reasoning_effort": values(JobSpec.Eval.Generate.ReasoningEffort.self),
+            "eval.answer.extract": values(AnswerRule.Extract.self),
+            "eval.answer.compare": values(AnswerRule.Compare.self),
         ]
     }
 

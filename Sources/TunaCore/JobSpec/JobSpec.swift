@@ -29,6 +29,8 @@ public struct JobSpec: Codable, Sendable, Hashable {
     public var prune: Prune?
     /// How the torch trainer computes; torch jobs only, of either task.
     public var torch: Torch?
+    /// Task evaluation by generation (LoRA jobs; absent: none).
+    public var eval: Eval?
 
     // The command trainer's job: its argv and every other field, passed through as written.
     public var command: [String]?
@@ -169,8 +171,47 @@ public struct JobSpec: Codable, Sendable, Hashable {
         }
     }
 
+    /// `eval` (docs/job-spec.md §3): the model answers validation prompts and the answers are
+    /// graded, at the end of training (and at every evaluation with `every_eval`), and once on
+    /// the base model for the baseline. The job reports `exact_match` (the share graded
+    /// correct) and `answered` (the share where an answer was found) in its eval events, and
+    /// `baseline_exact_match`; each graded sample is a `sample` event (`tuna samples JOB`).
+    public struct Eval: Codable, Sendable, Hashable {
+        public var generate = Generate()
+        public var answer = AnswerRule()
+        public var everyEval = false
+        public var baseline = true
+        public init() {}
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case generate, answer, baseline, everyEval = "every_eval"
+        }
+
+        public struct Generate: Codable, Sendable, Hashable {
+            public enum ReasoningEffort: String, Codable, Sendable, CaseIterable { case low, medium, high }
+            /// Validation examples answered (the first `count` of the validation split).
+            public var count = 64
+            public var maxNewTokens = 512
+            /// The harmony system message's effort for these prompts; nil: the data set's.
+            public var reasoningEffort: ReasoningEffort?
+            /// 0: greedy.
+            public var temperature = 0.0
+            public var topP = 1.0
+            /// 0: no cut.
+            public var topK = 0
+            public var seed = 0
+            /// Prompts decoded together.
+            public var batchSize = 8
+            public init() {}
+            enum CodingKeys: String, CodingKey, CaseIterable {
+                case count, temperature, seed
+                case maxNewTokens = "max_new_tokens", reasoningEffort = "reasoning_effort", topP = "top_p", topK = "top_k"
+                case batchSize = "batch_size"
+            }
+        }
+    }
+
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, trainer, priority, resources, task, model, dataset, lora, train, prune, torch, command
+        case name, trainer, priority, resources, task, model, dataset, lora, train, prune, torch, command, eval
         case maxAttempts = "max_attempts"
     }
 
@@ -236,6 +277,7 @@ extension JobSpec {
         default:
             lora = try c.decode(LoRA.self, forKey: .lora)
             train = try c.decode(Train.self, forKey: .train)
+            eval = try c.decodeIfPresent(Eval.self, forKey: .eval)
         }
     }
 
@@ -263,6 +305,7 @@ extension JobSpec {
         try c.encodeIfPresent(train, forKey: .train)
         try c.encodeIfPresent(prune, forKey: .prune)
         try c.encodeIfPresent(torch, forKey: .torch)
+        try c.encodeIfPresent(eval, forKey: .eval)
     }
 
     /// The validated form as JSON (what is hashed, stored, leased and written to job.json).

@@ -90,14 +90,44 @@ struct Checker {
         if task == .prune {
             // Both trainers run prune jobs: `tuna train` (native) and worker/tuna_torch (torch,
             // on the native trainer's own data from `tuna prepare`).
-            for k in ["lora", "train"] where root[k] != nil { problems.append("\(k): a prune job takes no \(k) section (use prune)") }
+            for k in ["lora", "train", "eval"] where root[k] != nil { problems.append("\(k): a prune job takes no \(k) section (use prune)") }
             job.prune = prune(root["prune"])
             return job
         }
         if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         job.lora = lora(root["lora"])
         job.train = train(root["train"])
+        if let e = root["eval"] {
+            if trainer == .torch {
+                problems.append("eval: the torch trainer does not run task evaluations yet; use trainer: native for a job with eval")
+            }
+            job.eval = evalSection(e)
+        }
         return job
+    }
+
+    /// The task evaluation (docs/job-spec.md §3).
+    mutating func evalSection(_ v: JSONValue) -> JobSpec.Eval {
+        let o = section(v, "eval", keys: JobSpec.Eval.CodingKeys.self)
+        var e = JobSpec.Eval()
+        e.everyEval = bool("every_eval", in: o, path: "eval.every_eval", default: e.everyEval)
+        e.baseline = bool("baseline", in: o, path: "eval.baseline", default: e.baseline)
+        let g = section(o["generate"], "eval.generate", keys: JobSpec.Eval.Generate.CodingKeys.self)
+        e.generate.count = int("count", in: g, path: "eval.generate.count", default: e.generate.count, min: 1)
+        e.generate.maxNewTokens = int("max_new_tokens", in: g, path: "eval.generate.max_new_tokens", default: e.generate.maxNewTokens, min: 1)
+        e.generate.reasoningEffort = enumeration("reasoning_effort", in: g, path: "eval.generate.reasoning_effort",
+                                                 as: JobSpec.Eval.Generate.ReasoningEffort.self)
+        e.generate.temperature = number("temperature", in: g, path: "eval.generate.temperature", default: e.generate.temperature, min: 0)
+        e.generate.topP = number("top_p", in: g, path: "eval.generate.top_p", default: e.generate.topP, min: 0, exclusiveMin: true, max: 1)
+        e.generate.topK = int("top_k", in: g, path: "eval.generate.top_k", default: e.generate.topK, min: 0)
+        e.generate.seed = int("seed", in: g, path: "eval.generate.seed", default: e.generate.seed, min: 0)
+        e.generate.batchSize = int("batch_size", in: g, path: "eval.generate.batch_size", default: e.generate.batchSize, min: 1)
+        let a = section(o["answer"], "eval.answer", keys: AnswerRule.CodingKeys.self)
+        e.answer.extract = enumeration("extract", in: a, path: "eval.answer.extract", as: AnswerRule.Extract.self) ?? e.answer.extract
+        e.answer.compare = enumeration("compare", in: a, path: "eval.answer.compare", as: AnswerRule.Compare.self) ?? e.answer.compare
+        e.answer.pattern = string("pattern", in: a, path: "eval.answer.pattern")
+        if let problem = e.answer.problem { problems.append("eval.answer: \(problem)") }
+        return e
     }
 
     /// How the torch trainer computes (worker/README.md): each switch trades nothing in the
