@@ -3,8 +3,8 @@ token for token, on a freshly drawn random gpt-oss.
 
   1. A random config (reference/gptoss.draw_config) with a small sliding window W and both
      layer kinds; three prompts of different lengths (one longer than 3W, one between W and 2W,
-     one of 1-3 tokens), each continued greedily by more than 3W tokens: the sliding layers'
-     cache is cut while the full layers' keeps growing. transformers runs the three as one
+     one of 1-3 tokens), each continued greedily by more than 2W + 64 tokens: the sliding
+     layers' cache is cut (to what a query can still see) while the full layers' keeps growing. transformers runs the three as one
      left-padded batch (fp32, eager attention and experts); tuna runs them two and one per batch
      (so a prompt's tokens cannot depend on its batch).
   2. Stop tokens: with one generated token as a stop id, every row ends at its first occurrence
@@ -57,7 +57,9 @@ def g(tmp_path_factory, seed, rng):
     lengths = [rng.randint(3 * w + 1, 4 * w + 2), rng.randint(w + 1, 2 * w), rng.randint(1, 3)]
     rng.shuffle(lengths)
     prompts = [torch.randint(0, kwargs["vocab_size"], (n,), generator=gen).tolist() for n in lengths]
-    new = 3 * w + rng.randint(2, 8)
+    # past 2W + 64 tokens the sliding layers' cache drops its oldest entries (KVCache): the
+    # longest prompt's sequence gets there
+    new = 2 * w + 64 + rng.randint(2, 8)
     print(f"config {kwargs}\nprompt lengths {lengths}, {new} new tokens, window {w}, layers {kinds}", flush=True)
     ids_file = os.path.join(out, "prompts.jsonl")
     with open(ids_file, "w") as f:

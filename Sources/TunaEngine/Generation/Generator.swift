@@ -9,8 +9,8 @@ public struct Generation: Sendable, Equatable {
 }
 
 /// Autoregressive decoding with a KV cache on the native engine: a prefill forward over the
-/// prompts (right-padded into one batch; each prompt's positions start at 0, as transformers'
-/// `generate` gives left-padded rows), then one token per live sequence per step, the
+/// prompts (packed into rows; each prompt's positions start at 0, as transformers' `generate`
+/// gives left-padded rows), then one token per live sequence per step, the
 /// sequences batched through every matmul. Attention reads each sequence's own cache, with
 /// the sliding windows and sinks of the training forward (`Attention.softmaxWithSink`).
 /// LoRA, when given, is applied on the fly (no dropout); a merged checkpoint needs none.
@@ -73,30 +73,54 @@ public final class Generator: Sendable {
     }
 
     /// The forward over the whole prompts; fills the caches and returns the logits of each
-    /// prompt's last token, [B, V].
+    /// prompt's last token, [B, V]. The prompts are packed into as few rows as rows of
+    /// `packedRow` tokens would need, balanced (longest first, first fit), so almost no matmul
+    /// runs on padding (rows are right-padded to the longest); positions restart and attention
+    /// stays inside each prompt (`Batch.packed`), and a row's attention work stays bounded by
+    /// its length squared.
     func prefill(_ prompts: [[Int32]], caches: inout [KVCache]) throws -> [Float] {
-        let t = prompts.map(\.count).max() ?? 0
-        func pad(_ row: [Int32]) -> [Int32] { row + [Int32](repeating: 0, count: t - row.count) }
-        let batch = try Batch(tokens: prompts.map(pad), attentionMask: prompts.map { pad([Int32](repeating: 1, count: $0.count)) })
+        let total = prompts.reduce(0) { $0 + $1.count }, longest = prompts.map(\.count).max() ?? 0
+        let rowCount = max(1, (total + Generator.packedRow - 1) / Generator.packedRow)
+        let capacity = max(longest, (total + rowCount - 1) / rowCount)
+        var rows: [[Int]] = [], filled: [Int] = []  // prompt indices per row
+        for i in prompts.indices.sorted(by: { prompts[$0].count > prompts[$1].count }) {
+            let prompt = prompts[i]
+            if let r = filled.firstIndex(where: { $0 + prompt.count <= capacity }) {
+                rows[r].append(i)
+                filled[r] += prompt.count
+            } else {
+                rows.append([i])
+                filled.append(prompt.count)
+            }
+        }
+        let batch = try Batch.packed(rows.map { $0.map { prompts[$0] } })
+        var start = [Int](repeating: 0, count: prompts.count)  // each prompt's first token in the flat [B*T] layout
+        for (r, members) in rows.enumerated() {
+            var offset = r * batch.length
+            for i in members { start[i] = offset; offset += prompts[i].count }
+        }
         let config = model.config
         var x = try model.embed(batch)
         for i in 0..<config.numHiddenLayers {
             let (out, saved) = DecoderLayer.forward(x, weights: try model.layerWeights(i), layerIndex: i, config: config,
                                                     rope: model.rope, batch: batch, lora: lora[i])
             let width = caches[0].width
-            for (row, prompt) in prompts.enumerated() {
-                caches[row].append(layer: i, k: saved.attention.k, v: saved.attention.v, offset: row * t * width, tokens: prompt.count)
+            for (p, prompt) in prompts.enumerated() {
+                caches[p].append(layer: i, k: saved.attention.k, v: saved.attention.v, offset: start[p] * width, tokens: prompt.count)
             }
             x = out
         }
         let c = config.hiddenSize
         var last = [Float](repeating: 0, count: prompts.count * c)
-        for (row, prompt) in prompts.enumerated() {
-            let from = (row * t + prompt.count - 1) * c
-            for j in 0..<c { last[row * c + j] = x[from + j] }
+        for (p, prompt) in prompts.enumerated() {
+            let from = (start[p] + prompt.count - 1) * c
+            for j in 0..<c { last[p * c + j] = x[from + j] }
         }
         return head(last, rows: prompts.count)
     }
+
+    /// Tokens per packed prefill row (unless one prompt is longer).
+    static let packedRow = 1024
 
     /// One new token for each of `sequences` at `positions`: appends its k and v to the
     /// sequence's cache and returns the next-token logits, [B, V].

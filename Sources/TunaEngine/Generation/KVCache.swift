@@ -2,10 +2,11 @@ import Foundation
 
 /// Post-RoPE keys and values of one sequence, per layer: what a decode step attends to.
 ///
-/// Full-attention layers keep every token. Sliding layers keep only what a later query can
-/// still see: a query at position i sees keys i - W + 1 ... i (transformers' `kv_idx > q_idx -
-/// sliding_window`), so W - 1 past tokens, as `DynamicSlidingWindowLayer` keeps. The oldest
-/// entries are dropped in chunks, so appending stays amortised O(1).
+/// Full-attention layers keep every token. Sliding layers keep only what a query can still
+/// see: a query at position i sees keys i - W + 1 ... i (transformers' `kv_idx > q_idx -
+/// sliding_window`; `DynamicSlidingWindowLayer` keeps the W - 1 before the next token). A
+/// decode step appends its own key first, so at least the last W stay; the oldest entries
+/// are dropped in chunks (past 2W + 64), so appending stays amortised O(1).
 struct KVCache {
     let width: Int          // KVH * D floats per token
     let windows: [Int?]     // per layer: W for sliding layers, nil for full attention
@@ -26,7 +27,8 @@ struct KVCache {
         keys[layer].append(contentsOf: k[offset..<(offset + tokens * width)])
         values[layer].append(contentsOf: v[offset..<(offset + tokens * width)])
         if let w = windows[layer], count(layer: layer) > 2 * w + 64 {
-            let drop = (count(layer: layer) - (w - 1)) * width
+            // keep W: the newest token may be the query about to attend (decode appends first)
+            let drop = (count(layer: layer) - w) * width
             keys[layer].removeFirst(drop)
             values[layer].removeFirst(drop)
         }
