@@ -7,15 +7,19 @@ import TunaText
 /// each cut before its last assistant message, are answered by the model (harmony prompts
 /// parsed back into channels), the `final` channel's answer is graded against the cut-off
 /// reply (`AnswerRule`), and every graded answer is a `sample` event.
-struct TaskEvaluation {
+///
+/// The native trainer answers with its own engine (`run`); the torch trainer answers on its
+/// device from the prompts `tuna prepare` writes (`writePrompts`, eval.json) and has
+/// `tuna grade` grade its replies (`grade`): one renderer, one parser, one grader.
+public struct TaskEvaluation {
     struct Prompt { var tokens: [Int32], text: String, reference: String }
 
-    let settings: JobSpec.Eval
+    public let settings: JobSpec.Eval
     let template: ChatTemplate
     let tokenizer: Tokenizer
     let prompts: [Prompt]
 
-    init(job: TrainJob, settings: JobSpec.Eval) throws {
+    public init(job: TrainJob, settings: JobSpec.Eval) throws {
         self.settings = settings
         do {
             (tokenizer, template, prompts) = try Self.load(job, settings)
@@ -50,34 +54,64 @@ struct TaskEvaluation {
     /// Answers and grades every prompt with `model` (+ `adapter`), emitting a `sample` event per
     /// prompt; returns the eval event's fields (`exact_match`, `answered`).
     func run(_ model: GptOssModel, adapter: LoRAAdapter?, step: Int, emit: NativeTrainer.Emit) throws -> [String: JSONValue] {
+        try grade(answer(model, adapter: adapter), step: step, base: adapter == nil, emit: emit)
+    }
+
+    /// The native engine's replies to every prompt, in order.
+    func answer(_ model: GptOssModel, adapter: LoRAAdapter?) throws -> [Generation] {
         let g = settings.generate
         let generator = Generator(model: model, adapter: adapter)
         let sampling = SamplingSettings(temperature: g.temperature, topK: g.topK, topP: g.topP, seed: UInt64(g.seed))
-        let stops = template.stopTokens(tokenizer: tokenizer)
-        var correct = 0, answered = 0
+        var replies: [Generation] = []
         for start in stride(from: 0, to: prompts.count, by: g.batchSize) {
-            let group = Array(prompts[start..<min(prompts.count, start + g.batchSize)])
-            let replies = try generator.generate(prompts: group.map(\.tokens), maxNewTokens: g.maxNewTokens, stopTokens: stops,
-                                                 sampling: sampling, firstStream: start,
-                                                 isComplete: { _, tokens in template.replyIsComplete(tokens, tokenizer: tokenizer) })
-            for (offset, (prompt, reply)) in zip(group, replies).enumerated() {
-                // An untrained model's reply may not parse as harmony: then it has no final channel.
-                let messages = (try? template.parseReply(reply.tokens, tokenizer: tokenizer)) ?? []
-                let final = messages.last { $0.channel == "final" }?.text
-                let graded = settings.answer.grade(reply: final, reference: prompt.reference)
-                if graded.correct { correct += 1 }
-                if graded.answer != nil { answered += 1 }
-                var event: [String: JSONValue] = [
-                    "event": TrainerEvent.Kind.sample.json, "step": .int(step), "model": .string(adapter == nil ? "base" : "adapter"),
-                    "index": .int(start + offset), "prompt": .string(prompt.text), "reference": .string(prompt.reference),
-                    "final": final.map(JSONValue.string) ?? .null, "answer": graded.answer.map(JSONValue.string) ?? .null,
-                    "expected": .string(graded.expected), "correct": .bool(graded.correct),
-                    "completion_tokens": .int(reply.tokens.count), "finish": .string(reply.finish.rawValue),
-                ]
-                if let analysis = messages.last(where: { $0.channel == "analysis" })?.text { event["analysis"] = .string(analysis) }
-                if messages.isEmpty { event["text"] = .string((try? tokenizer.decode(reply.tokens)) ?? "") }
-                emit(event)
-            }
+            let group = prompts[start..<min(prompts.count, start + g.batchSize)]
+            replies += try generator.generate(prompts: group.map(\.tokens), maxNewTokens: g.maxNewTokens, stopTokens: stopTokens,
+                                              sampling: sampling, firstStream: start,
+                                              isComplete: { _, tokens in template.replyIsComplete(tokens, tokenizer: tokenizer) })
+        }
+        return replies
+    }
+
+    /// The tokens that end a reply (the template's).
+    public var stopTokens: Set<Int32> { template.stopTokens(tokenizer: tokenizer) }
+
+    /// Writes eval.json for another trainer: the prompts' token ids (in order), the stop tokens
+    /// and a padding id (`PreparedPlan.eval`).
+    public func writePrompts(to url: URL) throws {
+        let pad = tokenizer.specialTokenID("<|endoftext|>") ?? 0
+        let doc: JSONValue = [
+            "format": .string(PreparedPlan.eval.format),
+            "prompts": .array(prompts.map { .array($0.tokens.map { .int(Int($0)) }) }),
+            "stop_tokens": .array(stopTokens.sorted().map { .int(Int($0)) }),
+            "pad_token": .int(Int(pad)),
+        ]
+        try Data(doc.canonicalJSON.utf8).write(to: url, options: .atomic)
+    }
+
+    /// Grades `replies` (one per prompt, in order): a `sample` event each, and the eval event's
+    /// fields (`exact_match`, `answered`). `base`: the replies are the base model's.
+    public func grade(_ replies: [Generation], step: Int, base: Bool, emit: ([String: JSONValue]) -> Void) throws -> [String: JSONValue] {
+        guard replies.count == prompts.count else {
+            throw TrainError.badData("eval: \(replies.count) replies for \(prompts.count) prompts")
+        }
+        var correct = 0, answered = 0
+        for (index, (prompt, reply)) in zip(prompts, replies).enumerated() {
+            // An untrained model's reply may not parse as harmony: then it has no final channel.
+            let messages = (try? template.parseReply(reply.tokens, tokenizer: tokenizer)) ?? []
+            let final = messages.last { $0.channel == "final" }?.text
+            let graded = settings.answer.grade(reply: final, reference: prompt.reference)
+            if graded.correct { correct += 1 }
+            if graded.answer != nil { answered += 1 }
+            var event: [String: JSONValue] = [
+                "event": TrainerEvent.Kind.sample.json, "step": .int(step), "model": .string(base ? "base" : "adapter"),
+                "index": .int(index), "prompt": .string(prompt.text), "reference": .string(prompt.reference),
+                "final": final.map(JSONValue.string) ?? .null, "answer": graded.answer.map(JSONValue.string) ?? .null,
+                "expected": .string(graded.expected), "correct": .bool(graded.correct),
+                "completion_tokens": .int(reply.tokens.count), "finish": .string(reply.finish.rawValue),
+            ]
+            if let analysis = messages.last(where: { $0.channel == "analysis" })?.text { event["analysis"] = .string(analysis) }
+            if messages.isEmpty { event["text"] = .string((try? tokenizer.decode(reply.tokens)) ?? "") }
+            emit(event)
         }
         let n = Double(prompts.count)
         return ["exact_match": .number(Double(correct) / n), "answered": .number(Double(answered) / n)]

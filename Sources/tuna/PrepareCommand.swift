@@ -10,7 +10,7 @@ import TunaTrain
 /// (`PrunePlan`, the data the native prune runner uses).
 struct PrepareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prepare",
-        abstract: "Tokenize and plan a job exactly as the native trainer would (train.jsonl, validation.jsonl, plan.json, init_adapter/; for a prune job calibration.jsonl, validation.jsonl, general.jsonl, plan.json).")
+        abstract: "Tokenize and plan a job exactly as the native trainer would (train.jsonl, validation.jsonl, plan.json, init_adapter/, and eval.json for a job with eval; for a prune job calibration.jsonl, validation.jsonl, general.jsonl, plan.json).")
 
     @Argument(help: "A job JSON or a sweep spec YAML.") var job: String
     @Option(help: "Output directory.") var out: String
@@ -32,6 +32,9 @@ struct PrepareCommand: ParsableCommand {
             let parsed = try TrainJob(spec: spec, root: rootURL)
             let plan = try TrainingPlan(job: parsed)
             try plan.write(to: URL(fileURLWithPath: out))
+            if let settings = parsed.eval {
+                try TaskEvaluation(job: parsed, settings: settings).writePrompts(to: URL(fileURLWithPath: out).appendingPathComponent("eval.json"))
+            }
             print("{\"train_examples\": \(plan.data.train.count), \"validation_examples\": \(plan.data.validation.count), \"steps\": \(plan.totalSteps)}")
         } catch { throw Failure("\(error)") }
     }

@@ -11,7 +11,7 @@ struct Tuna: AsyncParsableCommand {
             CoordinatorCommand.self, WorkerCommand.self,
             SubmitCommand.self, WatchCommand.self, SweepsCommand.self, JobsCommand.self, ResultsCommand.self, LogsCommand.self,
             FetchCommand.self, SamplesCommand.self, ExportCommand.self, PlotCommand.self, CancelCommand.self, RetryCommand.self, SweepCommand.self, WorkersCommand.self, StatusCommand.self, AuditCommand.self, GCCommand.self, BackupCommand.self, RestoreCommand.self,
-            VersionCommand.self, ContractCommand.self, TokenizeCommand.self, EvalCommand.self, GenerateCommand.self, TrainCommand.self, MergeCommand.self, InitModelCommand.self, PrepareCommand.self,
+            VersionCommand.self, ContractCommand.self, TokenizeCommand.self, EvalCommand.self, GenerateCommand.self, GradeCommand.self, TrainCommand.self, MergeCommand.self, InitModelCommand.self, PrepareCommand.self,
         ]
     )
 

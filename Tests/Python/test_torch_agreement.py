@@ -321,3 +321,38 @@ def test_a_corrupt_checkpoint_is_reported_and_the_whole_run_made(tuna, padded, c
     checks.equal("corrupt checkpoint: every step run", [e["step"] for e in by(be, "step")], [1, 2, 3, 4, 5])
     checks.rel("corrupt checkpoint: step losses", [e["loss"] for e in by(be, "step")],
                [e["loss"] for e in by(padded.events, "step")], SAME_TOLERANCE, names=("after resume_failed", "uninterrupted"))
+
+
+@pytest.mark.parametrize("experts", ["eager", pytest.param("mxfp4", marks=needs_grouped_mm)])
+def test_task_evaluation_agrees_with_native(tuna, work, checks, experts):
+    """A job with an `eval` section: the torch trainer answers eval.json's prompts with
+    transformers' generate (greedy, fp32, KV cache; the base model with the adapter disabled,
+    then the trained adapter; with the plain model and with the fast path's quantized experts
+    and Tuna's LoRA layers) and `tuna grade` grades them; the native trainer answers with its
+    own engine. The same replies, graded the same, and the same exact_match in the baseline and
+    the last eval event."""
+    d = os.path.join(work[0], f"task-eval-{experts}")
+    os.makedirs(d)
+    spec = job_spec("task-eval", work[1], False)
+    spec["torch"] = {"experts": experts}
+    spec["eval"] = {"generate": {"count": 6, "max_new_tokens": 16, "batch_size": 4},
+                    "answer": {"extract": "regex", "compare": "math", "pattern": r"(?<== )-?\d+|^\d+(?= is)"}}
+    job = write_job(tuna, os.path.join(d, "job.json"), spec)
+    native = run([tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
+    events = run(torch_cmd(tuna, job, os.path.join(d, "torch"), d), env=torch_env(), what="python3 -m tuna_torch")
+    for model in ("base", "adapter"):
+        mine = [e for e in by(events, "sample") if e["model"] == model]
+        theirs = [e for e in by(native, "sample") if e["model"] == model]
+        checks.true(f"{model}: 6 samples from each trainer ({len(mine)}, {len(theirs)})", len(mine) == len(theirs) == 6)
+        keys = ("index", "step", "prompt", "reference", "final", "answer", "expected", "correct", "completion_tokens", "finish")
+        for a, b in zip(mine, theirs):
+            same = {k: a.get(k) == b.get(k) for k in keys}
+            checks.true(f"{model} sample {a['index']}: the same reply, graded the same ({a.get('final')!r:.60})"
+                        + ("" if all(same.values()) else f"; differs in {[k for k, v in same.items() if not v]}"),
+                        all(same.values()))
+    for kind in ("baseline", "eval"):
+        mine, theirs = by(events, kind)[-1], by(native, kind)[-1]
+        checks.true(f"{kind}: exact_match {mine.get('exact_match')} and answered {mine.get('answered')} as the native "
+                    f"trainer's ({theirs.get('exact_match')}, {theirs.get('answered')})",
+                    "exact_match" in mine and mine.get("exact_match") == theirs.get("exact_match")
+                    and mine.get("answered") == theirs.get("answered"))

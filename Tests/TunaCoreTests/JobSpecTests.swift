@@ -74,7 +74,7 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(r.problems, ["train.max_seq_len: 1 is not an integer >= 2"])
     }
 
-    /// `eval`: a native LoRA job's section; everything wrong with it named at submission.
+    /// `eval`: a LoRA job's section; everything wrong with it named at submission.
     func testTaskEvaluationSectionIsCheckedAtSubmission() throws {
         let base: [String: JSONValue] = ["name": "e", "trainer": "native", "model": "m", "dataset": ["path": "d"]]
         func problems(_ extra: [String: JSONValue]) -> [String] { JobValidator.validate(.object(base.merging(extra) { $1 })).problems }
@@ -82,8 +82,8 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(spec.eval, JobSpec.Eval(), "an empty eval section takes every default")
         XCTAssertEqual(spec.eval?.answer, AnswerRule(extract: .boxed, compare: .math))
         XCTAssertNil(try JobValidator.spec(.object(base)).eval, "no section, no task evaluation")
-        XCTAssertEqual(problems(["trainer": "torch", "eval": [:]]),
-                       ["eval: the torch trainer does not run task evaluations yet; use trainer: native for a job with eval"])
+        XCTAssertEqual(problems(["trainer": "torch", "eval": [:]]), [], "both trainers run it")
+        XCTAssertEqual(problems(["trainer": "command", "command": ["x"], "eval": [:]]), [], "a command job's own field")
         XCTAssertEqual(problems(["task": "prune", "prune": ["keep": 2], "eval": [:]]), ["eval: a prune job takes no eval section (use prune)"])
         XCTAssertEqual(problems(["eval": ["generate": ["count": 0, "top_p": 0, "reasoning_effort": "max", "tokens": 5]]]).sorted(), [
             "eval.generate.count: 0 is not a positive integer",

@@ -96,8 +96,9 @@ def test_sections_follow_the_trainer_and_the_task():
         spec.parse(dict(TRAINED["lora-torch"], prune=TRAINED["prune-torch"]["prune"]))
     with pytest.raises(spec.SpecError, match=r"torch: a native lora job has none"):
         spec.parse(dict(TRAINED["lora-native"], torch=TRAINED["lora-torch"]["torch"]))
-    with pytest.raises(spec.SpecError, match=r"eval: a torch lora job has none"):
-        spec.parse(dict(TRAINED["lora-torch"], eval=TRAINED["lora-native-eval"]["eval"]))
+    with pytest.raises(spec.SpecError, match=r"eval: a torch prune job has none"):
+        spec.parse(dict(TRAINED["prune-torch"], eval=TRAINED["lora-native-eval"]["eval"]))
+    assert spec.parse(dict(TRAINED["lora-torch"], eval=TRAINED["lora-native-eval"]["eval"])).eval.answer.extract == "boxed"
 
 
 def test_a_job_file_is_the_spec_and_the_attempts_fields():
@@ -153,18 +154,19 @@ def test_the_emitter_prints_only_published_events_with_their_fields():
 
 def test_a_prepared_plan_is_read_against_the_published_layout(tmp_path):
     layouts = json.load(open(os.path.join(REPO, "contract", "prepared-plan.json")))
-    assert set(layouts) == {"lora", "prune"}
+    assert set(layouts) == {"lora", "prune", "eval"}
     for task, layout in layouts.items():
+        name = "eval.json" if task == "eval" else "plan.json"
         plan = {k: 0 for k in layout["fields"]}
         plan["format"] = layout["format"]
-        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        (tmp_path / name).write_text(json.dumps(plan))
         assert spec.read_plan(str(tmp_path), task) == plan
         for k in layout["fields"]:
             if k == "format":
                 continue
-            (tmp_path / "plan.json").write_text(json.dumps({f: v for f, v in plan.items() if f != k}))
+            (tmp_path / name).write_text(json.dumps({f: v for f, v in plan.items() if f != k}))
             with pytest.raises(spec.SpecError, match=f"no {k} "):
                 spec.read_plan(str(tmp_path), task)
-        (tmp_path / "plan.json").write_text(json.dumps(dict(plan, format="tuna-plan-0")))
+        (tmp_path / name).write_text(json.dumps(dict(plan, format="tuna-plan-0")))
         with pytest.raises(spec.SpecError, match="format 'tuna-plan-0', expected"):
             spec.read_plan(str(tmp_path), task)

@@ -47,6 +47,7 @@ class Prepared:
     validation: list     # [Example]
     plan: dict           # plan.json
     init_adapter: str    # directory (PEFT layout)
+    eval: dict = None    # eval.json (a job with an `eval` section): prompts, stop_tokens, pad_token
 
     @property
     def total_steps(self):
@@ -90,6 +91,22 @@ def run_prepare(tuna, job_path, out_dir, root):
     return proc.stdout.strip()
 
 
+def run_grade(tuna, job_path, root, replies, step, base):
+    """`tuna grade`: the job's own template, parser and answer rule on `replies` ([(tokens,
+    finish)], one per eval.json prompt). Returns (the sample events, {exact_match, answered})."""
+    lines = "".join(json.dumps({"tokens": list(map(int, tokens)), "finish": finish}) + "\n" for tokens, finish in replies)
+    with open(os.path.join(os.path.dirname(os.path.abspath(job_path)), f"replies-{step}-{'base' if base else 'adapter'}.jsonl"),
+              "w") as f:
+        f.write(lines)
+        path = f.name
+    cmd = [tuna, "grade", job_path, "--replies", path, "--step", str(step), "--root", root] + (["--base"] if base else [])
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tuna grade failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    out = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return out[:-1], out[-1]
+
+
 def _read_examples(path):
     out = []
     with open(path) as f:
@@ -105,7 +122,8 @@ def load_prepared(directory):
     plan = spec.read_plan(directory, "lora")
     prepared = Prepared(train=_read_examples(os.path.join(directory, "train.jsonl")),
                         validation=_read_examples(os.path.join(directory, "validation.jsonl")),
-                        plan=plan, init_adapter=os.path.join(directory, "init_adapter"))
+                        plan=plan, init_adapter=os.path.join(directory, "init_adapter"),
+                        eval=spec.read_plan(directory, "eval") if os.path.exists(os.path.join(directory, "eval.json")) else None)
     n = plan["total_steps"]
     if len(plan["steps"]) != n or len(plan["learning_rates"]) != n:
         raise ValueError(f"{directory}/plan.json: {n} steps but {len(plan['steps'])} step entries and "

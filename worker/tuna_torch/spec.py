@@ -157,8 +157,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Eval:
-    """The task evaluation (docs/job-spec.md §3). Only the native trainer runs it today: the
-    validator refuses `eval` on torch jobs, and so does `parse`."""
+    """The task evaluation (docs/job-spec.md, `eval`): LoRA jobs only. The trainer answers the
+    prompts of eval.json (`tuna prepare`) and `tuna grade` grades the replies."""
     generate: Generate
     answer: Answer
     every_eval: bool
@@ -213,8 +213,8 @@ def parse(obj):
             raise SpecError(f"job: {section}: missing (a {job.trainer} {job.task} job has one)")
         if present and not needed:
             raise SpecError(f"job: {section}: a {job.trainer} {job.task} job has none")
-    if job.eval is not None and (job.trainer != "native" or job.task != "lora"):
-        raise SpecError(f"job: eval: a {job.trainer} {job.task} job has none (task evaluation runs in the native trainer)")
+    if job.eval is not None and job.task != "lora":
+        raise SpecError(f"job: eval: a {job.trainer} {job.task} job has none")
     return job
 
 
@@ -235,10 +235,11 @@ def plan_format(task):
 
 
 def read_plan(directory, task):
-    """DIRECTORY/plan.json, what `tuna prepare` wrote for a `task` job: of the format
-    contract/prepared-plan.json names for the task, with every field it lists."""
+    """DIRECTORY/plan.json, what `tuna prepare` wrote for a `task` job (or DIRECTORY/eval.json for
+    `task` "eval", a job's evaluation prompts): of the format contract/prepared-plan.json names
+    for it, with every field it lists."""
     layout = contract("prepared-plan.json")[task]
-    path = os.path.join(directory, "plan.json")
+    path = os.path.join(directory, "eval.json" if task == "eval" else "plan.json")
     with open(path) as f:
         plan = json.load(f)
     if plan.get("format") != layout["format"]:

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from . import adapters, checkpoint, compute, data, forward_pass, loading, spec
+from . import adapters, checkpoint, compute, data, forward_pass, generation, loading, spec
 from .dist import Distributed
 from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
 
@@ -80,6 +80,22 @@ def evaluate(model, batches, dist, device, chunk_rows, adapter=True):
     return (total / count if count > 0 else math.nan), int(count)
 
 
+def task_eval(model, prep, job, step, base, device, dist, emit, grade):
+    """The job's `eval` at `step`: rank 0 answers eval.json's prompts (the base model with the
+    adapter disabled) and has `tuna grade` grade them, printing each `sample` event; returns the
+    summary fields (exact_match, answered) for the baseline or eval event. Other ranks wait."""
+    fields = {}
+    if dist.is_main:
+        with adapters.adapter_disabled(model) if base else _Null():
+            replies = generation.answer(model, prep.eval["prompts"], job.eval.generate, prep.eval["stop_tokens"],
+                                        prep.eval["pad_token"], device)
+        samples, fields = grade(replies, step, base)
+        for event in samples:
+            emit(event.pop("event"), **event)
+    dist.barrier()
+    return fields
+
+
 class _Null:
     def __enter__(self):
         return self
@@ -124,6 +140,14 @@ def run(args, emit, dist, stop):
     dist.wait_for_main()
     prep = data.load_prepared(prepared_dir)
     packing = bool(prep.plan["packing"])
+    grade = None
+    if job.eval is not None:
+        if prep.eval is None:
+            raise ValueError(f"{prepared_dir}: no eval.json for a job with an eval section (an older tuna prepare?)")
+        tuna = data.find_tuna(args.tuna)  # `tuna grade` grades the replies with the job's own rules
+
+        def grade(replies, at, base):
+            return data.run_grade(tuna, job_path, root, replies, at, base)
     validation = data.validation_batches(prep.validation, batch_size)
 
     # 2. Model and the initial adapter.
@@ -158,7 +182,8 @@ def run(args, emit, dist, stop):
     baseline = None
     if step == 0 and validation:
         baseline, _ = evaluate(model, validation, dist, device, chunk_rows, adapter=False)
-        emit("baseline", loss=baseline, step=0)
+        task = task_eval(model, prep, job, 0, True, device, dist, emit, grade) if grade and job.eval.baseline else {}
+        emit("baseline", loss=baseline, step=0, **task)
 
     saved_at = [None]  # a new attempt's checkpoint directory starts empty, even after a resume
 
@@ -237,7 +262,9 @@ def run(args, emit, dist, stop):
         if validation and (end_of_epoch or pausing or (eval_every > 0 and step % eval_every == 0)):
             v, n = evaluate(model, validation, dist, device, chunk_rows)
             last_val = v
-            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
+            graded = grade and (step == total_steps or job.eval.every_eval)
+            task = task_eval(model, prep, job, step, False, device, dist, emit, grade) if graded else {}
+            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n, **task)
         if pausing:
             # The checkpoint is the next attempt's start: it resumes the same curve.
             if not ckpt_dir:

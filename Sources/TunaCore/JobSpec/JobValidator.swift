@@ -97,12 +97,7 @@ struct Checker {
         if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         job.lora = lora(root["lora"])
         job.train = train(root["train"])
-        if let e = root["eval"] {
-            if trainer == .torch {
-                problems.append("eval: the torch trainer does not run task evaluations yet; use trainer: native for a job with eval")
-            }
-            job.eval = evalSection(e)
-        }
+        if let e = root["eval"] { job.eval = evalSection(e) }
         return job
     }
 

@@ -21,9 +21,14 @@ public enum PreparedPlan {
         "general_rows",
     ])
 
-    /// `{task: {"format": name, "fields": [...]}}`: contract/prepared-plan.json.
+    /// eval.json, beside a LoRA job's plan when the job has an `eval` section: the prompts'
+    /// token ids in order (the trainer answers them; `tuna grade` grades the replies), the
+    /// tokens that end a reply, and a padding id.
+    public static let eval = Layout(format: "tuna-eval-1", fields: ["format", "prompts", "stop_tokens", "pad_token"])
+
+    /// `{task: {"format": name, "fields": [...]}, "eval": ...}`: contract/prepared-plan.json.
     public static var contract: JSONValue {
         func layout(_ l: Layout) -> JSONValue { ["format": .string(l.format), "fields": .array(l.fields.map(JSONValue.string))] }
-        return [JobSpec.Task.lora.rawValue: layout(lora), JobSpec.Task.prune.rawValue: layout(prune)]
+        return [JobSpec.Task.lora.rawValue: layout(lora), JobSpec.Task.prune.rawValue: layout(prune), "eval": layout(eval)]
     }
 }

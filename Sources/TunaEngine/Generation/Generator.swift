@@ -6,6 +6,11 @@ public struct Generation: Sendable, Equatable {
     /// The new tokens, the stop token included when one ended the sequence (as transformers keeps it).
     public var tokens: [Int32]
     public var finish: Finish
+
+    public init(tokens: [Int32], finish: Finish) {
+        self.tokens = tokens
+        self.finish = finish
+    }
 }
 
 /// Autoregressive decoding with a KV cache on the native engine: a prefill forward over the
