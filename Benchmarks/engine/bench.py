@@ -35,16 +35,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    kwargs = ref.config_kwargs(hidden=args.hidden, layers=args.layers, heads=16, kv_heads=4, head_dim=64, experts=8,
-                               top_k=4, intermediate=args.hidden, vocab=4096, sliding_window=128,
-                               yarn_factor=32.0, original_max=4096, max_pos=131072)
-    marker = os.path.join(args.dir, "bench.json")
-    if not (os.path.exists(marker) and json.load(open(marker)) == kwargs):
-        ref.write_checkpoint(args.dir, kwargs, seed=5)
-        gen = torch.Generator().manual_seed(6)
-        save_file({"input_ids": torch.randint(0, kwargs["vocab_size"], (args.batch, args.seq), generator=gen)},
-                  os.path.join(args.dir, "inputs.safetensors"))
-        json.dump(kwargs, open(marker, "w"))
+    kwargs = ref.benchmark_model(args.dir, args.hidden, args.layers)
+    gen = torch.Generator().manual_seed(6)
+    save_file({"input_ids": torch.randint(0, kwargs["vocab_size"], (args.batch, args.seq), generator=gen)},
+              os.path.join(args.dir, "inputs.safetensors"))
     ids = load_file(os.path.join(args.dir, "inputs.safetensors"))["input_ids"]
     tokens = ids.numel()
 

@@ -28,16 +28,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "Tests", "Python"))  # the ref
 from reference import gptoss as ref  # noqa: E402
 
 
-def left_padded(prompts):
-    t = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), t, dtype=torch.long)
-    mask = torch.zeros(len(prompts), t, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        ids[b, t - len(p):] = torch.tensor(p)
-        mask[b, t - len(p):] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def hf_generate(model, ids, mask, new):
     out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new,
@@ -58,19 +48,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    kwargs = ref.config_kwargs(hidden=args.hidden, layers=args.layers, heads=16, kv_heads=4, head_dim=64, experts=8,
-                               top_k=4, intermediate=args.hidden, vocab=4096, sliding_window=128,
-                               yarn_factor=32.0, original_max=4096, max_pos=131072)
-    marker = os.path.join(args.dir, "bench.json")
-    if not (os.path.exists(marker) and json.load(open(marker)) == kwargs):
-        ref.write_checkpoint(args.dir, kwargs, seed=5)
-        json.dump(kwargs, open(marker, "w"))
+    kwargs = ref.benchmark_model(args.dir, args.hidden, args.layers)
     gen = torch.Generator().manual_seed(7)
     lengths = torch.linspace(32, 256, args.prompts).round().int().tolist()
     prompts = [torch.randint(0, kwargs["vocab_size"], (n,), generator=gen).tolist() for n in lengths]
     prompts_file = os.path.join(args.dir, "prompts.json")
     json.dump(prompts, open(prompts_file, "w"))
-    ids, mask = left_padded(prompts)
+    ids, mask = ref.left_padded(prompts)
     generated = args.prompts * args.new
 
     model = ref.load_reference(args.dir)

@@ -72,12 +72,8 @@ def g(tmp_path_factory, seed, rng):
 def hf_generate(model, prompts, new, eos=None):
     """transformers' greedy generate on the prompts as one left-padded batch: (new tokens per
     row, with the eos kept and the padding after it cut; per-step logits [B, steps, V])."""
-    t = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), t, dtype=torch.long)
-    mask = torch.zeros(len(prompts), t, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        ids[b, t - len(p):] = torch.tensor(p)
-        mask[b, t - len(p):] = 1
+    ids, mask = ref.left_padded(prompts)
+    t = ids.shape[1]
     out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=0,
                          eos_token_id=eos, pad_token_id=0, use_cache=True, return_dict_in_generate=True, output_logits=True)
     rows = []

@@ -149,6 +149,33 @@ def write_checkpoint(directory, kwargs, seed, shards=1, hub_style_config=False):
     return tensors
 
 
+def benchmark_model(directory, hidden=1024, layers=4):
+    """The CPU benchmarks' random gpt-oss (Benchmarks/engine, Benchmarks/generate): hidden and
+    intermediate `hidden`, `layers` layers (sliding 128 / full), 16 query heads x 64 over 4 kv
+    heads, 8 experts top-4, vocab 4096, YaRN; written to `directory` unless the same one is
+    there (bench.json). Returns its config_kwargs."""
+    kwargs = config_kwargs(hidden=hidden, layers=layers, heads=16, kv_heads=4, head_dim=64, experts=8,
+                           top_k=4, intermediate=hidden, vocab=4096, sliding_window=128,
+                           yarn_factor=32.0, original_max=4096, max_pos=131072)
+    marker = os.path.join(directory, "bench.json")
+    if not (os.path.exists(marker) and json.load(open(marker)) == kwargs):
+        write_checkpoint(directory, kwargs, seed=5)
+        json.dump(kwargs, open(marker, "w"))
+    return kwargs
+
+
+def left_padded(prompts, pad=0):
+    """Prompts of different lengths as transformers' `generate` takes them: (input_ids,
+    attention_mask), [B, longest], padding on the left."""
+    t = max(map(len, prompts))
+    ids = torch.full((len(prompts), t), pad, dtype=torch.long)
+    mask = torch.zeros(len(prompts), t, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, t - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[b, t - len(p):] = 1
+    return ids, mask
+
+
 def load_reference(directory, tensors=None):
     """What transformers computes from the files: fp32, eager attention, eager experts."""
     model = GptOssForCausalLM.from_pretrained(
