@@ -17,7 +17,7 @@ public struct Objective: Codable, Sendable, Equatable {
     public static let `default` = Objective(metric: "val_loss", mode: .min)
 
     /// Eval fields that are positions or sizes, not results (`Store.evalMetrics` keeps the rest).
-    public static let notMetrics: Set<String> = ["event", "step", "epoch", "loss", "tokens", "keep"]
+    public static let notMetrics: Set<String> = ["event", "step", "epoch", "loss", "tokens", "keep", "graded"]
 
     /// Reads the spec's `objective` section (nil or absent: the default). Throws
     /// `TunaError.invalidSpec` naming each problem.

@@ -166,7 +166,7 @@ public enum SweepSpec {
         let points = try search.method == .grid ? gridPoints(axes) : .drawn(randomPoints(axes, search, base: base))
         let jobs = SweepJobs(axes: axes, base: base, points: points)
         try validate(jobs)
-        if !stored { try checkSearch(search, axes: axes, first: jobs.isEmpty ? nil : jobs.checked(0).spec) }
+        if !stored { try checkSearch(search, axes: axes, first: jobs.isEmpty ? nil : jobs.checked(0).spec, objective: objective) }
         let name = root["name"]?.stringValue ?? ""
         var plan = SweepPlan(name: name, method: search.method, varyingKeys: axes.map(\.name), jobs: jobs, objective: objective,
                              earlyStopping: search.earlyStopping, startup: search.startup)
@@ -191,7 +191,7 @@ public enum SweepSpec {
     }
 
     /// What adaptive search needs of a sweep's jobs, beyond each being valid.
-    static func checkSearch(_ search: SearchSettings, axes: [SweepAxis], first: JobSpec?) throws {
+    static func checkSearch(_ search: SearchSettings, axes: [SweepAxis], first: JobSpec?, objective: Objective = .default) throws {
         var problems: [String] = []
         if search.method == .tpe {
             for a in axes where isSchedulingField(a.name) {
@@ -208,6 +208,13 @@ public enum SweepSpec {
             if let first, first.trainer != .command, first.task != .prune, let d = first.dataset, d.valFraction == 0, d.valPath == nil {
                 problems.append("sweep.early_stopping: needs validation data to judge jobs by (dataset.val_fraction is 0 and there is no "
                                 + "dataset.val_path): every job would stop at its first rung with no eval")
+            }
+            // A task evaluation's figures are in the last eval only, unless every eval has them:
+            // a rung would have no value to judge a job by.
+            if let first, first.trainer != .command, ["exact_match", "answered"].contains(objective.metric),
+               first.eval?.everyEval != true {
+                problems.append("objective.metric: \(objective.metric) with sweep.early_stopping needs eval.every_eval: true "
+                                + "(otherwise only a job's last eval reports it, and no rung has a value)")
             }
         }
         if !problems.isEmpty { throw TunaError.invalidSpec(problems) }

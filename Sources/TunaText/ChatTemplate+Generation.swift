@@ -58,11 +58,22 @@ extension ChatTemplate {
         }
     }
 
-    /// True when a reply so far has ended without a stop token: the im_start template's
-    /// `<|im_end|>` is several ordinary tokens, so the text is checked. Harmony: never.
+    /// Texts that end a reply although no single token spells them: the im_start template's
+    /// `<|im_end|>` is several ordinary tokens. Harmony: none (its stops are tokens).
+    public var stopTexts: [String] {
+        if case .imStart = self { return [ImStartRenderer.end] }
+        return []
+    }
+
+    /// How many of a reply's last tokens `replyIsComplete` decodes to look for a stop text.
+    public static let stopTextWindow = 8
+
+    /// True when a reply so far has ended without a stop token: the decoded text of its last
+    /// `stopTextWindow` tokens contains a stop text.
     public func replyIsComplete(_ tokens: [Int32], tokenizer: Tokenizer) -> Bool {
-        guard case .imStart = self, let text = try? tokenizer.decode(Array(tokens.suffix(8))) else { return false }
-        return text.contains(ImStartRenderer.end)
+        let stops = stopTexts
+        guard !stops.isEmpty, let text = try? tokenizer.decode(Array(tokens.suffix(Self.stopTextWindow))) else { return false }
+        return stops.contains { text.contains($0) }
     }
 
     /// A generated reply (the tokens after the prompt) as messages. Harmony: as openai-harmony's

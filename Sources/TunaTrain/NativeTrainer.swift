@@ -65,6 +65,10 @@ public final class NativeTrainer {
               "blas_threads": .int(BLAS.threads)])
 
         let task = try job.eval.map { try TaskEvaluation(job: job, settings: $0) }
+        if task != nil, model.residency == .streaming {
+            FileHandle.standardError.write(Data(("eval: the model is streamed (its fp32 layers take more than half of memory), so "
+                + "generation dequantizes every layer at every token: expect the task evaluation to be slow\n").utf8))
+        }
         var baseline: Double?
         if step == 0, !validation.isEmpty {
             baseline = try evaluate(model, adapter: nil, validation).loss

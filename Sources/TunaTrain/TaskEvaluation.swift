@@ -75,14 +75,17 @@ public struct TaskEvaluation {
     /// The tokens that end a reply (the template's).
     public var stopTokens: Set<Int32> { template.stopTokens(tokenizer: tokenizer) }
 
-    /// Writes eval.json for another trainer: the prompts' token ids (in order), the stop tokens
-    /// and a padding id (`PreparedPlan.eval`).
+    /// Writes eval.json for another trainer: the prompts' token ids (in order), the stop tokens,
+    /// the stop texts with the window of last tokens to look for them in (`replyIsComplete`'s
+    /// rule), and a padding id (`PreparedPlan.eval`).
     public func writePrompts(to url: URL) throws {
         let pad = tokenizer.specialTokenID("<|endoftext|>") ?? 0
         let doc: JSONValue = [
             "format": .string(PreparedPlan.eval.format),
             "prompts": .array(prompts.map { .array($0.tokens.map { .int(Int($0)) }) }),
             "stop_tokens": .array(stopTokens.sorted().map { .int(Int($0)) }),
+            "stop_texts": .array(template.stopTexts.map(JSONValue.string)),
+            "stop_text_window": .int(ChatTemplate.stopTextWindow),
             "pad_token": .int(Int(pad)),
         ]
         try Data(doc.canonicalJSON.utf8).write(to: url, options: .atomic)
@@ -96,6 +99,9 @@ public struct TaskEvaluation {
         }
         var correct = 0, answered = 0
         for (index, (prompt, reply)) in zip(prompts, replies).enumerated() {
+            if let bad = reply.tokens.first(where: { (try? tokenizer.decodeBytes([$0])) == nil }) {
+                throw TrainError.badData("eval: reply \(index + 1) has token \(bad), which the tokenizer does not know")
+            }
             // An untrained model's reply may not parse as harmony: then it has no final channel.
             let messages = (try? template.parseReply(reply.tokens, tokenizer: tokenizer)) ?? []
             let final = messages.last { $0.channel == "final" }?.text
@@ -114,6 +120,7 @@ public struct TaskEvaluation {
             emit(event)
         }
         let n = Double(prompts.count)
-        return ["exact_match": .number(Double(correct) / n), "answered": .number(Double(answered) / n)]
+        return ["exact_match": .number(Double(correct) / n), "answered": .number(Double(answered) / n),
+                "graded": .int(prompts.count)]
     }
 }

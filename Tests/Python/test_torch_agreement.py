@@ -323,6 +323,9 @@ def test_a_corrupt_checkpoint_is_reported_and_the_whole_run_made(tuna, padded, c
                [e["loss"] for e in by(padded.events, "step")], SAME_TOLERANCE, names=("after resume_failed", "uninterrupted"))
 
 
+STOPPING_STEPS = 60  # enough for the tiny model to learn to close its answers with <|im_end|>
+
+
 @pytest.mark.parametrize("experts", ["eager", pytest.param("mxfp4", marks=needs_grouped_mm)])
 def test_task_evaluation_agrees_with_native(tuna, work, checks, experts):
     """A job with an `eval` section: the torch trainer answers eval.json's prompts with
@@ -330,12 +333,13 @@ def test_task_evaluation_agrees_with_native(tuna, work, checks, experts):
     then the trained adapter; with the plain model and with the fast path's quantized experts
     and Tuna's LoRA layers) and `tuna grade` grades them; the native trainer answers with its
     own engine. The same replies, graded the same, and the same exact_match in the baseline and
-    the last eval event."""
+    the last eval event. Trained long enough that some adapter replies end at the im_start
+    template's `<|im_end|>` (several ordinary tokens: the stop-text rule of eval.json)."""
     d = os.path.join(work[0], f"task-eval-{experts}")
     os.makedirs(d)
-    spec = job_spec("task-eval", work[1], False)
+    spec = job_spec("task-eval", work[1], False, max_steps=STOPPING_STEPS, learning_rate=1e-2)
     spec["torch"] = {"experts": experts}
-    spec["eval"] = {"generate": {"count": 6, "max_new_tokens": 16, "batch_size": 4},
+    spec["eval"] = {"generate": {"count": 6, "max_new_tokens": 24, "batch_size": 4},
                     "answer": {"extract": "regex", "compare": "math", "pattern": r"(?<== )-?\d+|^\d+(?= is)"}}
     job = write_job(tuna, os.path.join(d, "job.json"), spec)
     native = run([tuna, "train", job, "--out", os.path.join(d, "native")], what="tuna train")
@@ -350,6 +354,8 @@ def test_task_evaluation_agrees_with_native(tuna, work, checks, experts):
             checks.true(f"{model} sample {a['index']}: the same reply, graded the same ({a.get('final')!r:.60})"
                         + ("" if all(same.values()) else f"; differs in {[k for k, v in same.items() if not v]}"),
                         all(same.values()))
+    stopped = [e["index"] for e in by(events, "sample") if e["model"] == "adapter" and e["finish"] == "stop"]
+    checks.true(f"adapter replies that ended at <|im_end|> before the token limit: {stopped} (at least one)", len(stopped) >= 1)
     for kind in ("baseline", "eval"):
         mine, theirs = by(events, kind)[-1], by(native, kind)[-1]
         checks.true(f"{kind}: exact_match {mine.get('exact_match')} and answered {mine.get('answered')} as the native "

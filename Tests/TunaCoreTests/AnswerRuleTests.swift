@@ -75,6 +75,9 @@ final class AnswerRuleTests: XCTestCase {
             ("7", "8", false),
             ("\\frac{1}{0}", "1", false),
             ("99999999999999999999999", "1", false),  // too large for an exact fraction: compared as text
+            ("-\\frac{-576460752303423488}{0.0625}", "1", false),  // -Int.min: no fraction (and no trap)
+            ("--5", "5", false),
+            (".5,000", "0.5", false),
         ]
         for (a, b, want) in cases {
             XCTAssertEqual(boxedMath.matches(a, b), want, "\(a) vs \(b)")

@@ -96,6 +96,20 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(problems(["eval": ["answer": ["extract": "regex"]]]), ["eval.answer: extract: regex needs a pattern"])
         XCTAssertEqual(problems(["eval": ["answer": ["compare": "fuzzy"]]]), ["eval.answer.compare: \"fuzzy\" is not one of exact, math"])
         XCTAssertEqual(problems(["eval": "yes"]), ["eval: \"yes\" is not a mapping"])
+        XCTAssertEqual(problems(["dataset": ["path": "d", "val_fraction": 0], "eval": [:]]),
+                       ["eval: the data set has no validation split to answer (dataset.val_fraction is 0 and there is no dataset.val_path)"])
+        XCTAssertEqual(problems(["dataset": ["path": "d", "val_fraction": 0, "val_path": "v"], "eval": [:]]), [])
+        XCTAssertEqual(problems(["dataset": ["path": "d", "template": "im_start"], "eval": ["generate": ["reasoning_effort": "low"]]]),
+                       ["eval.generate.reasoning_effort: only the harmony template has a reasoning effort (dataset.template is im_start)"])
+        // The two reasoning-effort types (the spec's and the harmony renderer's, in TunaText) are one set.
+        XCTAssertEqual(JobSpec.Eval.Generate.ReasoningEffort.allCases.map(\.rawValue), ["low", "medium", "high"])
+        // An objective on the task evaluation with early stopping needs every eval to report it.
+        let sweep = "name: s\ntrainer: native\nmodel: m\ndataset: {path: d}\nlora: {rank: [2, 4]}\n"
+            + "objective: {metric: exact_match, mode: max}\nsweep: {early_stopping: {type: asha, grace_steps: 2, max_steps: 8}}\n"
+        XCTAssertThrowsError(try SweepSpec.plan(yaml: sweep + "eval: {}\n")) {
+            XCTAssert("\($0)".contains("objective.metric: exact_match with sweep.early_stopping needs eval.every_eval: true"), "\($0)")
+        }
+        XCTAssertNoThrow(try SweepSpec.plan(yaml: sweep + "eval: {every_eval: true}\n"))
     }
 
     // MARK: Helpers

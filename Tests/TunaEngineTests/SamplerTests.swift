@@ -63,6 +63,8 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(run(1, 0), run(1, 0))
         XCTAssertNotEqual(run(1, 0), run(2, 0))
         XCTAssertNotEqual(run(1, 0), run(1, 1))
+        // stream 1 is not stream 0 one draw later (SplitMix64 seeded i increments apart would be)
+        XCTAssertNotEqual(Array(run(0, 0).dropFirst()), Array(run(0, 1).dropLast()))
     }
 
     func testSettingsOutOfRangeAreRefused() {

@@ -91,14 +91,15 @@ def run_prepare(tuna, job_path, out_dir, root):
     return proc.stdout.strip()
 
 
-def run_grade(tuna, job_path, root, replies, step, base):
+def run_grade(tuna, job_path, root, replies, step, base, work):
     """`tuna grade`: the job's own template, parser and answer rule on `replies` ([(tokens,
-    finish)], one per eval.json prompt). Returns (the sample events, {exact_match, answered})."""
+    finish)], one per eval.json prompt), written to WORK/replies-STEP-base|adapter.jsonl (kept
+    with the attempt). Returns (the sample events, {exact_match, answered, graded})."""
     lines = "".join(json.dumps({"tokens": list(map(int, tokens)), "finish": finish}) + "\n" for tokens, finish in replies)
-    with open(os.path.join(os.path.dirname(os.path.abspath(job_path)), f"replies-{step}-{'base' if base else 'adapter'}.jsonl"),
-              "w") as f:
+    os.makedirs(work, exist_ok=True)
+    path = os.path.join(work, f"replies-{step}-{'base' if base else 'adapter'}.jsonl")
+    with open(path, "w") as f:
         f.write(lines)
-        path = f.name
     cmd = [tuna, "grade", job_path, "--replies", path, "--step", str(step), "--root", root] + (["--base"] if base else [])
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -29,14 +29,16 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, help="where the adapter goes (PEFT layout)")
     ap.add_argument("--root", default=None,
                     help="relative model and data paths are resolved against this directory (default: the current one)")
-    ap.add_argument("--tuna", default=None, help="the tuna CLI, for `tuna prepare` (default: $TUNA_BIN, else tuna on PATH)")
+    ap.add_argument("--tuna", default=None,
+                    help="the tuna CLI, for `tuna prepare` and, for a job with eval, `tuna grade` (default: $TUNA_BIN, else tuna on PATH)")
     ap.add_argument("--work-dir", default=None,
                     help="where `tuna prepare` writes (WORK_DIR/prepared; default: the current directory, "
                          "which for the worker is the attempt directory)")
     ap.add_argument("--checkpoint-dir", default=None, help="default: $TUNA_CHECKPOINT_DIR (none: no checkpoints)")
     ap.add_argument("--resume-dir", default=None, help="default: $TUNA_RESUME_DIR")
     ap.add_argument("--prepared", default=None,
-                    help="a directory `tuna prepare` already wrote for this job (then tuna is not run)")
+                    help="a directory `tuna prepare` already wrote for this job (then tuna prepare is not run; "
+                         "a job with eval still runs tuna grade, on the job's data and tokenizer)")
     return ap.parse_args(argv)
 
 
@@ -80,19 +82,19 @@ def evaluate(model, batches, dist, device, chunk_rows, adapter=True):
     return (total / count if count > 0 else math.nan), int(count)
 
 
-def task_eval(model, prep, job, step, base, device, dist, emit, grade):
+def task_eval(model, prep, job, step, base, device, dist, emit, grade, decode):
     """The job's `eval` at `step`: rank 0 answers eval.json's prompts (the base model with the
     adapter disabled) and has `tuna grade` grade them, printing each `sample` event; returns the
-    summary fields (exact_match, answered) for the baseline or eval event. Other ranks wait."""
+    summary fields (exact_match, answered, graded) for the baseline or eval event. The other
+    ranks wait on the slow group (generation can outlast NCCL's collective timeout)."""
     fields = {}
     if dist.is_main:
         with adapters.adapter_disabled(model) if base else _Null():
-            replies = generation.answer(model, prep.eval["prompts"], job.eval.generate, prep.eval["stop_tokens"],
-                                        prep.eval["pad_token"], device)
+            replies = generation.answer(model, prep.eval["prompts"], job.eval.generate, prep.eval, device, decode)
         samples, fields = grade(replies, step, base)
         for event in samples:
             emit(event.pop("event"), **event)
-    dist.barrier()
+    dist.wait_for_main()
     return fields
 
 
@@ -132,7 +134,8 @@ def run(args, emit, dist, stop):
     chunk_rows = topts.chunk_rows
 
     # 1. The data, exactly as the native trainer sees it (rank 0 prepares, the others wait),
-    # or `--prepared`: what `tuna prepare` wrote for this job elsewhere (a GPU box without tuna).
+    # or `--prepared`: what `tuna prepare` wrote for this job elsewhere (a GPU box without tuna,
+    # unless the job has an eval section: `tuna grade` grades its answers).
     prepared_dir = os.path.abspath(args.prepared) if getattr(args, "prepared", None) else os.path.join(work, "prepared")
     if dist.is_main and not getattr(args, "prepared", None):
         os.makedirs(work, exist_ok=True)
@@ -145,9 +148,13 @@ def run(args, emit, dist, stop):
         if prep.eval is None:
             raise ValueError(f"{prepared_dir}: no eval.json for a job with an eval section (an older tuna prepare?)")
         tuna = data.find_tuna(args.tuna)  # `tuna grade` grades the replies with the job's own rules
+        decode = generation.text_decoder(loading.resolve(job.model, root), prep.eval["stop_texts"])
 
         def grade(replies, at, base):
-            return data.run_grade(tuna, job_path, root, replies, at, base)
+            return data.run_grade(tuna, job_path, root, replies, at, base, work)
+
+        def graded(at, base):
+            return task_eval(model, prep, job, at, base, device, dist, emit, grade, decode)
     validation = data.validation_batches(prep.validation, batch_size)
 
     # 2. Model and the initial adapter.
@@ -182,7 +189,7 @@ def run(args, emit, dist, stop):
     baseline = None
     if step == 0 and validation:
         baseline, _ = evaluate(model, validation, dist, device, chunk_rows, adapter=False)
-        task = task_eval(model, prep, job, 0, True, device, dist, emit, grade) if grade and job.eval.baseline else {}
+        task = graded(0, True) if grade and job.eval.baseline else {}
         emit("baseline", loss=baseline, step=0, **task)
 
     saved_at = [None]  # a new attempt's checkpoint directory starts empty, even after a resume
@@ -200,7 +207,8 @@ def run(args, emit, dist, stop):
         # Resumed at or past where this attempt is to pause: pause here, with the rung's eval.
         if validation:
             v, n = evaluate(model, validation, dist, device, chunk_rows)
-            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n)
+            task = graded(step, False) if grade and job.eval.every_eval else {}
+            emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n, **task)
         if not ckpt_dir:
             raise ValueError("pause_at_step needs a checkpoint directory ($TUNA_CHECKPOINT_DIR)")
         save_checkpoint(step)
@@ -262,8 +270,7 @@ def run(args, emit, dist, stop):
         if validation and (end_of_epoch or pausing or (eval_every > 0 and step % eval_every == 0)):
             v, n = evaluate(model, validation, dist, device, chunk_rows)
             last_val = v
-            graded = grade and (step == total_steps or job.eval.every_eval)
-            task = task_eval(model, prep, job, step, False, device, dist, emit, grade) if graded else {}
+            task = graded(step, False) if grade and (step == total_steps or job.eval.every_eval) else {}
             emit("eval", step=step, epoch=step / per_epoch, loss=v, tokens=n, **task)
         if pausing:
             # The checkpoint is the next attempt's start: it resumes the same curve.

@@ -126,12 +126,13 @@ enum AnswerText {
 struct Fraction: Equatable {
     let p: Int, q: Int
 
+    /// nil for q = 0 and where a value does not fit (Int.min has no negation).
     init?(_ p: Int, _ q: Int) {
-        guard q != 0 else { return nil }
+        guard q != 0, p != .min, q != .min else { return nil }
         func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? abs(a) : gcd(b, a % b) }
         let g = max(gcd(p, q), 1), sign = q < 0 ? -1 : 1
-        self.p = sign * p / g
-        self.q = sign * q / g
+        self.p = sign * (p / g)
+        self.q = sign * (q / g)
     }
 
     init?(parsing text: String) {
@@ -148,16 +149,18 @@ struct Fraction: Equatable {
         } else {
             value = Fraction.decimal(s)
         }
-        guard let value else { return nil }
-        self = negative ? Fraction(-value.p, value.q)! : value
+        guard let value, let signed = negative ? Fraction(-value.p, value.q) : value else { return nil }
+        self = signed
     }
 
-    /// `-1,234.50` and the like (commas only as thousands groups).
+    /// `1,234.50` and the like (commas only as thousands groups; no sign: `init(parsing:)`
+    /// takes one).
     static func decimal(_ text: Substring) -> Fraction? {
-        var s = text, negative = false
-        if s.hasPrefix("-") { negative = true; s = s.dropFirst() }
+        var s = text
         if s.contains(",") {
-            let whole = s.split(separator: ".", maxSplits: 1)[0]
+            let halves = s.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+            let whole = halves[0]
+            if halves.count > 1, halves[1].contains(",") { return nil }  // `.5,000`: commas group the whole part only
             let groups = whole.split(separator: ",", omittingEmptySubsequences: false)
             guard (1...3).contains(groups[0].count), groups.dropFirst().allSatisfy({ $0.count == 3 }) else { return nil }
             s = Substring(s.replacingOccurrences(of: ",", with: ""))
@@ -172,7 +175,7 @@ struct Fraction: Equatable {
         guard !overflow, let f = Int(fracPart.isEmpty ? "0" : fracPart) else { return nil }
         let (num, o2) = scaled.addingReportingOverflow(f)
         guard !o2 else { return nil }
-        return Fraction(negative ? -num : num, scale)
+        return Fraction(num, scale)
     }
 
     func divided(by other: Fraction) -> Fraction? {

@@ -97,7 +97,17 @@ struct Checker {
         if root["prune"] != nil { problems.append("prune: only `task: prune` jobs take a prune section") }
         job.lora = lora(root["lora"])
         job.train = train(root["train"])
-        if let e = root["eval"] { job.eval = evalSection(e) }
+        if let e = root["eval"] {
+            job.eval = evalSection(e)
+            if let ev = job.eval, let d = job.dataset {
+                if d.valFraction == 0, d.valPath == nil {
+                    problems.append("eval: the data set has no validation split to answer (dataset.val_fraction is 0 and there is no dataset.val_path)")
+                }
+                if ev.generate.reasoningEffort != nil, d.template != .harmony {
+                    problems.append("eval.generate.reasoning_effort: only the harmony template has a reasoning effort (dataset.template is \(d.template.rawValue))")
+                }
+            }
+        }
         return job
     }
 

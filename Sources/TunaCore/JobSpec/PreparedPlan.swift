@@ -23,8 +23,11 @@ public enum PreparedPlan {
 
     /// eval.json, beside a LoRA job's plan when the job has an `eval` section: the prompts'
     /// token ids in order (the trainer answers them; `tuna grade` grades the replies), the
-    /// tokens that end a reply, and a padding id.
-    public static let eval = Layout(format: "tuna-eval-1", fields: ["format", "prompts", "stop_tokens", "pad_token"])
+    /// tokens that end a reply, the texts that end one (a reply is complete once the decoded
+    /// text of its last `stop_text_window` tokens contains one), and a padding id.
+    public static let eval = Layout(format: "tuna-eval-1", fields: [
+        "format", "prompts", "stop_tokens", "stop_texts", "stop_text_window", "pad_token",
+    ])
 
     /// `{task: {"format": name, "fields": [...]}, "eval": ...}`: contract/prepared-plan.json.
     public static var contract: JSONValue {

@@ -44,7 +44,10 @@ struct Sampler {
 
     init(settings: SamplingSettings, sequence: Int) {
         self.settings = settings
-        rng = SplitMix64(seed: settings.seed ^ (UInt64(sequence) &* 0x9E37_79B9_7F4A_7C15))
+        // Each stream starts at a scrambled state: seeding with seed + i·(SplitMix64's own
+        // increment) would start stream i where stream 0 is after i draws.
+        var mixer = SplitMix64(seed: settings.seed ^ (UInt64(sequence) &* 0xD1B5_4A32_D192_ED03))
+        rng = SplitMix64(seed: mixer.next())
     }
 
     mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
@@ -79,7 +82,7 @@ struct Sampler {
         for i in probs.indices { probs[i] /= total }
         if settings.topP < 1 {
             // transformers: drop the tokens whose ascending cumulative probability is <= 1 - top_p,
-            // i.e. keep the most likely tokens until their mass first exceeds top_p
+            // i.e. keep the most likely tokens until their mass reaches top_p
             var kept = 0, mass = 0.0
             while kept < probs.count {
                 mass += probs[kept]
