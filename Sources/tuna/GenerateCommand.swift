@@ -51,6 +51,9 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         do {
+            guard FileManager.default.fileExists(atPath: URL(fileURLWithPath: model).appendingPathComponent("config.json").path) else {
+                throw Failure("\(model): not a checkpoint directory (no config.json)")
+            }
             let template = try chatTemplate()
             let tok: Tokenizer? = promptIDs == nil || template != nil ? try loadTokenizer(file: tokenizer, checkpoint: model) : nil
             let prompts = try readPrompts(template: template, tokenizer: tok)

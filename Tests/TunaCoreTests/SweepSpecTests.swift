@@ -164,7 +164,7 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertNil(p.jobs[0].params["objective"])
         XCTAssertEqual(problems(base + "\nobjective: {metric: \"x'); DROP\", mode: lowest, goal: 1}"), [
             "objective.goal: unknown field (expected metric, mode)",
-            #"objective.metric: "x'); DROP" is not val_loss or the name of an eval field (letters, digits, '_'; not epoch, event, keep, loss, step, tokens)"#,
+            #"objective.metric: "x'); DROP" is not val_loss or the name of an eval field (letters, digits, '_'; not epoch, event, graded, keep, loss, step, tokens)"#,
             "objective.mode: \"lowest\" is not min or max",
         ])
         XCTAssertEqual(problems(base + "\nobjective: {metric: loss}").count, 1, "`loss` is val_loss's field, named val_loss")

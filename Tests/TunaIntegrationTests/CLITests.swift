@@ -10,6 +10,34 @@ final class CLITests: XCTestCase {
     override func setUpWithError() throws { cluster = try Cluster() }
     override func tearDown() { cluster?.shutdown() }
 
+    /// `tuna generate`: answers on a real checkpoint, and bad input refused in one line each.
+    func testGenerateAnswersAndRefusesBadInputInOneLine() throws {
+        let model = try cluster.makeTinyModel()
+        let ok = try cluster.cliLocal(["generate", "--model", model.path, "--prompt", "What is 2+2?", "--max-new-tokens", "4",
+                                       "--reasoning-effort", "low", "--json"])
+        XCTAssertEqual(ok.status, 0, ok.out)
+        // (stdout and stderr share the pipe here: the JSON line is the one that starts with `{`)
+        let reply = try XCTUnwrap(ok.out.split(separator: "\n").first { $0.hasPrefix("{") }.map { try JSONValue.parse(String($0)) })
+        XCTAssertTrue(ok.out.contains("generated "), "the summary line on stderr: \(ok.out)")
+        XCTAssertEqual(reply["index"]?.intValue, 0)
+        XCTAssertLessThanOrEqual(reply["completion_tokens"]?.intValue ?? 99, 4)
+        XCTAssertEqual(reply["tokens"]?.arrayValue?.count, reply["completion_tokens"]?.intValue)
+        XCTAssertNotNil(reply["finish"]?.stringValue)
+        func refused(_ args: [String], status: Int32 = 1, _ says: String, line: UInt = #line) throws {
+            let r = try cluster.cliLocal(["generate"] + args)
+            XCTAssertEqual(r.status, status, r.out, line: line)
+            XCTAssertTrue(r.out.contains(says), r.out, line: line)
+        }
+        try refused(["--model", "/nonexistent", "--prompt", "hi"], "/nonexistent: not a checkpoint directory (no config.json)")
+        try refused(["--model", model.path], status: 2, "give one of --prompt TEXT, --data FILE or --prompt-ids FILE")
+        try refused(["--model", model.path, "--prompt", "hi", "--top-p", "0"], status: 2, "top-p must be in (0, 1]")
+        let ids = cluster.dir.appendingPathComponent("ids.jsonl")
+        try "[1, 2, 3]\n[4, 5\n".write(to: ids, atomically: true, encoding: .utf8)
+        try refused(["--model", model.path, "--prompt-ids", ids.path], "ids.jsonl:2: expected a non-empty JSON array of token ids")
+        try "[1, 2, 99999]\n".write(to: ids, atomically: true, encoding: .utf8)
+        try refused(["--model", model.path, "--prompt-ids", ids.path], "token 99999 at 2 outside vocab")
+    }
+
     func testFailuresExitOneWithoutUsageAndBadUsageExitsTwo() throws {
         let missing = try cluster.cliLocal(["submit", "--dry-run", "/nonexistent/spec.yaml"])
         XCTAssertEqual(missing.status, 1, missing.out)
