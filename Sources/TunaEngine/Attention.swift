@@ -17,7 +17,18 @@ public struct AttentionActivations: Sendable {
 enum Attention {
     static func forward(_ x: [Float], weights w: AttentionWeights, config: GptOssConfig, rope: Rope,
                         batch: Batch, window: Int?, lora: LayerLoRA = .empty) -> (out: [Float], saved: AttentionActivations) {
-        let n = batch.batchSize * batch.length, c = config.hiddenSize
+        let (q, k, v) = project(x, weights: w, config: config, rope: rope, positions: batch.positions, lora: lora)
+        let context = attend(q: q, k: k, v: v, sinks: w.sinks, heads: config.numAttentionHeads, kvHeads: config.kvHeads,
+                             headDim: config.resolvedHeadDim, batch: batch, window: window)
+        let out = output(context, weights: w, config: config, lora: lora)
+        return (out, AttentionActivations(input: x, q: q, k: k, v: v, context: context))
+    }
+
+    /// q [N, H*D] and k [N, KVH*D] after RoPE at `positions` ([N]), and v [N, KVH*D], each with its
+    /// LoRA: the projections of `forward`, and of a decode step (`Generator`).
+    static func project(_ x: [Float], weights w: AttentionWeights, config: GptOssConfig, rope: Rope, positions: [Int32],
+                        lora: LayerLoRA) -> (q: [Float], k: [Float], v: [Float]) {
+        let n = positions.count, c = config.hiddenSize
         let h = config.numAttentionHeads, kvh = config.kvHeads, d = config.resolvedHeadDim
         var q = BLAS.linear(x, rows: n, inFeatures: c, weight: w.qWeight, bias: w.qBias, outFeatures: h * d)     // [N, H*D]
         var k = BLAS.linear(x, rows: n, inFeatures: c, weight: w.kWeight, bias: w.kBias, outFeatures: kvh * d)   // [N, KVH*D]
@@ -25,12 +36,17 @@ enum Attention {
         lora.attention["q_proj"]?.addForward(lora.dropped(x, module: "q_proj"), rows: n, into: &q)
         lora.attention["k_proj"]?.addForward(lora.dropped(x, module: "k_proj"), rows: n, into: &k)
         lora.attention["v_proj"]?.addForward(lora.dropped(x, module: "v_proj"), rows: n, into: &v)
-        rope.apply(&q, heads: h, positions: batch.positions)
-        rope.apply(&k, heads: kvh, positions: batch.positions)
-        let context = attend(q: q, k: k, v: v, sinks: w.sinks, heads: h, kvHeads: kvh, headDim: d, batch: batch, window: window)
+        rope.apply(&q, heads: h, positions: positions)
+        rope.apply(&k, heads: kvh, positions: positions)
+        return (q, k, v)
+    }
+
+    /// o_proj of the attention's context [N, H*D] with its LoRA: [N, C].
+    static func output(_ context: [Float], weights w: AttentionWeights, config: GptOssConfig, lora: LayerLoRA) -> [Float] {
+        let h = config.numAttentionHeads, d = config.resolvedHeadDim, n = context.count / (h * d), c = config.hiddenSize
         var out = BLAS.linear(context, rows: n, inFeatures: h * d, weight: w.oWeight, bias: w.oBias, outFeatures: c)  // [N, C]
         lora.attention["o_proj"]?.addForward(lora.dropped(context, module: "o_proj"), rows: n, into: &out)
-        return (out, AttentionActivations(input: x, q: q, k: k, v: v, context: context))
+        return out
     }
 
     /// Query rows per block. Each block only multiplies against the keys it can see (causal,

@@ -37,8 +37,7 @@ extension ChatTemplate {
         case var .harmony(options):
             options.autoDropAnalysis = true
             let rendered = try HarmonyRenderer(tokenizer: tokenizer, options: options).render(conversation)
-            let start = tokenizer.specialTokenID("<|start|>") ?? HarmonySpecialTokens.start
-            return rendered.tokens + [start] + tokenizer.encode("assistant")
+            return rendered.tokens + [tokenizer.harmonyID("<|start|>")] + tokenizer.encode("assistant")
         case let .imStart(system):
             return try ImStartRenderer(tokenizer: tokenizer, system: system).render(conversation, promptForReply: true).tokens
         }
@@ -51,10 +50,9 @@ extension ChatTemplate {
     public func stopTokens(tokenizer: Tokenizer) -> Set<Int32> {
         switch self {
         case .harmony:
-            return [tokenizer.specialTokenID("<|return|>") ?? HarmonySpecialTokens.returnToken,
-                    tokenizer.specialTokenID("<|call|>") ?? HarmonySpecialTokens.call]
+            return Set(HarmonySpecialTokens.assistantActionStops.map(tokenizer.harmonyID))
         case .imStart:
-            return [tokenizer.specialTokenID("<|endoftext|>") ?? HarmonySpecialTokens.endOfText]
+            return [tokenizer.harmonyID("<|endoftext|>")]
         }
     }
 

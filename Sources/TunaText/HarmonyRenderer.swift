@@ -40,11 +40,8 @@ struct HarmonyRenderer {
         var parts = try harmonyMessages(conversation)
         if options.autoDropAnalysis { parts = dropAnalysisLikeHarmony(parts) }
 
-        // Ids come from the tokenizer (o200k's are the fallback): a checkpoint's tokenizer.json
-        // may renumber the specials, as the tiny demo model's does (TinyTokenizer).
-        func id(_ name: String, _ o200k: Int32) -> Int32 { tokenizer.specialTokenID(name) ?? o200k }
-        let start = id("<|start|>", HarmonySpecialTokens.start), channel = id("<|channel|>", HarmonySpecialTokens.channel)
-        let message = id("<|message|>", HarmonySpecialTokens.message), end = id("<|end|>", HarmonySpecialTokens.end)
+        let start = tokenizer.harmonyID("<|start|>"), channel = tokenizer.harmonyID("<|channel|>")
+        let message = tokenizer.harmonyID("<|message|>"), end = tokenizer.harmonyID("<|end|>")
         var out = RenderedExample(tokens: [], lossMask: [])
         var previousRole: String?
         for part in parts {
@@ -62,7 +59,7 @@ struct HarmonyRenderer {
             previousRole = part.role
         }
         if let last = parts.last, last.role == "assistant", last.channel == "final", !out.tokens.isEmpty {
-            out.tokens[out.tokens.count - 1] = id("<|return|>", HarmonySpecialTokens.returnToken)
+            out.tokens[out.tokens.count - 1] = tokenizer.harmonyID("<|return|>")
         }
         return out
     }

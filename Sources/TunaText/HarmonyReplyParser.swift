@@ -14,24 +14,21 @@ import Foundation
 struct HarmonyReplyParser {
     let tokenizer: Tokenizer
 
-    private enum State {
-        case expectStart
-        case header(role: String?, tokens: [Int32])
-        case content(header: Header, tokens: [Int32])
-    }
+    private enum State { case expectStart, header, content }
 
     private struct Header { var role: String, channel: String?, recipient: String?, contentType: String? }
 
     func parse(_ tokens: [Int32]) throws(TextError) -> [ReplyMessage] {
-        func id(_ name: String, _ o200k: Int32) -> Int32 { tokenizer.specialTokenID(name) ?? o200k }
-        let start = id("<|start|>", HarmonySpecialTokens.start), message = id("<|message|>", HarmonySpecialTokens.message)
-        let stops: Set<Int32> = [id("<|return|>", HarmonySpecialTokens.returnToken), id("<|call|>", HarmonySpecialTokens.call),
-                                 id("<|end|>", HarmonySpecialTokens.end)]
+        let start = tokenizer.harmonyID("<|start|>"), message = tokenizer.harmonyID("<|message|>")
+        let stops = Set(HarmonySpecialTokens.messageStops.map(tokenizer.harmonyID))
         var messages: [ReplyMessage] = []
-        var state = State.header(role: "assistant", tokens: [])
-        func finish(_ header: Header, _ content: [Int32]) throws(TextError) {
+        // With role assistant the parser starts inside the first header (after `<|start|>assistant`).
+        var state = State.header, role: String? = "assistant"
+        var pending: [Int32] = []  // the current header's or content's tokens
+        var header = Header(role: "assistant", channel: nil, recipient: nil, contentType: nil)
+        func finish() throws(TextError) {
             messages.append(ReplyMessage(role: header.role, channel: header.channel, recipient: header.recipient,
-                                         contentType: header.contentType, text: try tokenizer.decode(content)))
+                                         contentType: header.contentType, text: try tokenizer.decode(pending)))
         }
         for token in tokens {
             switch state {
@@ -39,26 +36,30 @@ struct HarmonyReplyParser {
                 guard token == start else {
                     throw .invalidConversation(reason: "Unexpected token \(token) while expecting start token \(start)")
                 }
-                state = .header(role: nil, tokens: [])
-            case let .header(role, headerTokens):
+                state = .header
+                role = nil
+                pending = []
+            case .header:
                 if token == message {
-                    state = .content(header: try parseHeader(headerTokens, role: role), tokens: [])
+                    header = try parseHeader(pending, role: role)
+                    state = .content
+                    pending = []
                 } else {
-                    state = .header(role: role, tokens: headerTokens + [token])
+                    pending.append(token)
                 }
-            case let .content(header, content):
+            case .content:
                 if stops.contains(token) {
-                    try finish(header, content)
+                    try finish()
                     state = .expectStart
                 } else {
-                    state = .content(header: header, tokens: content + [token])
+                    pending.append(token)
                 }
             }
         }
         switch state {
         case .expectStart: break
         case .header: throw .invalidConversation(reason: "Unexpected EOS while waiting for message header to complete")
-        case let .content(header, content): try finish(header, content)
+        case .content: try finish()
         }
         return messages
     }

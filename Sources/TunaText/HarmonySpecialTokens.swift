@@ -50,6 +50,22 @@ public enum HarmonySpecialTokens {
         "<|endofprompt|>": 200018,
     ]
 
+    /// The tokens that end a reply that samples an assistant action (openai-harmony's
+    /// `stop_tokens_for_assistant_actions`): `<|end|>` only closes the analysis, after which the
+    /// model writes its final message itself.
+    public static let assistantActionStops = ["<|return|>", "<|call|>"]
+    /// The tokens that end any message (openai-harmony's `stop_tokens`), what its parser stops at.
+    public static let messageStops = ["<|return|>", "<|call|>", "<|end|>"]
+
     /// Names preferred when decoding an id that has several names.
     static let preferredNames: [Int32: String] = [200018: "<|endofprompt|>"]
+}
+
+extension Tokenizer {
+    /// A harmony special token's id in this tokenizer, o200k_harmony's own when it has none: a
+    /// checkpoint's tokenizer.json may renumber the specials, as the tiny demo model's does
+    /// (`TinyTokenizer`). `name` must be one of `HarmonySpecialTokens.all`.
+    public func harmonyID(_ name: String) -> Int32 {
+        specialTokenID(name) ?? HarmonySpecialTokens.all[name]!
+    }
 }

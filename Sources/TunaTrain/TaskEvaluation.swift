@@ -62,14 +62,9 @@ public struct TaskEvaluation {
         let g = settings.generate
         let generator = Generator(model: model, adapter: adapter)
         let sampling = SamplingSettings(temperature: g.temperature, topK: g.topK, topP: g.topP, seed: UInt64(g.seed))
-        var replies: [Generation] = []
-        for start in stride(from: 0, to: prompts.count, by: g.batchSize) {
-            let group = prompts[start..<min(prompts.count, start + g.batchSize)]
-            replies += try generator.generate(prompts: group.map(\.tokens), maxNewTokens: g.maxNewTokens, stopTokens: stopTokens,
-                                              sampling: sampling, firstStream: start,
-                                              isComplete: { _, tokens in template.replyIsComplete(tokens, tokenizer: tokenizer) })
-        }
-        return replies
+        return try generator.generate(prompts: prompts.map(\.tokens), maxNewTokens: g.maxNewTokens, stopTokens: stopTokens,
+                                      sampling: sampling, batchSize: g.batchSize,
+                                      isComplete: { template.replyIsComplete($0, tokenizer: tokenizer) })
     }
 
     /// The tokens that end a reply (the template's).
@@ -79,7 +74,7 @@ public struct TaskEvaluation {
     /// the stop texts with the window of last tokens to look for them in (`replyIsComplete`'s
     /// rule), and a padding id (`PreparedPlan.eval`).
     public func writePrompts(to url: URL) throws {
-        let pad = tokenizer.specialTokenID("<|endoftext|>") ?? 0
+        let pad = tokenizer.harmonyID("<|endoftext|>")
         let doc: JSONValue = [
             "format": .string(PreparedPlan.eval.format),
             "prompts": .array(prompts.map { .array($0.tokens.map { .int(Int($0)) }) }),

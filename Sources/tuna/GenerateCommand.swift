@@ -64,18 +64,18 @@ struct GenerateCommand: ParsableCommand {
             if let template, let tok { stops.formUnion(template.stopTokens(tokenizer: tok)) }
             let began = Date()
             var generated = 0
-            for start in stride(from: 0, to: prompts.count, by: batchSize) {
-                let group = Array(prompts[start..<min(prompts.count, start + batchSize)])
-                let results = try engine.generate(prompts: group.map(\.tokens), maxNewTokens: maxNewTokens, stopTokens: stops,
-                                                  sampling: sampling, firstStream: start, isComplete: { _, tokens in
-                                                      guard let template, let tok else { return false }
-                                                      return template.replyIsComplete(tokens, tokenizer: tok)
-                                                  })
-                for (offset, (p, g)) in zip(group, results).enumerated() {
-                    generated += g.tokens.count
-                    try show(index: start + offset, prompt: p, generation: g, template: template, tokenizer: tok)
-                }
-            }
+            // Each batch is printed as it finishes.
+            _ = try engine.generate(prompts: prompts.map(\.tokens), maxNewTokens: maxNewTokens, stopTokens: stops,
+                                    sampling: sampling, batchSize: batchSize, isComplete: { tokens in
+                                        guard let template, let tok else { return false }
+                                        return template.replyIsComplete(tokens, tokenizer: tok)
+                                    }, onBatch: { start, results in
+                                        for (offset, g) in results.enumerated() {
+                                            generated += g.tokens.count
+                                            show(index: start + offset, prompt: prompts[start + offset], generation: g,
+                                                 template: template, tokenizer: tok)
+                                        }
+                                    })
             let seconds = Date().timeIntervalSince(began)
             FileHandle.standardError.write(Data(String(format: "generated %d tokens for %d prompts in %.2f s (%.1f tokens/s)\n",
                                                        generated, prompts.count, seconds, Double(generated) / max(seconds, 1e-9)).utf8))
@@ -127,7 +127,7 @@ struct GenerateCommand: ParsableCommand {
         }
     }
 
-    private func show(index: Int, prompt: Prompt, generation g: Generation, template: ChatTemplate?, tokenizer: Tokenizer?) throws {
+    private func show(index: Int, prompt: Prompt, generation g: Generation, template: ChatTemplate?, tokenizer: Tokenizer?) {
         var messages: [ReplyMessage]?, parseError: String?, raw: String?
         if let template, let tokenizer {
             do { messages = try template.parseReply(g.tokens, tokenizer: tokenizer) } catch { parseError = "\(error)" }
@@ -140,13 +140,8 @@ struct GenerateCommand: ParsableCommand {
                 "tokens": .array(g.tokens.map { .int(Int($0)) }),
             ]
             if let messages {
-                object["messages"] = .array(messages.map { m in
-                    var o: [String: JSONValue] = ["role": .string(m.role), "text": .string(m.text)]
-                    if let c = m.channel { o["channel"] = .string(c) }
-                    if let r = m.recipient { o["recipient"] = .string(r) }
-                    if let t = m.contentType { o["content_type"] = .string(t) }
-                    return .object(o)
-                })
+                // ReplyMessage's own Codable form (snake_case; absent fields left out)
+                object["messages"] = (try? JSONValueEncoder().encode(messages)) ?? .null
                 for channel in ["analysis", "final"] {
                     if let m = messages.last(where: { $0.channel == channel }) { object[channel] = .string(m.text) }
                 }

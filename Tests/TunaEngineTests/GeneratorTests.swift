@@ -32,41 +32,35 @@ final class GeneratorTests: XCTestCase {
         XCTAssertGreaterThan(Set(together.map(\.tokens)).count, 6, "different prompts, different continuations")
     }
 
-    /// The first new token is the argmax of the full forward's last logits, and each later one
-    /// is the full forward's argmax over prompt + the tokens so far (no cache at all). The
-    /// long prompt's sliding-layer cache is cut at the prefill, the short one's while decoding
-    /// (past 2W + 64 = 80 tokens).
+    /// Each step's cached logits against the full forward's (no cache) over the same sequence,
+    /// and `generate`'s tokens are those logits' argmax. The long prompt's sliding-layer cache is
+    /// cut at the prefill, the short one's while decoding (past 2W + 64 = 80 tokens).
     func testCachedDecodingEqualsFullForwards() throws {
         for (prompt, new) in [(prompts[3], 10), (prompts[0], 60)] {
-            try checkAgainstFullForwards(prompt, new: new)
-        }
-    }
-
-    /// Each step's cached logits against the full forward's (no cache) over the same sequence.
-    func testCachedLogitsEqualFullForwardLogits() throws {
-        for (prompt, new) in [(prompts[3], 6), (prompts[0], 60)] {
             var caches = [KVCache(config: generator.model.config)]
             var logits = try generator.prefill([prompt], caches: &caches)
             var sequence = prompt
             for step in 0..<new {
                 let full = Array(try generator.model.forward(Batch(tokens: [sequence]))[0, sequence.count - 1])
                 XCTAssertLessThan(maxRelativeError(logits, full), 1e-5, "prompt of \(prompt.count), step \(step)")
-                let token = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                let token = Int32(logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!)
                 sequence.append(token)
                 logits = try generator.decode([token], sequences: [0], positions: [Int32(sequence.count - 1)], caches: &caches)
             }
+            XCTAssertEqual(try generator.generate(prompts: [prompt], maxNewTokens: new)[0].tokens, Array(sequence.dropFirst(prompt.count)))
         }
     }
 
-    func checkAgainstFullForwards(_ prompt: [Int32], new: Int) throws {
-        let tokens = try generator.generate(prompts: [prompt], maxNewTokens: new)[0].tokens
-        var sequence = prompt
-        for token in tokens {
-            let logits = try generator.model.forward(Batch(tokens: [sequence]))
-            let last = Array(logits[0, sequence.count - 1])
-            XCTAssertEqual(Int32(last.indices.max { last[$0] < last[$1] || (last[$0] == last[$1] && $0 > $1) }!), token)
-            sequence.append(token)
-        }
+    func testBatchesOfAnySizeGiveTheSameTokensAndArePassedOnInOrder() throws {
+        let sampled = SamplingSettings(temperature: 1, seed: 4)
+        let all = try generator.generate(prompts: prompts, maxNewTokens: 5, sampling: sampled)
+        var seen: [Int] = []
+        let inFives = try generator.generate(prompts: prompts, maxNewTokens: 5, sampling: sampled, batchSize: 5, onBatch: { start, batch in
+            seen.append(start)
+            XCTAssertEqual(batch.count, min(5, self.prompts.count - start))
+        })
+        XCTAssertEqual(inFives, all)
+        XCTAssertEqual(seen, [0, 5, 10])
     }
 
     func testStopTokensAndLimits() throws {

@@ -32,17 +32,32 @@ public final class Generator: Sendable {
     }
 
     /// Continues every prompt by up to `maxNewTokens` tokens, a sequence ending early at its
-    /// first token in `stopTokens` or when `isComplete(sequence, its new tokens)` says so (a
-    /// stop string spelt in ordinary tokens). `onStep` sees each step's new tokens as (sequence, token).
-    /// Prompt i samples from random stream `firstStream + i` of the seed, so a caller that
-    /// splits a list of prompts into batches passes each batch's start and gets the same tokens.
+    /// first token in `stopTokens` or when `isComplete(its new tokens)` says so (a stop text
+    /// spelt in ordinary tokens). Prompts are decoded `batchSize` at a time (`onBatch` sees each
+    /// batch's first index and results as it finishes); prompt i samples from stream i of the
+    /// seed, so its tokens do not depend on the batch size.
     public func generate(prompts: [[Int32]], maxNewTokens: Int, stopTokens: Set<Int32> = [],
-                         sampling: SamplingSettings = .greedy, firstStream: Int = 0, isComplete: ((Int, [Int32]) -> Bool)? = nil,
-                         onStep: (([(sequence: Int, token: Int32)]) -> Void)? = nil) throws -> [Generation] {
+                         sampling: SamplingSettings = .greedy, batchSize: Int = .max,
+                         isComplete: (([Int32]) -> Bool)? = nil,
+                         onBatch: ((Int, [Generation]) -> Void)? = nil) throws -> [Generation] {
         if let problem = sampling.problem { throw EngineError.badInput(reason: problem) }
         guard maxNewTokens >= 0 else { throw EngineError.badInput(reason: "max new tokens must be >= 0") }
-        guard !prompts.isEmpty else { return [] }
+        guard batchSize >= 1 else { throw EngineError.badInput(reason: "batch size must be >= 1") }
         if let empty = prompts.firstIndex(where: \.isEmpty) { throw EngineError.badInput(reason: "prompt \(empty + 1) is empty") }
+        var results: [Generation] = []
+        for start in stride(from: 0, to: prompts.count, by: batchSize) {
+            let batch = try generateBatch(Array(prompts[start..<min(prompts.count, start + min(batchSize, prompts.count))]),
+                                          firstStream: start, maxNewTokens: maxNewTokens, stopTokens: stopTokens,
+                                          sampling: sampling, isComplete: isComplete)
+            onBatch?(start, batch)
+            results += batch
+        }
+        return results
+    }
+
+    /// One batch: prefill, then a step per new token for the sequences still live.
+    private func generateBatch(_ prompts: [[Int32]], firstStream: Int, maxNewTokens: Int, stopTokens: Set<Int32>,
+                               sampling: SamplingSettings, isComplete: (([Int32]) -> Bool)?) throws -> [Generation] {
         var results = prompts.map { _ in Generation(tokens: [], finish: .length) }
         if maxNewTokens == 0 { return results }
         var caches = prompts.map { _ in KVCache(config: model.config) }
@@ -52,21 +67,16 @@ public final class Generator: Sendable {
         var positions = prompts.map { Int32($0.count) }
         let v = model.config.vocabSize
         for step in 0..<maxNewTokens {
-            var chosen: [(sequence: Int, token: Int32)] = []
+            var next: [(sequence: Int, token: Int32)] = []
             logits.withUnsafeBufferPointer { lp in
                 for (row, s) in live.enumerated() {
                     let token = samplers[s].next(UnsafeBufferPointer(rebasing: lp[(row * v)..<((row + 1) * v)]))
-                    chosen.append((s, token))
-                }
-            }
-            onStep?(chosen)
-            var next: [(sequence: Int, token: Int32)] = []
-            for (s, token) in chosen {
-                results[s].tokens.append(token)
-                if stopTokens.contains(token) || isComplete?(s, results[s].tokens) == true {
-                    results[s].finish = .stop
-                } else {
-                    next.append((s, token))
+                    results[s].tokens.append(token)
+                    if stopTokens.contains(token) || isComplete?(results[s].tokens) == true {
+                        results[s].finish = .stop
+                    } else {
+                        next.append((s, token))
+                    }
                 }
             }
             live = next.map(\.sequence)
@@ -130,29 +140,21 @@ public final class Generator: Sendable {
     /// One new token for each of `sequences` at `positions`: appends its k and v to the
     /// sequence's cache and returns the next-token logits, [B, V].
     func decode(_ tokens: [Int32], sequences: [Int], positions: [Int32], caches: inout [KVCache]) throws -> [Float] {
-        let config = model.config, b = tokens.count, c = config.hiddenSize
+        let config = model.config, b = tokens.count
         let h = config.numAttentionHeads, kvh = config.kvHeads, d = config.resolvedHeadDim
         var x = try model.embed(Batch(tokens: tokens.map { [$0] }))  // [B, C]
         for i in 0..<config.numHiddenLayers {
             let w = try model.layerWeights(i), l = lora[i]
             let (normed, _) = RMSNorm.forward(x, weight: w.inputNorm, rows: b, eps: config.eps)
             let a = w.attention
-            var q = BLAS.linear(normed, rows: b, inFeatures: c, weight: a.qWeight, bias: a.qBias, outFeatures: h * d)
-            var k = BLAS.linear(normed, rows: b, inFeatures: c, weight: a.kWeight, bias: a.kBias, outFeatures: kvh * d)
-            var v = BLAS.linear(normed, rows: b, inFeatures: c, weight: a.vWeight, bias: a.vBias, outFeatures: kvh * d)
-            l.attention["q_proj"]?.addForward(normed, rows: b, into: &q)
-            l.attention["k_proj"]?.addForward(normed, rows: b, into: &k)
-            l.attention["v_proj"]?.addForward(normed, rows: b, into: &v)
-            model.rope.apply(&q, heads: h, positions: positions)
-            model.rope.apply(&k, heads: kvh, positions: positions)
+            let (q, k, v) = Attention.project(normed, weights: a, config: config, rope: model.rope, positions: positions, lora: l)
             var context = [Float](repeating: 0, count: b * h * d)
             for (row, s) in sequences.enumerated() {
                 caches[s].append(layer: i, k: k, v: v, offset: row * kvh * d, tokens: 1)
                 Generator.attendOne(q: q, row: row, cache: caches[s], layer: i, sinks: a.sinks, heads: h, kvHeads: kvh,
                                     headDim: d, into: &context)
             }
-            var attnOut = BLAS.linear(context, rows: b, inFeatures: h * d, weight: a.oWeight, bias: a.oBias, outFeatures: c)
-            l.attention["o_proj"]?.addForward(context, rows: b, into: &attnOut)
+            let attnOut = Attention.output(context, weights: a, config: config, lora: l)
             for j in 0..<x.count { x[j] += attnOut[j] }
             let (normed2, _) = RMSNorm.forward(x, weight: w.postAttentionNorm, rows: b, eps: config.eps)
             let (moeOut, _) = MoE.forward(normed2, weights: w.moe, config: config, tokens: b, lora: l)
