@@ -34,7 +34,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Relative model and data paths of native jobs are resolved against this directory (default: the current one).")
     var dataRoot: String?
 
-    @Option(help: "OpenBLAS threads per native job (default: cores / --max-jobs).")
+    @Option(help: "CPU threads per job (default: cores / --max-jobs): a native job's OpenBLAS threads; other trainers get TUNA_CPU_THREADS.")
     var threadsPerJob: Int?
 
     @Option(help: "Offer the torch trainer: the path of its launcher (worker/tuna-torch in the repository).")
@@ -62,6 +62,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be at least 1") }
         guard grace >= 0 else { throw ValidationError("--grace must be >= 0") }
+        if let threadsPerJob { guard threadsPerJob >= 1 else { throw ValidationError("--threads-per-job must be at least 1") } }
         guard checkpointSync > 0 else { throw ValidationError("--checkpoint-sync must be > 0") }
         if let exitWhenIdle { guard exitWhenIdle > 0 else { throw ValidationError("--exit-when-idle must be > 0") } }
         _ = try gpuIndices
@@ -75,6 +76,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.useLocalToken = config.token == nil && address.isLoopback
         config.tls = try tls.context()
         config.maxJobs = maxJobs
+        config.threadsPerJobOverride = threadsPerJob
         config.name = name
         config.graceSeconds = grace
         config.checkpointSyncSeconds = checkpointSync
@@ -87,11 +89,9 @@ struct WorkerCommand: AsyncParsableCommand {
                                                   requested: try gpuIndices)
         } catch let p as GPUSelection.Problem { throw ValidationError(p.description) }
         // `native` jobs run `tuna train` (this very executable) in a child process.
-        let cores = ProcessInfo.processInfo.activeProcessorCount
         let root = URL(fileURLWithPath: dataRoot ?? FileManager.default.currentDirectoryPath).standardizedFileURL.path
-        let threads = threadsPerJob ?? max(1, cores / maxJobs)
         config.trainers.append(ExecutableTrainer(name: "native", prefix: [Self.executablePath(), "train", "--root", root,
-                                                                           "--threads", String(threads)]))
+                                                                           "--threads", String(config.threadsPerJob)]))
         if let torchTrainer {
             // the torch trainer asks this same executable to tokenize and plan (`tuna prepare`)
             let launcher = URL(fileURLWithPath: torchTrainer).standardizedFileURL.path

@@ -122,8 +122,11 @@ def check_resolved(c, what, events, attention, experts, chunked_loss):
             (cfg.get("attention"), cfg.get("experts"), cfg.get("chunked_loss")), (attention, experts, chunked_loss))
 
 
-def check_resume(c, tuna, d, job, full_events, resume_from, what):
-    """A torch run resumed from `resume_from` must continue the uninterrupted run (d/torch) exactly."""
+def check_resume(c, tuna, d, job, full_events, resume_from, what, tol=SAME_TOLERANCE, adapter_tol=SAME_TOLERANCE):
+    """A torch run resumed from `resume_from` must continue the uninterrupted run (d/torch):
+    exactly, unless the checkpoint came from a run of another number of processes, whose sums
+    were added in another order (then `tol` for losses, `adapter_tol` for the adapter: AdamW
+    turns rounding in near-zero gradients into whole update steps)."""
     out = os.path.join(d, f"torch-{what}")
     events = run(torch_cmd(tuna, job, out, os.path.join(d, f"work-{what}"), "--resume-dir", resume_from),
                  env=torch_env(), what=f"python3 -m tuna_torch --resume-dir ({what})")
@@ -135,9 +138,9 @@ def check_resume(c, tuna, d, job, full_events, resume_from, what):
     c.equal(f"{what}: steps run after the resume", [e["step"] for e in steps],
             [s for s in sorted(want) if s > resumed[0]["step"]] if resumed else None)
     for e in steps:
-        c.rel(f"{what}: step {e['step']} loss", e["loss"], want[e["step"]]["loss"], SAME_TOLERANCE,
+        c.rel(f"{what}: step {e['step']} loss", e["loss"], want[e["step"]]["loss"], tol,
               names=("resumed", "uninterrupted"))
-    compare_adapters(c, out, os.path.join(d, "torch"), SAME_TOLERANCE, what=f"{what}: adapter vs uninterrupted")
+    compare_adapters(c, out, os.path.join(d, "torch"), adapter_tol, what=f"{what}: adapter vs uninterrupted")
 
 
 def torch_section_run(c, tuna, d, job, label, section, native_events):

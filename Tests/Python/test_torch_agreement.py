@@ -20,7 +20,8 @@ the trainer gives flex-attention batches leaves the loss sums unchanged; a check
 one layer's expert weights is refused, naming the weight.
 
 --full adds: gradient checkpointing (same losses as without), DDP with 2 CPU processes under
-torchrun (gloo; same losses as the native trainer), SIGTERM (exit 143 with a checkpoint at a
+torchrun (gloo; same losses as the native trainer and as one process), 2 ranks stopped by
+SIGTERM through the launcher (exit 143, one checkpoint, resumed on one process), SIGTERM (exit 143 with a checkpoint at a
 step boundary; resuming from it finishes like the uninterrupted run), and a corrupt checkpoint
 in the resume directory (resume_failed, then the whole run, same losses).
 """
@@ -46,6 +47,9 @@ from tuna_torch import compute
 # is one chunk at this size).
 PACKED_CHUNK_ROWS = 50
 PACKED_TORCH = {"attention": "auto", "experts": "auto", "chunked_loss": True, "loss_chunk_rows": PACKED_CHUNK_ROWS}
+# One process against two on the same global batch: the same sums added in another order (fp32);
+# losses within this, adapters within ADAPTER_TOLERANCE (as against the native trainer).
+DDP_TOLERANCE = 1e-5
 GROUPED_MM = compute.grouped_mm_available(torch.device("cpu"))
 needs_grouped_mm = pytest.mark.skipif(not GROUPED_MM, reason=f"torch {torch.__version__} has no CPU grouped_mm")
 
@@ -280,6 +284,50 @@ def test_ddp_on_two_cpu_processes_agrees_with_native(tuna, packed, checks):
     native_packed = run([tuna, "train", packed.job, "--out", os.path.join(p, "native2")], what="tuna train (again, for the events)")
     compare_runs(checks, de, native_packed)
     compare_adapters(checks, os.path.join(p, "torch-ddp"), os.path.join(p, "native"), ADAPTER_TOLERANCE, what="DDP adapter")
+    # The same global batch on one process and on two: the same losses but for summation order.
+    checks.rel("DDP: step losses, 2 processes vs 1", [e["loss"] for e in by(de, "step")],
+               [e["loss"] for e in by(packed.events, "step")], DDP_TOLERANCE, names=("2 processes", "1 process"))
+    checks.rel("DDP: eval losses, 2 processes vs 1", [e["loss"] for e in by(de, "eval")],
+               [e["loss"] for e in by(packed.events, "eval")], DDP_TOLERANCE, names=("2 processes", "1 process"))
+    compare_adapters(checks, os.path.join(p, "torch-ddp"), os.path.join(p, "torch"), ADAPTER_TOLERANCE,
+                     what="DDP adapter vs 1 process")
+
+
+def fake_gpus(n):
+    """CUDA_VISIBLE_DEVICES naming n GPUs that do not exist: the launcher starts n ranks under
+    torchrun, and CUDA (if this box has any) sees no device, so each rank runs on the CPU."""
+    return ",".join(f"GPU-00000000-0000-0000-0000-00000000000{i}" for i in range(n))
+
+
+@pytest.mark.full
+def test_sigterm_with_two_ranks_checkpoints_once_and_resumes_on_one(tuna, padded, checks):
+    """Two ranks through the worker's launcher, as the worker runs a 2-GPU job: SIGTERM to the
+    process group after the first step event (as the worker sends it). The ranks stop at one
+    step, rank 0 writes one checkpoint, the launcher exits 143 (not torchrun's 1); the
+    checkpoint, resumed by one process, finishes like the uninterrupted one-process run."""
+    d = padded.d
+    out, ckpt = os.path.join(d, "torch-sig2"), os.path.join(d, "ckpt-sig2")
+    env = dict(torch_env(), CUDA_VISIBLE_DEVICES=fake_gpus(2), TUNA_STOP_GRACE_SECONDS="60")
+    proc = subprocess.Popen(torch_cmd(tuna, padded.job, out, os.path.join(d, "work-sig2"), "--checkpoint-dir", ckpt,
+                                      launcher=[os.path.join(WORKER, "tuna-torch")]),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if '"event": "step"' in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    rest, err = proc.communicate(timeout=600)
+    se = events_of("".join(lines) + rest)
+    checks.equal("2 ranks: world_size", by(se, "config")[0]["world_size"], 2)
+    checks.true("2 ranks, SIGTERM: the launcher's exit code is 143", proc.returncode == 143, f"exit {proc.returncode}; {err[-600:]}")
+    ck = by(se, "checkpoint")
+    checks.true("2 ranks, SIGTERM: one checkpoint event per step (rank 0 alone writes), the last at a step boundary",
+                bool(ck) and ck[-1]["step"] >= 1 and len({e["step"] for e in ck}) == len(ck), json.dumps(ck))
+    checks.equal("2 ranks, SIGTERM: the checkpoint directory", sorted(os.listdir(ckpt)), ["checkpoint.pt"])
+    checks.true("2 ranks, SIGTERM: no done event and no adapter", not by(se, "done") and not os.path.exists(out))
+    check_resume(checks, tuna, d, padded.job, padded.events, ckpt, "sigterm-2-ranks-resume-on-1", tol=DDP_TOLERANCE,
+                 adapter_tol=ADAPTER_TOLERANCE)
 
 
 @pytest.mark.full

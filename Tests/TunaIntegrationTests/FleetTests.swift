@@ -78,6 +78,54 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(seen, ["slurm": "GPU-bbbb2222-0000", "shared": "GPU-aaaa1111-0000"])
     }
 
+    /// One worker, two GPUs, `--max-jobs 2`: two one-GPU jobs run at the same time, each on its
+    /// own GPU (each waits until the other has started), each with its share of the CPU and the
+    /// worker's grace in its environment; then one job across both GPUs sees both, in order.
+    func testOneWorkerRunsAJobPerGPUSideBySideAndAJobAcrossBoth() async throws {
+        let path = try fakeNvidiaSMI()
+        try cluster.startCoordinator()
+        try cluster.startWorker("box", maxJobs: 2, grace: 7, extra: ["--threads-per-job", "3"], env: ["PATH": path])
+        let meet = cluster.dir.appendingPathComponent("meet")
+        try FileManager.default.createDirectory(at: meet, withIntermediateDirectories: true)
+        let env = #"{\"event\":\"env\",\"cuda\":\"$CUDA_VISIBLE_DEVICES\",\"met\":$(ls "\#(meet.path)" | wc -l),\"threads\":\"$TUNA_CPU_THREADS\",\"grace\":\"$TUNA_STOP_GRACE_SECONDS\"}"#
+        let probe = #"touch "\#(meet.path)/$CUDA_VISIBLE_DEVICES"; i=0; "#
+            + #"while [ "$(ls "\#(meet.path)" | wc -l)" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; "#
+            + #"echo "\#(env)"; exec "# + cluster.toyTrainer
+        let sweep = try await cluster.submit("""
+            name: side-by-side
+            trainer: command
+            command: ["/bin/sh", "-c", '\(probe)']
+            resources: {gpus: 1, gpu_memory_gb: 100}
+            steps: 3
+            lr: [0.001, 0.002]
+            """).sweep
+        try await cluster.waitUntil("both jobs succeeded") { try await cluster.results(sweep).allSatisfy { $0.status == .succeeded } }
+        var gpus: [String] = []
+        for r in try await cluster.results(sweep) {
+            let e = try await cluster.events(r.id).map(\.event).first { $0["event"]?.stringValue == "env" }
+            XCTAssertEqual(e?["met"]?.intValue, 2, "job \(r.id) ran alone: \(String(describing: e))")
+            XCTAssertEqual(e?["threads"]?.stringValue, "3")
+            XCTAssertEqual(e?["grace"]?.stringValue, "7")
+            gpus.append(e?["cuda"]?.stringValue ?? "?")
+        }
+        XCTAssertEqual(gpus.sorted(), ["GPU-aaaa1111-0000", "GPU-bbbb2222-0000"])
+
+        let both = try await cluster.submit("""
+            name: across
+            trainer: command
+            command: ["/bin/sh", "-c", 'echo "{\\"event\\":\\"env\\",\\"cuda\\":\\"$CUDA_VISIBLE_DEVICES\\"}"; exec \(cluster.toyTrainer)']
+            resources: {gpus: 2}
+            steps: 3
+            """).sweep
+        // The worker's job request was parked with one GPU free (the other job still ran): its
+        // heartbeats tell the coordinator that both are free now.
+        try await cluster.waitUntil("the two-GPU job succeeded") { try await cluster.results(both).allSatisfy { $0.status == .succeeded } }
+        let rows = try await cluster.results(both)
+        let job = try XCTUnwrap(rows.first)
+        let e = try await cluster.events(job.id).map(\.event).first { $0["event"]?.stringValue == "env" }
+        XCTAssertEqual(e?["cuda"]?.stringValue, "GPU-aaaa1111-0000,GPU-bbbb2222-0000")
+    }
+
     func testAWorkerNamingAGPUTheBoxLacksStopsWithAClearError() throws {
         let path = try fakeNvidiaSMI()
         for (args, env, expected) in [

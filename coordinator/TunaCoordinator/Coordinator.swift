@@ -70,6 +70,17 @@ public actor Coordinator {
         await dispatch(only: session)
     }
 
+    /// A heartbeat's free GPUs replace those of the session's parked request, which may now fit
+    /// a job it did not (two one-GPU jobs ended; a two-GPU job waits). Safe because the worker
+    /// has one request at a time: while it is parked no lease is on its way, so GPUs can only
+    /// have been freed since the heartbeat was written, never taken. A request that a dispatch
+    /// holds at this moment keeps its old GPUs until the next heartbeat.
+    func freeGPUs(_ session: Session, _ free: [GPUInfo]) async {
+        guard let k = waiting.firstIndex(where: { $0.session === session }), waiting[k].request.free_gpus != free else { return }
+        waiting[k].request.free_gpus = free
+        await dispatch(only: session)
+    }
+
     /// Matches waiting requests with ready jobs (all of them, or one session's).
     func dispatch(only: Session? = nil) async {
         // Take the requests out of the queue before awaiting the store, so that a concurrent

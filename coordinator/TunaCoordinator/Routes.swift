@@ -35,6 +35,7 @@ extension CoordinatorServer {
         case .heartbeat:
             try await reply(msg, s) { (h: Heartbeat) in
                 let lost = try await store.renew(worker: worker, leases: h.leases, now: now, policy: config.policy)
+                if let free = h.free_gpus { await coordinator.freeGPUs(s, free) }
                 return HeartbeatAck(lost: lost, quarantined: try store.isQuarantined(worker: worker))
             }
         case .events:

@@ -24,13 +24,16 @@ actor JobRunner {
     let daemon: WorkerDaemon
     let graceSeconds: Double
     let checkpointSyncSeconds: Double
+    let cpuThreads: Int
     private var child: ChildProcess?
     /// How long a trainer's unasked non-zero exit waits for the worker's own SIGTERM (above).
     static let unaskedExitGraceNs: UInt64 = 1_000_000_000
     private var stop: Stop?
 
-    init(lease: Lease, spec: Result<JobSpec, Error>, trainer: Trainer, gpus: [GPUInfo], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double) {
+    init(lease: Lease, spec: Result<JobSpec, Error>, trainer: Trainer, gpus: [GPUInfo], workDir: URL, daemon: WorkerDaemon, graceSeconds: Double, checkpointSyncSeconds: Double,
+         cpuThreads: Int) {
         self.lease = lease
+        self.cpuThreads = cpuThreads
         self.spec = spec
         self.checkpointSyncSeconds = checkpointSyncSeconds
         self.ref = AttemptRef(job: lease.job, attempt: lease.attempt)
@@ -77,6 +80,10 @@ actor JobRunner {
         // nvidia-smi's order.
         env["CUDA_VISIBLE_DEVICES"] = GPUSelection.cudaVisibleDevices(gpus)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        // Its share of the CPU, and how long it has between SIGTERM and SIGKILL (a launcher
+        // that waits for its own children, as torchrun does, waits that long).
+        env["TUNA_CPU_THREADS"] = String(cpuThreads)
+        env["TUNA_STOP_GRACE_SECONDS"] = String(Int(graceSeconds.rounded(.down)))
         let child = try ChildProcess(argv: argv, env: env, cwd: dir.path)
         self.child = child
         await daemon.event(ref, ["event": "started", "argv": .array(argv.map(JSONValue.string)), "gpus": .array(gpus.map { .int($0.index) })])

@@ -12,6 +12,14 @@ public struct WorkerConfig: Sendable {
     /// TLS to the coordinator (`--tls-ca`, and a client certificate if it requires one).
     public var tls: NIOSSLContext?
     public var maxJobs = 1
+    /// CPU threads per job (`--threads-per-job`); nil: an even share of the box's cores.
+    public var threadsPerJobOverride: Int?
+    /// Each job's CPU threads: the native trainer's OpenBLAS threads, and `TUNA_CPU_THREADS`
+    /// for every trainer (the torch launcher's OMP_NUM_THREADS), so jobs side by side do not
+    /// oversubscribe the cores.
+    public var threadsPerJob: Int {
+        threadsPerJobOverride ?? max(1, ProcessInfo.processInfo.activeProcessorCount / maxJobs)
+    }
     public var name: String?
     public var trainers: [Trainer] = [CommandTrainer()]
     /// Seconds a trainer gets between SIGTERM and SIGKILL.

@@ -135,7 +135,7 @@ public actor WorkerDaemon {
     /// Renews every lease this worker holds (and, for a new one, confirms it reached us).
     private func heartbeat(_ c: WireClient) async throws {
         let ack: HeartbeatAck
-        do { ack = try await c.send(Heartbeat(leases: Array(runners.keys))) } catch let e as ErrorReply where e.code == .storageUnavailable {
+        do { ack = try await c.send(Heartbeat(leases: Array(runners.keys), free_gpus: freeGPUs)) } catch let e as ErrorReply where e.code == .storageUnavailable {
             // The coordinator's disk is full: it keeps our leases (none expires until it can
             // write again), so this is no reason to drop the connection.
             log.warning("heartbeat not recorded: \(e.message)")
@@ -155,9 +155,7 @@ public actor WorkerDaemon {
             // runner to end. A dropped connection cancels this task, which ends the wait at once.
             let generation = mayAsk.generation
             guard !quarantined, runners.count < config.maxJobs else { try await mayAsk.wait(after: generation); continue }
-            let busy = Set(runners.values.flatMap(\.gpus))
-            let free = capabilities.gpus.filter { !busy.contains($0.index) }
-            let lease = try await c.send(JobRequest(free_gpus: free, trainers: capabilities.trainers))
+            let lease = try await c.send(JobRequest(free_gpus: freeGPUs, trainers: capabilities.trainers))
             // A lease that arrives after SIGTERM (or the idle timeout) goes straight back:
             // starting it would only delay the exit the allocation is waiting for.
             if shuttingDown {
@@ -173,19 +171,24 @@ public actor WorkerDaemon {
         try await Task.sleep(nanoseconds: UInt64.max / 2)
     }
 
+    /// This worker's GPUs that no running job holds.
+    private var freeGPUs: [GPUInfo] {
+        let busy = Set(runners.values.flatMap(\.gpus))
+        return capabilities.gpus.filter { !busy.contains($0.index) }
+    }
+
     private func start(_ lease: Lease) {
         let ref = AttemptRef(job: lease.job, attempt: lease.attempt)
         // A spec that does not decode fails its attempt in the runner, with the field it lacks.
         let spec = Result { try JobSpec(json: lease.spec) }
         let job = try? spec.get()
         let name = job?.trainer.rawValue ?? "command"
-        let busy = Set(runners.values.flatMap(\.gpus))
         let gpus = job.map { job in
-            Array(capabilities.gpus.filter { !busy.contains($0.index) && $0.memory_gb >= job.resources.gpuMemoryGB }.prefix(job.resources.gpus))
+            Array(freeGPUs.filter { $0.memory_gb >= job.resources.gpuMemoryGB }.prefix(job.resources.gpus))
         } ?? []
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
         let runner = JobRunner(lease: lease, spec: spec, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
-                               checkpointSyncSeconds: config.checkpointSyncSeconds)
+                               checkpointSyncSeconds: config.checkpointSyncSeconds, cpuThreads: config.threadsPerJob)
         log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus.map(\.index)))")
         let task = Task { await runner.run() }
         runners[ref] = (runner, gpus.map(\.index), task)
@@ -231,8 +234,12 @@ public actor WorkerDaemon {
     // MARK: Services for runners
 
     func forget(_ ref: AttemptRef) async {
+        let freed = runners[ref].map { !$0.gpus.isEmpty } ?? false
         runners[ref] = nil
         mayAsk.wake()
+        // The parked job request still names the GPUs free when it was sent: tell the
+        // coordinator now, not at the next heartbeat, that these are free too.
+        if freed, let c = client, !c.isClosed { try? await heartbeat(c) }
         if runners.isEmpty { idleSince = Date() }
         await sink.drop(ref)
         if shuttingDown && runners.isEmpty { client?.close() }

@@ -1,13 +1,13 @@
 """Data parallelism under torchrun (WORLD_SIZE > 1); a no-op for one process.
 
 Not torch's DistributedDataParallel wrapper, on purpose: DDP synchronises gradients inside
-backward and expects every rank to run the same number of backwards per step, but a step's
-rows do not always divide evenly (an epoch's last step is short; a rank can get no rows at
-all). Instead each rank accumulates the gradients of its own rows, already scaled by
-1 / (scored tokens of the whole step), and one all-reduce (sum) of the flattened LoRA
-gradients per step gives every rank the gradient of the global token-weighted mean loss.
-LoRA gradients are small, so one flat all-reduce per step costs little. Every rank then
-takes the same optimizer step and the replicas stay identical.
+every backward and expects every rank to run the same number of backwards per step, but a
+step's rows do not always divide evenly (an epoch's last step is short; a rank can get no rows
+at all). Instead each rank accumulates the gradients of its own rows, already scaled by
+1 / (scored tokens of the whole step), and `GradientReducer` sums the LoRA gradients over
+ranks the way DDP's reducer does, in buckets launched while the rank's *last* backward of the
+step still runs: every rank ends with the gradient of the global token-weighted mean loss,
+takes the same optimizer step, and the replicas stay identical.
 """
 import datetime
 import os
@@ -71,24 +71,90 @@ class Distributed:
     def any(self, flag):
         return bool(self.max(1.0 if flag else 0.0))
 
-    def sum_gradients(self, params):
-        """Every parameter gets a gradient (zeros where this rank had no rows), summed over ranks."""
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        if not self.enabled:
-            return
-        import torch.distributed as dist
-        grads = [p.grad for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
     def close(self):
         if self.enabled:
             import torch.distributed as dist
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+class GradientReducer:
+    """Sums the LoRA gradients over ranks, overlapping the backward (as DDP's reducer does).
+
+    The parameters are cut into buckets of about `bucket_mb` MiB, in reverse order (the last
+    layers' gradients are ready first in a backward). `arm()` before a rank's last backward of
+    the step: each parameter's post-accumulate hook then counts it ready, and once every
+    parameter of a bucket is ready the bucket's flattened gradients go out in an asynchronous
+    all-reduce while the backward carries on with earlier layers. `finish()` after that
+    backward (or instead of it: a rank with no rows this step) launches what is left: buckets
+    whose parameters got no gradient in the last backward (an expert no token of it was routed
+    to), with zeros where a parameter has none at all. Buckets always go out in index order,
+    on every rank, so the collectives match across ranks however the hooks fire; `finish`
+    waits for them and writes the sums back. One process: no hooks, `finish` fills the
+    missing gradients with zeros.
+    """
+
+    def __init__(self, params, dist, bucket_mb=25.0):
+        self.params = list(params)
+        self.dist = dist
+        self.buckets, size, cap = [[]], 0, bucket_mb * 2**20
+        for i in reversed(range(len(self.params))):
+            nbytes = self.params[i].numel() * self.params[i].element_size()
+            if self.buckets[-1] and size + nbytes > cap:
+                self.buckets.append([])
+                size = 0
+            self.buckets[-1].append(i)
+            size += nbytes
+        self.bucket_of = {i: b for b, members in enumerate(self.buckets) for i in members}
+        self.armed = False
+        self.launched_in_backward = 0  # how many buckets the last step sent during its backward
+        self._pending, self._next, self._inflight = [], 0, []
+        if dist.enabled:
+            for i, p in enumerate(self.params):
+                p.register_post_accumulate_grad_hook(lambda _p, i=i: self._ready(i))
+
+    def arm(self):
+        self.armed = True
+        self._pending = [len(m) for m in self.buckets]
+        self._next, self._inflight = 0, []
+        self.launched_in_backward = 0
+
+    def _ready(self, i):
+        if not self.armed:
+            return
+        self._pending[self.bucket_of[i]] -= 1
+        while self._next < len(self.buckets) and self._pending[self._next] == 0:
+            self._launch(self._next)
+            self.launched_in_backward += 1
+
+    def _launch(self, b):
+        import torch.distributed as dist
+        grads = []
+        for i in self.buckets[b]:
+            p = self.params[i]
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._inflight.append((dist.all_reduce(flat, async_op=True), flat, grads))
+        self._next += 1
+
+    def finish(self):
+        """Every parameter's gradient summed over ranks (zeros where no rank had one)."""
+        if not self.dist.enabled:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            return
+        if not self.armed:
+            self.arm()  # no backward on this rank this step: its zeros still take part
+        self.armed = False
+        while self._next < len(self.buckets):
+            self._launch(self._next)
+        for handle, flat, grads in self._inflight:
+            handle.wait()
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+        self._inflight = []

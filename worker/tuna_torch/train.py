@@ -3,7 +3,8 @@ native trainer (Sources/TunaTrain/NativeTrainer.swift) step for step:
 
   tuna prepare → load model + initial adapter → (resume) → config → baseline eval →
   per optimizer step: this rank's rows of the plan's micro-batches, backward of
-  sum(token losses) / (scored tokens of the whole step), all-reduce, clip, the plan's lr,
+  sum(token losses) / (scored tokens of the whole step), the gradients summed over ranks
+  during the last backward (dist.GradientReducer), clip, the plan's lr,
   AdamW → eval every eval_every_steps and at each epoch's end → checkpoints → adapter → done.
 """
 import argparse
@@ -16,7 +17,7 @@ import time
 import torch
 
 from . import adapters, checkpoint, compute, data, forward_pass, generation, loading, spec
-from .dist import Distributed
+from .dist import Distributed, GradientReducer
 from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, as the contract and the native trainer use
@@ -165,6 +166,7 @@ def run(args, emit, dist, stop):
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
     model, params = adapters.build_lora_model(base, lora, prep.init_adapter, t.gradient_checkpointing)
     plist = list(params.values())
+    reducer = GradientReducer(plist, dist)
     optimizer = torch.optim.AdamW(plist, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
                                   eps=t.adam_eps, weight_decay=t.weight_decay)
 
@@ -234,17 +236,18 @@ def run(args, emit, dist, stop):
 
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        if scored > 0:
-            for i, b in enumerate(batches):
-                if data.scored_tokens(b) == 0:
-                    continue  # nothing to learn from; its gradient is zero
-                torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
-                s, _ = forward_pass.token_loss_sum(model, b, device, chunk_rows)
-                # Scale by the whole step's scored tokens: gradient accumulation (and the
-                # ranks' sum) is then exactly one big batch's token-weighted mean.
-                (s / scored).backward()
-                loss_sum += s.detach().double()
-        dist.sum_gradients(plist)
+        # Micro-batches with nothing to learn from are skipped (their gradient is zero).
+        work = [(i, b) for i, b in enumerate(batches) if data.scored_tokens(b) > 0] if scored > 0 else []
+        for n, (i, b) in enumerate(work):
+            if n == len(work) - 1:
+                reducer.arm()  # the last backward: its gradients go out to the other ranks as they are ready
+            torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
+            s, _ = forward_pass.token_loss_sum(model, b, device, chunk_rows)
+            # Scale by the whole step's scored tokens: gradient accumulation (and the
+            # ranks' sum) is then exactly one big batch's token-weighted mean.
+            (s / scored).backward()
+            loss_sum += s.detach().double()
+        reducer.finish()
         loss_sum = dist.sum(loss_sum.item())
         loss = loss_sum / scored if scored > 0 else math.nan
         # clip_grad_norm_ returns the norm before clipping; max_grad_norm 0 disables clipping

@@ -162,7 +162,11 @@ public struct Ping: Codable, Sendable {
 
 public struct Heartbeat: Codable, Sendable {
     public var leases: [AttemptRef]
-    public init(leases: [AttemptRef]) { self.leases = leases }
+    /// The worker's free GPUs now. They replace the parked `job_request`'s `free_gpus`: GPUs
+    /// freed while a request was parked (a one-GPU job ended) can then take a job that needs
+    /// more of them. Absent: the parked request stays as it is.
+    public var free_gpus: [GPUInfo]?
+    public init(leases: [AttemptRef], free_gpus: [GPUInfo]? = nil) { self.leases = leases; self.free_gpus = free_gpus }
 }
 
 public struct HeartbeatAck: Codable, Sendable {

@@ -1,0 +1,99 @@
+"""dist.GradientReducer on two real processes (gloo): the summed gradients, the buckets' order,
+and that buckets really go out while the backward still runs."""
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from tuna_torch.dist import Distributed, GradientReducer
+
+LAYERS = 6
+WIDTH = 16
+
+
+def model(seed=0):
+    """A spare parameter that rank 0's last backward never touches (an expert nothing was
+    routed to), first, so that its bucket is the last; then a stack of small linear layers, one
+    parameter each (a bucket holds at most one layer and the spare)."""
+    g = torch.Generator().manual_seed(seed)
+    spare = torch.nn.Parameter(torch.randn(WIDTH, generator=g))
+    return [spare] + [torch.nn.Parameter(torch.randn(WIDTH, WIDTH, generator=g) / WIDTH ** 0.5) for _ in range(LAYERS)]
+
+
+def loss_of(params, x, use_spare):
+    h = x
+    for w in params[1:]:
+        h = torch.tanh(h @ w)
+    out = h.square().sum()
+    return out + (h @ params[0]).sum() if use_spare else out
+
+
+def batches(rank):
+    """Rank 0: two micro-batches (the spare used only in the first); rank 1: one; rank 2: none."""
+    g = torch.Generator().manual_seed(100 + rank)
+    return [(torch.randn(3, WIDTH, generator=g), m == 0) for m in range([2, 1, 0][rank])]
+
+
+def expected_gradients(world):
+    """What every rank must end with: the sum of every rank's accumulated gradients."""
+    params = model()
+    for rank in range(world):
+        for x, spare in batches(rank):
+            loss_of(params, x, spare).backward()
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def worker(rank, world, init_file, results):
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    d = Distributed()
+    d.enabled, d.device = True, torch.device("cpu")
+    params = model()
+    reducer = GradientReducer(params, d, bucket_mb=1.5 * WIDTH * WIDTH * 4 / 2**20)
+    for _ in range(2):  # two steps: the hooks re-arm, nothing leaks from the first
+        for p in params:
+            p.grad = None
+        work = batches(rank)
+        for n, (x, spare) in enumerate(work):
+            if n == len(work) - 1:
+                reducer.arm()
+            loss_of(params, x, spare).backward()
+        reducer.finish()
+    results[rank] = ([p.grad.clone() for p in params], reducer.launched_in_backward, len(reducer.buckets))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_gradients_are_summed_over_ranks_while_the_backward_runs(world):
+    with tempfile.TemporaryDirectory() as tmp:
+        results = mp.Manager().dict()
+        mp.spawn(worker, args=(world, os.path.join(tmp, "init"), results), nprocs=world, join=True)
+    want = expected_gradients(world)
+    # The first step's gradients were zeroed before the second: what is left is one step's sum.
+    for rank in range(world):
+        grads, in_backward, buckets = results[rank]
+        assert buckets >= 4, "the test needs several buckets"
+        for i, (got, w) in enumerate(zip(grads, want)):
+            torch.testing.assert_close(got, w, rtol=1e-6, atol=1e-7, msg=f"rank {rank}, parameter {i}")
+        if rank < 2:
+            # Every layer's bucket before the spare's went out inside the backward; the spare's
+            # bucket (the last: buckets are in reverse order) waits for finish() on rank 0.
+            assert in_backward >= buckets - 1, (rank, in_backward, buckets)
+        else:
+            assert in_backward == 0  # no rows: everything goes out in finish()
+    assert all(torch.equal(a, b) for a, b in zip(results[0][0], results[world - 1][0])), "replicas differ"
+
+
+def test_one_process_fills_missing_gradients_with_zeros():
+    d = Distributed()
+    assert not d.enabled
+    params = model()
+    reducer = GradientReducer(params, d)
+    reducer.arm()
+    loss_of(params, torch.ones(2, WIDTH), use_spare=False).backward()
+    reducer.finish()
+    assert torch.equal(params[0].grad, torch.zeros(WIDTH))
+    assert reducer.launched_in_backward == 0
