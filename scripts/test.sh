@@ -8,7 +8,8 @@
 # It sets itself up: the Debian packages the build needs (installed when run as root, else one
 # line saying what to install) and a Python environment of its own (.venv, pinned in
 # scripts/requirements.txt) for the reference libraries. Then the release tarball is built and
-# run from a directory with no Swift toolchain, and workers started by a real Slurm run a sweep.
+# run from a directory with no Swift toolchain (also the multi-GPU benchmark's machinery, on fake
+# GPUs), and workers started by a real Slurm run a sweep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -37,6 +38,8 @@ python3 -m pytest -v --capture=tee-sys Tests/Python --tuna "$bin/tuna" --full
 echo "== release tarball: built, unpacked where no Swift toolchain is reachable, a native sweep run from it"
 scripts/release.sh --out "$repo/.build/dist"
 scripts/release_check.sh "$repo"/.build/dist/tuna-*-linux-x86_64.tar.gz
+echo "== several GPUs, as a dry run: Benchmarks/gpu/multi_gpu.py from the tarball on two fake GPUs (gloo, a tiny model)"
+python3 Benchmarks/gpu/multi_gpu.py --small --gpus 2 --tarball "$repo"/.build/dist/tuna-*-linux-x86_64.tar.gz --state "$(mktemp -d)"
 echo "== Slurm: workers started by sbatch run a sweep; scancel mid-job hands the job back"
 slurm_missing=$(tuna_missing_packages slurm-wlm munge)
 [ -z "$slurm_missing" ] || tuna_apt_install $slurm_missing

@@ -27,7 +27,8 @@ phase 1 ran, which its heartbeats update.
 
     # the same machinery on the CPU (a tiny model, N fake GPUs whose UUIDs CUDA cannot see,
     # gloo instead of NCCL; no goal judged):
-    python3 Benchmarks/gpu/multi_gpu.py --small --gpus 2 --tuna-dir DIR_WITH_bin/tuna_AND_worker --state /tmp/tuna-multi-cpu
+    python3 Benchmarks/gpu/multi_gpu.py --small --gpus 2 --tarball dist/tuna-*.tar.gz --state /tmp/tuna-multi-cpu
+    (scripts/test.sh runs this one; --tuna-dir DIR instead of --tarball: DIR/bin/tuna and DIR/worker)
 
 Last lines: the table, then `N passed, M failed` (goals count as checks only on GPUs).
 """
@@ -76,6 +77,10 @@ class Box:
     def inputs(self):
         s = self.state
         if self.args.small:
+            if self.args.tarball and not os.path.exists(self.tuna):
+                sh(["tar", "-C", s, "-xzf", self.args.tarball])
+                os.rename(next(os.path.join(s, d) for d in os.listdir(s) if d.startswith("tuna-") and d.endswith("-linux-x86_64")),
+                          self.tuna_dir)
             if not os.path.exists(os.path.join(s, "ckpt", "config.json")):
                 sh([self.tuna, "init-model", "--out", os.path.join(s, "ckpt"), "--vocabulary",
                     os.path.join(REPO, "Tests", "TunaTextTests", "Fixtures", "o200k_base.tiktoken"), "--layers", "2"])
