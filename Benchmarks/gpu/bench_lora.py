@@ -49,6 +49,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "worker"))
 from tuna_torch import adapters, compute, forward_pass, loading, spec  # noqa: E402
+sys.path.insert(0, HERE)
+import anchors  # noqa: E402  (its module level imports nothing heavy; the tools load in subprocesses)
+import flops  # noqa: E402
 
 T0 = time.time()
 
@@ -276,6 +279,7 @@ class Bench:
         if a.small:
             cfg.update(SMALL)
         self.vocab = cfg["vocab_size"]
+        self.cfg = cfg
         t = time.time()
         existing = os.path.join(a.ckpt, "config.json")
         if a.reuse_ckpt and os.path.exists(existing) and json.load(open(existing)) == cfg:
@@ -330,12 +334,94 @@ class Bench:
         self.free()
 
     def batches(self, batch, seq, n, seed=99):
-        g = torch.Generator().manual_seed(seed + seq * 7 + batch)
-        out = []
-        for _ in range(n):
-            ids = torch.randint(0, self.vocab, (batch, seq), generator=g)
-            out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
-        return out
+        return anchors.random_batches(self.vocab, batch, seq, n, seed)
+
+    def transformers_defaults(self):
+        """The attention and experts implementations transformers picks when a user names
+        neither (5.17: eager attention for gpt-oss, grouped_mm experts), on this device."""
+        from transformers import GptOssConfig, GptOssForCausalLM
+        config = GptOssConfig.from_pretrained(self.args.ckpt)
+        config.quantization_config = None
+        with torch.device("meta"):
+            m = GptOssForCausalLM._from_config(config)
+        got = (m.config._attn_implementation, m.config._experts_implementation)
+        self.results["transformers_defaults"] = {"attention": got[0], "experts": got[1]}
+        return got
+
+    def write_bf16_checkpoint(self, directory):
+        """The dequantized model's weights as a plain bf16 checkpoint (no quantization_config),
+        under transformers' own parameter names, plus a tokenizer (the o200k subset of the tests:
+        the real special-token ids): what Unsloth's loader takes. The same weights as the MXFP4
+        checkpoint, dequantized exactly."""
+        from safetensors.torch import save_file
+        if os.path.exists(os.path.join(directory, "model.safetensors.index.json")):
+            return
+        os.makedirs(directory, exist_ok=True)
+        cfg = json.load(open(os.path.join(self.args.ckpt, "config.json")))
+        cfg.pop("quantization_config", None)
+        cfg["torch_dtype"] = "bfloat16"
+        weight_map, shard, size, n, total = {}, {}, 0, 0, 0
+
+        def flush():
+            nonlocal shard, size, n
+            if shard:
+                name = f"model-{n:05d}.safetensors"
+                save_file(shard, os.path.join(directory, name), {"format": "pt"})
+                weight_map.update({k: name for k in shard})
+                shard, size, n = {}, 0, n + 1
+        for k, v in self.base.state_dict().items():
+            t = v.detach().to("cpu", torch.bfloat16 if v.is_floating_point() else v.dtype).contiguous()
+            shard[k] = t
+            size += t.numel() * t.element_size()
+            total += t.numel() * t.element_size()
+            if size > 4 * 2**30:
+                flush()
+        flush()
+        with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
+        with open(os.path.join(directory, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+        shutil.copy(os.path.join(HERE, "..", "..", "Tests", "TunaTextTests", "Fixtures", "subset_tokenizer.json"),
+                    os.path.join(directory, "tokenizer.json"))
+        with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|return|>", "pad_token": "<|endoftext|>",
+                       "model_max_length": cfg["max_position_embeddings"]}, f)
+        log(f"bf16 checkpoint for the anchors: {gib(total):.1f} GiB in {directory}")
+
+    def run_anchor(self, tool, batch, seq, recipe="qkvo"):
+        """One anchor (anchors.py) in its own process; its JSON becomes a row."""
+        import subprocess
+        a = self.args
+        key = f"{tool}"
+        rec = {"model": tool, "recipe": recipe, "attn": "(the tool's)", "experts": "(the tool's)", "loss": "(the tool's)",
+               "batch": batch, "seq": seq, "ref": None, "anchor": True}
+        self.results["variants"][key] = rec
+        left = a.deadline - (time.time() - T0)
+        if left < 120:
+            rec["error"] = "skipped: out of time"
+            self.save(self.table())
+            return rec
+        ckpt = a.bf16_ckpt if tool.startswith("unsloth") else a.ckpt
+        cmd = [a.anchor_python, os.path.join(HERE, "anchors.py"), "--tool", tool, "--ckpt", ckpt, "--batch", str(batch),
+               "--seq", str(seq), "--rank", str(a.rank), "--alpha", str(a.alpha), "--warmup", str(a.warmup),
+               "--steps", str(a.steps), "--budget", str(a.variant_budget), "--probe", a.anchor_probe]
+        log(f"{key}: {' '.join(cmd)}")
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
+            for line in p.stdout.splitlines()[:-1]:
+                log(f"{key}: {line}")
+            got = json.loads(p.stdout.splitlines()[-1]) if p.stdout.strip() else {"error": f"exit {p.returncode}: {p.stderr[-400:]}"}
+        except subprocess.TimeoutExpired:
+            got = {"error": "timed out (deadline)"}
+        rec.update({k: v for k, v in got.items() if k not in rec or k in ("batch", "seq")})
+        if "error" in got:
+            self.results["errors"].append(f"{key}: {got['error']}")
+            log(f"{key}: FAILED {got['error']}")
+        else:
+            rec["mfu"] = flops.mfu(got["tokens_per_s"], self.cfg, seq, {"adapter": got["trainable_parameters"]})
+            log(f"{key}: {got['tokens_per_s']:.0f} tokens/s, peak {got['peak_gib']:.1f} GiB")
+        self.save(self.table())
+        return rec
 
     def configure(self, attn, experts):
         self.base.set_attn_implementation(attn)
@@ -409,9 +495,11 @@ class Bench:
                     break
             if not times:
                 raise RuntimeError("no timed step completed")
-            rec.update(first_loss=losses[0], losses=losses, step_s=times, timed_steps=len(times),
-                       tokens_per_s=batch * seq * len(times) / sum(times),
-                       peak_gib=gib(torch.cuda.max_memory_allocated()) if self.cuda else None)
+            tokens_per_s = batch * seq * len(times) / sum(times)
+            rec.update(first_loss=losses[0], losses=losses, step_s=times, timed_steps=len(times), tokens_per_s=tokens_per_s,
+                       peak_gib=gib(torch.cuda.max_memory_allocated()) if self.cuda else None,
+                       mfu=flops.mfu(tokens_per_s, self.cfg, seq, {n: p.numel() for n, p in self.params.items()})
+                       if self.cuda else None)
             self.first_losses[key] = losses[0]
             log(f"{key}: {rec['tokens_per_s']:.0f} tokens/s, peak {rec['peak_gib'] or 0:.1f} GiB")
         except Exception as e:
@@ -466,28 +554,36 @@ class Bench:
 
     def table(self):
         v = self.results["variants"]
-        rows = ["| variant | model | recipe | attention | experts | loss | batch x seq | tokens/s | peak GiB | first-step loss | rel diff vs |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        rows = ["| variant | model | recipe | attention | experts | loss | batch x seq | tokens/s | MFU | peak GiB | first-step loss | rel diff vs |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for k, r in v.items():
             head = f"| {k} | {r['model']} | {r['recipe']} | {r['attn']} | {r['experts']} | {r['loss']} | {r['batch']}x{r['seq']} |"
             if "error" in r:
-                rows.append(f"{head} failed: {r['error'][:120]} | {r.get('peak_gib_at_failure', 0) or 0:.1f} | | |")
+                rows.append(f"{head} failed: {r['error'][:120]} | | {r.get('peak_gib_at_failure', 0) or 0:.1f} | | |")
                 continue
             ref = r.get("ref")
             rd = ""
             if ref and ref in self.first_losses:
                 rd = f"{abs(r['first_loss'] - self.first_losses[ref]) / abs(self.first_losses[ref]):.1e} ({ref})"
-            rows.append(f"{head} {r['tokens_per_s']:,.0f} | {r['peak_gib'] or 0:.1f} | {r['first_loss']:.6f} | {rd} |")
+            mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else ""
+            rows.append(f"{head} {r['tokens_per_s']:,.0f} | {mfu} | {r['peak_gib'] or 0:.1f} | {r['first_loss']:.6f} | {rd} |")
 
         def tps(k):
             return (v.get(k) or {}).get("tokens_per_s")
         ratios = []
-        for num, den in (("b", "a"), ("c", "a"), ("d", "a"), ("d", "b"), ("d", "c"),
+        for num, den in (("b", "a"), ("c", "a"), ("d", "a"), ("d", "b"), ("d", "c"), ("d", "a-eager-experts"),
                          ("d-experts", "a-experts"), ("d-experts", "c-experts")):
             x, y = tps(num), tps(den)
             if x and y:
                 ratios.append(f"({num})/({den}) = {x / y:.2f}x")
-        return "\n".join(rows + ["", "ratios (tokens/s, same run): " + ", ".join(ratios)])
+        done = [k for k, r in v.items() if r.get("anchor") and r.get("tokens_per_s")]
+        for k in done:
+            ratios.append(f"(d)/({k}) = {tps('d') / tps(k):.2f}x at {v['d']['peak_gib'] / v[k]['peak_gib']:.2f}x its memory"
+                          if tps("d") and v["d"].get("peak_gib") and v[k].get("peak_gib") else "")
+        if done:
+            fastest = max(done, key=tps)
+            ratios.append(f"fastest anchor: {fastest}")
+        return "\n".join(rows + ["", "ratios (tokens/s, same run): " + ", ".join(r for r in ratios if r)])
 
 
 def main():
@@ -507,7 +603,13 @@ def main():
     ap.add_argument("--chunk-rows", type=int, default=spec.golden("lora-torch").torch.loss_chunk_rows,
                     help="rows per lm_head+CE chunk (the trainer's default)")
     ap.add_argument("--plain", default="a,b,c,a-experts,c-experts",
-                    help="which plain-recipe variants to run (a, b, c, a-experts, c-experts)")
+                    help="which transformers + PEFT variants to run (a, b, c, a-eager-experts, a-experts, c-experts)")
+    ap.add_argument("--anchors", default="", help="comma-separated anchors (anchors.py: unsloth-bf16, unsloth-4bit, liger), "
+                    "each in its own process after the other rows, recipe qkvo at --batch x --seq")
+    ap.add_argument("--anchor-probe", default="", help="the --probe lengths for each anchor too")
+    ap.add_argument("--anchor-python", default=sys.executable, help="the interpreter with the anchors' packages")
+    ap.add_argument("--bf16-ckpt", default="/tmp/tuna-gptoss-20b-random-bf16",
+                    help="where the bf16 copy of the checkpoint (Unsloth's input) is written")
     ap.add_argument("--profile", action="store_true", help="profile one (d) step")
     ap.add_argument("--variant-budget", type=float, default=30, help="seconds of timed steps per variant at most")
     ap.add_argument("--deadline", type=float, default=540, help="start nothing new after this many seconds")
@@ -543,29 +645,43 @@ def main():
         bench.run_variant("d-experts", flex, "mxfp4", chunked, args.batch, args.seq, ref="a-experts")
         bench.drop()
 
-    # The plain recipe and transformers' own faster pieces, on the dequantized model.
+    # transformers + PEFT on the dequantized model: as a user gets it (a: transformers' defaults,
+    # no implementation named), then transformers' own faster pieces.
+    default_attn, default_experts = bench.transformers_defaults()
     grouped = "grouped_mm" if compute.grouped_mm_available(bench.device) else "eager"
+    anchor_list = [x for x in args.anchors.split(",") if x]
     bench.load("dequantized")
     bench.wrap("qkvo")
     if "a" in plain:
-        bench.run_variant("a", "eager", "eager", full_loss, args.batch, args.seq)
+        bench.run_variant("a", default_attn, default_experts, full_loss, args.batch, args.seq)
+    if "a-eager-experts" in plain:
+        bench.run_variant("a-eager-experts", "eager", "eager", full_loss, args.batch, args.seq, ref="a")
     if "b" in plain and cuda:
-        bench.run_variant("b", "flex_attention", "eager", full_loss, args.batch, args.seq, ref="a")
+        bench.run_variant("b", "flex_attention", default_experts, full_loss, args.batch, args.seq, ref="a")
     if "c" in plain:
         bench.run_variant("c", flex, grouped, chunked, args.batch, args.seq, ref="a")
     if plain & {"a-experts", "c-experts"}:
         bench.wrap("experts")
         if "a-experts" in plain:
-            bench.run_variant("a-experts", "eager", "eager", full_loss, args.batch, args.seq)
+            bench.run_variant("a-experts", default_attn, default_experts, full_loss, args.batch, args.seq)
         if "c-experts" in plain:
             bench.run_variant("c-experts", flex, grouped, chunked, args.batch, args.seq, ref="a-experts")
+    if any(t.startswith("unsloth") for t in anchor_list):
+        if bench.model is not None:
+            bench.base, bench.model = adapters.detach_lora(bench.model), None
+        bench.write_bf16_checkpoint(args.bf16_ckpt)
     bench.drop()
+
+    # The anchors, each in its own process on a free GPU.
+    for tool in anchor_list:
+        bench.run_anchor(tool, args.batch, args.seq)
 
     table = bench.table()
     bench.results["total_s"] = round(time.time() - T0, 1)
     bench.save(table)
     if not args.keep_ckpt:
         shutil.rmtree(args.ckpt, ignore_errors=True)
+        shutil.rmtree(args.bf16_ckpt, ignore_errors=True)
     print("\n" + json.dumps(bench.results["env"]))
     print(f"checkpoint: {json.dumps(bench.results.get('checkpoint'))}; loads: {json.dumps(bench.results['loads'])}; "
           f"trainable LoRA parameters {bench.results.get('trainable_parameters')}; total {bench.results['total_s']}s")
