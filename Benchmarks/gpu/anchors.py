@@ -35,6 +35,8 @@ import sys
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker"))  # tuna_torch.data
+
 TOOLS = ("unsloth-bf16", "unsloth-4bit", "liger")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -47,6 +49,52 @@ def random_batches(vocab, batch, seq, n, seed=99):
     for _ in range(n):
         ids = torch.randint(0, vocab, (batch, seq), generator=g)
         out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
+    return out
+
+
+def chat_examples(vocab, seq, count, seed=7):
+    """Synthetic chats for the "real sequences" rows: random token ids with lengths spread as
+    fleet/make_chats.py's harmony chats are under the o200k tokenizer (a few hundred to ~1,800
+    tokens at seq 2048: 15% to 88% of `seq`), the first 30-60% a prompt the loss does not score,
+    the rest the reply it does (tuna prepare's masks). tuna_torch.data.Example objects."""
+    import torch
+    from tuna_torch.data import Example
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = max(4, int(0.15 * seq)), max(5, int(0.88 * seq))
+    out = []
+    for _ in range(count):
+        n = int(torch.randint(lo, hi + 1, (1,), generator=g))
+        prompt = int(n * (0.3 + 0.3 * float(torch.rand(1, generator=g))))
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[prompt:] = True
+        out.append(Example(torch.randint(0, vocab, (n,), generator=g, dtype=torch.int32), mask))
+    return out
+
+
+def chat_batches(examples, batch, seq, packed, n):
+    """`n` micro-batches of the chats, in order, with their real (non-padding) token counts.
+    packed: the torch trainer's packing (rows of at most `seq` tokens filled in order; position
+    ids restart per chat; tuna_torch.data.packed_batch); padded: `batch` chats per micro-batch,
+    right-padded to the longest (what transformers' default collator does; tuna_torch.data.
+    padded_batch)."""
+    from tuna_torch.data import packed_batch, padded_batch
+    out, it = [], iter(examples)
+    pending = next(it)
+    while len(out) < n:
+        if not packed:
+            chats = [pending] + [next(it) for _ in range(batch - 1)]
+            pending = next(it)
+            out.append((padded_batch(chats), sum(len(e) for e in chats)))
+            continue
+        rows = []
+        for _ in range(batch):
+            row, used = [], 0
+            while used + len(pending) <= seq:
+                row.append(pending)
+                used += len(pending)
+                pending = next(it)
+            rows.append(row)
+        out.append((packed_batch(rows), sum(len(e) for row in rows for e in row)))
     return out
 
 
@@ -90,12 +138,16 @@ def load_liger(args):
     return model, {"liger_kernel": version("liger-kernel"), "experts": model.config._experts_implementation}
 
 
-def timed_steps(model, params, vocab, batch, seq, warmup, steps, budget):
+def timed_steps(model, params, vocab, batch, seq, warmup, steps, budget, chats=False):
     import torch
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    times, losses = [], []
+    times, losses, counted = [], [], 0
     started = None
-    for i, b in enumerate(random_batches(vocab, batch, seq, warmup + steps)):
+    if chats:
+        data = chat_batches(chat_examples(vocab, seq, 64 * batch * (warmup + steps)), batch, seq, False, warmup + steps)
+    else:
+        data = [(b, batch * seq) for b in random_batches(vocab, batch, seq, warmup + steps)]
+    for i, (b, tokens) in enumerate(data):
         if i == warmup:
             started = time.time()
         torch.cuda.synchronize()
@@ -114,9 +166,10 @@ def timed_steps(model, params, vocab, batch, seq, warmup, steps, budget):
             raise RuntimeError(f"non-finite loss at step {i}")
         if i >= warmup:
             times.append(dt)
+            counted += tokens
             if time.time() - started > budget:
                 break
-    return {"tokens_per_s": batch * seq * len(times) / sum(times), "step_s": times, "losses": losses,
+    return {"tokens_per_s": counted / sum(times), "step_s": times, "losses": losses,
             "first_loss": losses[0], "timed_steps": len(times)}
 
 
@@ -132,6 +185,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--budget", type=float, default=30, help="seconds of timed steps at most")
     ap.add_argument("--probe", default="", help="comma-separated lengths at batch 1")
+    ap.add_argument("--chats", action="store_true",
+                    help="synthetic chats of varied lengths, `batch` a micro-batch, padded as transformers' collator does; "
+                         "tokens/s counts real tokens")
     args = ap.parse_args()
     args.probe = [int(x) for x in args.probe.split(",") if x]
     offline_environment()
@@ -151,7 +207,9 @@ def main():
         result["resident_gib"] = torch.cuda.memory_allocated() / 2**30
         vocab = model.config.vocab_size
         model.train()
-        result.update(timed_steps(model, params, vocab, args.batch, args.seq, args.warmup, args.steps, args.budget))
+        result.update(timed_steps(model, params, vocab, args.batch, args.seq, args.warmup, args.steps, args.budget,
+                                  chats=args.chats))
+        result["chats"] = args.chats
         result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         longest = []
         for seq in args.probe:

@@ -336,6 +336,28 @@ class Bench:
     def batches(self, batch, seq, n, seed=99):
         return anchors.random_batches(self.vocab, batch, seq, n, seed)
 
+    def chats(self, seq, count):
+        return anchors.chat_examples(self.vocab, seq, count)
+
+    def packing_check(self, key, loss_fn, batch, seq):
+        """The same chats' summed loss packed (block-diagonal attention) and padded (one chat a
+        row): equal if no chat attends to another's tokens. No training; recorded in `results`."""
+        chats = self.chats(seq, 4 * batch)
+        packed = anchors.chat_batches(chats, batch, seq, True, 1)[0][0]
+        used = int((packed["labels"] != -100).sum())
+        with torch.no_grad():
+            sp, n_p = loss_fn(self.model, packed, self.device)
+            sd, n_d, k = 0.0, 0, 0
+            while n_d < n_p and k < len(chats):  # the padded rows of the chats the packed batch holds
+                from tuna_torch.data import padded_batch
+                s, n = loss_fn(self.model, padded_batch(chats[k:k + 1]), self.device)
+                sd, n_d, k = sd + s.item(), n_d + n, k + 1
+        rec = {"packed_loss_sum": sp.item(), "padded_loss_sum": sd, "scored": [n_p, n_d, used],
+               "rel_diff": abs(sp.item() - sd) / abs(sd)}
+        self.results.setdefault("packing_check", {})[key] = rec
+        log(f"{key}: the same {k} chats packed vs one a row: loss sums {sp.item():.6f} vs {sd:.6f} "
+            f"(rel diff {rec['rel_diff']:.1e}), scored {n_p} vs {n_d}")
+
     def transformers_defaults(self):
         """The attention and experts implementations transformers picks when a user names
         neither (5.17: eager attention for gpt-oss, grouped_mm experts), on this device."""
@@ -388,13 +410,13 @@ class Bench:
                        "model_max_length": cfg["max_position_embeddings"]}, f)
         log(f"bf16 checkpoint for the anchors: {gib(total):.1f} GiB in {directory}")
 
-    def run_anchor(self, tool, batch, seq, recipe="qkvo"):
+    def run_anchor(self, tool, batch, seq, recipe="qkvo", chats=False):
         """One anchor (anchors.py) in its own process; its JSON becomes a row."""
         import subprocess
         a = self.args
-        key = f"{tool}"
+        key = f"{tool}-chats" if chats else tool
         rec = {"model": tool, "recipe": recipe, "attn": "(the tool's)", "experts": "(the tool's)", "loss": "(the tool's)",
-               "batch": batch, "seq": seq, "ref": None, "anchor": True}
+               "batch": batch, "seq": seq, "ref": None, "anchor": True, "chats": "padded" if chats else None}
         self.results["variants"][key] = rec
         left = a.deadline - (time.time() - T0)
         if left < 120:
@@ -404,7 +426,8 @@ class Bench:
         ckpt = a.bf16_ckpt if tool.startswith("unsloth") else a.ckpt
         cmd = [a.anchor_python, os.path.join(HERE, "anchors.py"), "--tool", tool, "--ckpt", ckpt, "--batch", str(batch),
                "--seq", str(seq), "--rank", str(a.rank), "--alpha", str(a.alpha), "--warmup", str(a.warmup),
-               "--steps", str(a.steps), "--budget", str(a.variant_budget), "--probe", a.anchor_probe]
+               "--steps", str(a.steps), "--budget", str(a.variant_budget), "--probe", "" if chats else a.anchor_probe] + \
+            (["--chats"] if chats else [])
         log(f"{key}: {' '.join(cmd)}")
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
@@ -451,15 +474,17 @@ class Bench:
         opt.zero_grad(set_to_none=True)
         return s.item() / n, gn.item()
 
-    def run_variant(self, key, attn, experts, loss_fn, batch, seq, ref=None, steps=None, warmup=None):
+    def run_variant(self, key, attn, experts, loss_fn, batch, seq, ref=None, steps=None, warmup=None, chats=None):
         """Warm-up steps, then timed optimizer steps (forward, backward of the token-mean loss,
         clip_grad_norm_(1.0), AdamW), from the recipe's initial adapter. `ref`: the variant whose
-        first-step loss (same batch, same adapter) this one's is compared with."""
+        first-step loss (same batch, same adapter) this one's is compared with. `chats`: "packed"
+        or "padded": the synthetic chats (anchors.chat_batches) instead of full random rows,
+        tokens/s counting real tokens only."""
         a = self.args
         steps = a.steps if steps is None else steps
         warmup = a.warmup if warmup is None else warmup
         rec = {"model": self.kind, "recipe": self.recipe, "attn": attn, "experts": experts, "loss": loss_fn.__name__,
-               "batch": batch, "seq": seq, "ref": ref}
+               "batch": batch, "seq": seq, "ref": ref, "chats": chats}
         self.results["variants"][key] = rec
         if time.time() - T0 > a.deadline - 30:
             rec["error"] = "skipped: out of time"
@@ -467,16 +492,19 @@ class Bench:
             self.save(self.table())
             return rec
         self.reset_adapter()
-        data = self.batches(batch, seq, warmup + steps)
+        if chats:
+            data = anchors.chat_batches(self.chats(seq, 64 * batch * (warmup + steps)), batch, seq, chats == "packed", warmup + steps)
+        else:
+            data = [(b, batch * seq) for b in self.batches(batch, seq, warmup + steps)]
         opt = None
         try:
             self.configure(attn, experts)
             opt = torch.optim.AdamW(self.plist, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats()
-            times, losses = [], []
+            times, losses, counted = [], [], 0
             budget_start = None
-            for i, b in enumerate(data):
+            for i, (b, tokens) in enumerate(data):
                 if i == warmup:
                     budget_start = time.time()  # compiles happen in warm-up steps; not counted
                 self.sync()
@@ -487,6 +515,7 @@ class Bench:
                 losses.append(loss)
                 if i >= warmup:
                     times.append(dt)
+                    counted += tokens
                 log(f"{key}: step {i} {'(warmup) ' if i < warmup else ''}{dt:.3f}s loss {loss:.5f} grad_norm {gn:.4g}")
                 if not math.isfinite(loss):
                     raise RuntimeError(f"non-finite loss at step {i}")
@@ -495,7 +524,7 @@ class Bench:
                     break
             if not times:
                 raise RuntimeError("no timed step completed")
-            tokens_per_s = batch * seq * len(times) / sum(times)
+            tokens_per_s = counted / sum(times)
             rec.update(first_loss=losses[0], losses=losses, step_s=times, timed_steps=len(times), tokens_per_s=tokens_per_s,
                        peak_gib=gib(torch.cuda.max_memory_allocated()) if self.cuda else None,
                        mfu=flops.mfu(tokens_per_s, self.cfg, seq, {n: p.numel() for n, p in self.params.items()})
@@ -557,7 +586,8 @@ class Bench:
         rows = ["| variant | model | recipe | attention | experts | loss | batch x seq | tokens/s | MFU | peak GiB | first-step loss | rel diff vs |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for k, r in v.items():
-            head = f"| {k} | {r['model']} | {r['recipe']} | {r['attn']} | {r['experts']} | {r['loss']} | {r['batch']}x{r['seq']} |"
+            shape = f"{r['batch']}x{r['seq']}" + (f" {r['chats']} chats" if r.get("chats") else "")
+            head = f"| {k} | {r['model']} | {r['recipe']} | {r['attn']} | {r['experts']} | {r['loss']} | {shape} |"
             if "error" in r:
                 rows.append(f"{head} failed: {r['error'][:120]} | | {r.get('peak_gib_at_failure', 0) or 0:.1f} | | |")
                 continue
@@ -576,14 +606,20 @@ class Bench:
             x, y = tps(num), tps(den)
             if x and y:
                 ratios.append(f"({num})/({den}) = {x / y:.2f}x")
+        if tps("d-chats") and tps("c-chats"):
+            ratios.append(f"(d-chats)/(c-chats) = {tps('d-chats') / tps('c-chats'):.2f}x (real tokens)")
         done = [k for k, r in v.items() if r.get("anchor") and r.get("tokens_per_s")]
         for k in done:
-            ratios.append(f"(d)/({k}) = {tps('d') / tps(k):.2f}x at {v['d']['peak_gib'] / v[k]['peak_gib']:.2f}x its memory"
-                          if tps("d") and v["d"].get("peak_gib") and v[k].get("peak_gib") else "")
-        if done:
-            fastest = max(done, key=tps)
-            ratios.append(f"fastest anchor: {fastest}")
-        return "\n".join(rows + ["", "ratios (tokens/s, same run): " + ", ".join(r for r in ratios if r)])
+            ours = "d-chats" if k.endswith("-chats") else "d"
+            ratios.append(f"({ours})/({k}) = {tps(ours) / tps(k):.2f}x at {v[ours]['peak_gib'] / v[k]['peak_gib']:.2f}x its memory"
+                          if tps(ours) and v[ours].get("peak_gib") and v[k].get("peak_gib") else "")
+        rows_done = [k for k in done if not k.endswith("-chats")]
+        if rows_done:
+            ratios.append(f"fastest anchor (random rows): {max(rows_done, key=tps)}")
+        checks = [f"{k}: the same chats packed vs one a row, loss sums rel diff {c['rel_diff']:.1e}"
+                  for k, c in self.results.get("packing_check", {}).items()]
+        return "\n".join(rows + ["", "ratios (tokens/s, same run): " + ", ".join(r for r in ratios if r)]
+                         + (["packing: " + "; ".join(checks)] if checks else []))
 
 
 def main():
@@ -606,6 +642,9 @@ def main():
                     help="which transformers + PEFT variants to run (a, b, c, a-eager-experts, a-experts, c-experts)")
     ap.add_argument("--anchors", default="", help="comma-separated anchors (anchors.py: unsloth-bf16, unsloth-4bit, liger), "
                     "each in its own process after the other rows, recipe qkvo at --batch x --seq")
+    ap.add_argument("--no-chats", dest="chats", action="store_false",
+                    help="skip the rows of synthetic chats of varied lengths (d-chats packed as the trainer packs; "
+                         "c-chats and each anchor's padded as transformers' collator does)")
     ap.add_argument("--anchor-probe", default="", help="the --probe lengths for each anchor too")
     ap.add_argument("--anchor-python", default=sys.executable, help="the interpreter with the anchors' packages")
     ap.add_argument("--bf16-ckpt", default="/tmp/tuna-gptoss-20b-random-bf16",
@@ -635,6 +674,9 @@ def main():
         bench.load("mxfp4")
         bench.wrap("qkvo")
         bench.run_variant("d", flex, "mxfp4", chunked, args.batch, args.seq, ref="a")
+        if args.chats:
+            bench.packing_check("d", chunked, args.batch, args.seq)
+            bench.run_variant("d-chats", flex, "mxfp4", chunked, args.batch, args.seq, chats="packed")
         if args.long_seq:
             bench.run_variant(f"d-{args.batch}x{args.long_seq}", flex, "mxfp4", chunked, args.batch, args.long_seq)
         if args.profile:
@@ -660,6 +702,8 @@ def main():
         bench.run_variant("b", "flex_attention", default_experts, full_loss, args.batch, args.seq, ref="a")
     if "c" in plain:
         bench.run_variant("c", flex, grouped, chunked, args.batch, args.seq, ref="a")
+    if "c" in plain and args.chats:
+        bench.run_variant("c-chats", flex, grouped, chunked, args.batch, args.seq, chats="padded")
     if plain & {"a-experts", "c-experts"}:
         bench.wrap("experts")
         if "a-experts" in plain:
@@ -675,6 +719,8 @@ def main():
     # The anchors, each in its own process on a free GPU.
     for tool in anchor_list:
         bench.run_anchor(tool, args.batch, args.seq)
+        if args.chats:
+            bench.run_anchor(tool, args.batch, args.seq, chats=True)
 
     table = bench.table()
     bench.results["total_s"] = round(time.time() - T0, 1)
