@@ -72,7 +72,8 @@ def chat_examples(vocab, seq, count, seed=7):
 
 
 def chat_batches(examples, batch, seq, packed, n):
-    """`n` micro-batches of the chats, in order, with their real (non-padding) token counts.
+    """`n` micro-batches of the chats, in order, each with its real (non-padding) token count
+    and its chats' lengths.
     packed: the torch trainer's packing (rows of at most `seq` tokens filled in order; position
     ids restart per chat; tuna_torch.data.packed_batch); padded: `batch` chats per micro-batch,
     right-padded to the longest (what transformers' default collator does; tuna_torch.data.
@@ -84,7 +85,7 @@ def chat_batches(examples, batch, seq, packed, n):
         if not packed:
             chats = [pending] + [next(it) for _ in range(batch - 1)]
             pending = next(it)
-            out.append((padded_batch(chats), sum(len(e) for e in chats)))
+            out.append((padded_batch(chats), sum(len(e) for e in chats), [len(e) for e in chats]))
             continue
         rows = []
         for _ in range(batch):
@@ -94,7 +95,7 @@ def chat_batches(examples, batch, seq, packed, n):
                 used += len(pending)
                 pending = next(it)
             rows.append(row)
-        out.append((packed_batch(rows), sum(len(e) for row in rows for e in row)))
+        out.append((packed_batch(rows), sum(len(e) for row in rows for e in row), [len(e) for row in rows for e in row]))
     return out
 
 
@@ -141,13 +142,13 @@ def load_liger(args):
 def timed_steps(model, params, vocab, batch, seq, warmup, steps, budget, chats=False):
     import torch
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    times, losses, counted = [], [], 0
+    times, losses, counted, lengths = [], [], 0, []
     started = None
     if chats:
         data = chat_batches(chat_examples(vocab, seq, 64 * batch * (warmup + steps)), batch, seq, False, warmup + steps)
     else:
-        data = [(b, batch * seq) for b in random_batches(vocab, batch, seq, warmup + steps)]
-    for i, (b, tokens) in enumerate(data):
+        data = [(b, batch * seq, None) for b in random_batches(vocab, batch, seq, warmup + steps)]
+    for i, (b, tokens, chat_lengths) in enumerate(data):
         if i == warmup:
             started = time.time()
         torch.cuda.synchronize()
@@ -167,10 +168,11 @@ def timed_steps(model, params, vocab, batch, seq, warmup, steps, budget, chats=F
         if i >= warmup:
             times.append(dt)
             counted += tokens
+            lengths += chat_lengths or []
             if time.time() - started > budget:
                 break
     return {"tokens_per_s": counted / sum(times), "step_s": times, "losses": losses,
-            "first_loss": losses[0], "timed_steps": len(times)}
+            "first_loss": losses[0], "timed_steps": len(times), "chat_lengths": lengths or None}
 
 
 def main():

@@ -441,7 +441,9 @@ class Bench:
             self.results["errors"].append(f"{key}: {got['error']}")
             log(f"{key}: FAILED {got['error']}")
         else:
-            rec["mfu"] = flops.mfu(got["tokens_per_s"], self.cfg, seq, {"adapter": got["trainable_parameters"]})
+            # the anchors' recipe is q,k,v,o only: every adapter parameter is passed by every token
+            rec["mfu"] = flops.mfu(got["tokens_per_s"], self.cfg, seq, {"adapter": got["trainable_parameters"]},
+                                   got.get("chat_lengths"))
             log(f"{key}: {got['tokens_per_s']:.0f} tokens/s, peak {got['peak_gib']:.1f} GiB")
         self.save(self.table())
         return rec
@@ -495,16 +497,16 @@ class Bench:
         if chats:
             data = anchors.chat_batches(self.chats(seq, 64 * batch * (warmup + steps)), batch, seq, chats == "packed", warmup + steps)
         else:
-            data = [(b, batch * seq) for b in self.batches(batch, seq, warmup + steps)]
+            data = [(b, batch * seq, None) for b in self.batches(batch, seq, warmup + steps)]
         opt = None
         try:
             self.configure(attn, experts)
             opt = torch.optim.AdamW(self.plist, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats()
-            times, losses, counted = [], [], 0
+            times, losses, counted, lengths = [], [], 0, []
             budget_start = None
-            for i, (b, tokens) in enumerate(data):
+            for i, (b, tokens, chat_lengths) in enumerate(data):
                 if i == warmup:
                     budget_start = time.time()  # compiles happen in warm-up steps; not counted
                 self.sync()
@@ -516,6 +518,7 @@ class Bench:
                 if i >= warmup:
                     times.append(dt)
                     counted += tokens
+                    lengths += chat_lengths or []
                 log(f"{key}: step {i} {'(warmup) ' if i < warmup else ''}{dt:.3f}s loss {loss:.5f} grad_norm {gn:.4g}")
                 if not math.isfinite(loss):
                     raise RuntimeError(f"non-finite loss at step {i}")
@@ -527,7 +530,7 @@ class Bench:
             tokens_per_s = counted / sum(times)
             rec.update(first_loss=losses[0], losses=losses, step_s=times, timed_steps=len(times), tokens_per_s=tokens_per_s,
                        peak_gib=gib(torch.cuda.max_memory_allocated()) if self.cuda else None,
-                       mfu=flops.mfu(tokens_per_s, self.cfg, seq, {n: p.numel() for n, p in self.params.items()})
+                       mfu=flops.mfu(tokens_per_s, self.cfg, seq, {n: p.numel() for n, p in self.params.items()}, lengths)
                        if self.cuda else None)
             self.first_losses[key] = losses[0]
             log(f"{key}: {rec['tokens_per_s']:.0f} tokens/s, peak {rec['peak_gib'] or 0:.1f} GiB")

@@ -38,8 +38,12 @@ def mean_context(seq, window=None):
     return (window * (window + 1) / 2 + (seq - window) * window) / seq
 
 
-def attention_flops(cfg, seq):
-    """Forward + backward FLOPs of the attention scores per token, summed over layers."""
+def attention_flops(cfg, seq, lengths=None):
+    """Forward + backward FLOPs of the attention scores per token, summed over layers: rows of
+    `seq` tokens, or documents of `lengths` tokens (packed or padded chats attend within their
+    own chat), weighted by their tokens."""
+    if lengths:
+        return sum(n * attention_flops(cfg, n) for n in lengths) / sum(lengths)
     width = cfg["num_attention_heads"] * cfg["head_dim"]
     window = cfg.get("sliding_window")
     kinds = cfg.get("layer_types") or ["full_attention"] * cfg["num_hidden_layers"]
@@ -53,9 +57,9 @@ def lora_flops(cfg, lora_parameters):
     return 6 * sum(n * (share if ".experts." in name else 1.0) for name, n in lora_parameters.items())
 
 
-def flops_per_token(cfg, seq, lora_parameters):
-    return 4 * active_parameters(cfg) + attention_flops(cfg, seq) + lora_flops(cfg, lora_parameters)
+def flops_per_token(cfg, seq, lora_parameters, lengths=None):
+    return 4 * active_parameters(cfg) + attention_flops(cfg, seq, lengths) + lora_flops(cfg, lora_parameters)
 
 
-def mfu(tokens_per_s, cfg, seq, lora_parameters, peak_tflops=H200_BF16_DENSE_TFLOPS):
-    return tokens_per_s * flops_per_token(cfg, seq, lora_parameters) / (peak_tflops * 1e12)
+def mfu(tokens_per_s, cfg, seq, lora_parameters, lengths=None, peak_tflops=H200_BF16_DENSE_TFLOPS):
+    return tokens_per_s * flops_per_token(cfg, seq, lora_parameters, lengths) / (peak_tflops * 1e12)

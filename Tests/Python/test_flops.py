@@ -43,6 +43,10 @@ def test_attention_and_lora_terms():
     assert abs(flops.attention_flops(cfg, 2048) - want) < 1e-6 * want
     lora = {"model.layers.0.self_attn.q_proj.lora_A.weight": 1000, "model.layers.7.mlp.experts.lora_A": 3200}
     assert flops.lora_flops(cfg, lora) == 6 * (1000 + 3200 * 4 / 32)
+    # chats attend within themselves: two documents of 100 and 300 tokens, weighted by tokens
+    assert flops.attention_flops(cfg, 2048, [100, 300]) == (100 * flops.attention_flops(cfg, 100)
+                                                            + 300 * flops.attention_flops(cfg, 300)) / 400
+    assert flops.attention_flops(cfg, 2048, [100, 300]) < flops.attention_flops(cfg, 2048)
     per_token = flops.flops_per_token(cfg, 2048, {})
     assert per_token == 4 * flops.active_parameters(cfg) + flops.attention_flops(cfg, 2048)
     # 15,305 tokens/s (the fast path's run of 2026-11-29) is then about a quarter of the H200's peak

@@ -308,16 +308,19 @@ def test_sigterm_with_two_ranks_checkpoints_once_and_resumes_on_one(tuna, padded
     d = padded.d
     out, ckpt = os.path.join(d, "torch-sig2"), os.path.join(d, "ckpt-sig2")
     env = dict(torch_env(), CUDA_VISIBLE_DEVICES=fake_gpus(2), TUNA_STOP_GRACE_SECONDS="60")
+    err_file = open(os.path.join(d, "sig2.stderr"), "w+")  # a file, not a pipe nobody reads while stdout is read
     proc = subprocess.Popen(torch_cmd(tuna, padded.job, out, os.path.join(d, "work-sig2"), "--checkpoint-dir", ckpt,
                                       launcher=[os.path.join(WORKER, "tuna-torch")]),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=err_file, text=True, start_new_session=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if '"event": "step"' in line:
             os.killpg(proc.pid, signal.SIGTERM)
             break
-    rest, err = proc.communicate(timeout=600)
+    rest, _ = proc.communicate(timeout=600)
+    err_file.seek(0)
+    err = err_file.read()
     se = events_of("".join(lines) + rest)
     checks.equal("2 ranks: world_size", by(se, "config")[0]["world_size"], 2)
     checks.true("2 ranks, SIGTERM: the launcher's exit code is 143", proc.returncode == 143, f"exit {proc.returncode}; {err[-600:]}")

@@ -80,11 +80,12 @@ final class FleetTests: XCTestCase {
 
     /// One worker, two GPUs, `--max-jobs 2`: two one-GPU jobs run at the same time, each on its
     /// own GPU (each waits until the other has started), each with its share of the CPU and the
-    /// worker's grace in its environment; then one job across both GPUs sees both, in order.
+    /// worker's grace in its environment; then one job across both GPUs sees both, in order, with
+    /// a share for each.
     func testOneWorkerRunsAJobPerGPUSideBySideAndAJobAcrossBoth() async throws {
         let path = try fakeNvidiaSMI()
         try cluster.startCoordinator()
-        try cluster.startWorker("box", maxJobs: 2, grace: 7, extra: ["--threads-per-job", "3"], env: ["PATH": path])
+        try cluster.startWorker("box", maxJobs: 2, grace: 7, extra: ["--threads-per-job", "1"], env: ["PATH": path])
         let meet = cluster.dir.appendingPathComponent("meet")
         try FileManager.default.createDirectory(at: meet, withIntermediateDirectories: true)
         let env = #"{\"event\":\"env\",\"cuda\":\"$CUDA_VISIBLE_DEVICES\",\"met\":$(ls "\#(meet.path)" | wc -l),\"threads\":\"$TUNA_CPU_THREADS\",\"grace\":\"$TUNA_STOP_GRACE_SECONDS\"}"#
@@ -104,7 +105,7 @@ final class FleetTests: XCTestCase {
         for r in try await cluster.results(sweep) {
             let e = try await cluster.events(r.id).map(\.event).first { $0["event"]?.stringValue == "env" }
             XCTAssertEqual(e?["met"]?.intValue, 2, "job \(r.id) ran alone: \(String(describing: e))")
-            XCTAssertEqual(e?["threads"]?.stringValue, "3")
+            XCTAssertEqual(e?["threads"]?.stringValue, "1")
             XCTAssertEqual(e?["grace"]?.stringValue, "7")
             gpus.append(e?["cuda"]?.stringValue ?? "?")
         }
@@ -113,7 +114,7 @@ final class FleetTests: XCTestCase {
         let both = try await cluster.submit("""
             name: across
             trainer: command
-            command: ["/bin/sh", "-c", 'echo "{\\"event\\":\\"env\\",\\"cuda\\":\\"$CUDA_VISIBLE_DEVICES\\"}"; exec \(cluster.toyTrainer)']
+            command: ["/bin/sh", "-c", 'echo "{\\"event\\":\\"env\\",\\"cuda\\":\\"$CUDA_VISIBLE_DEVICES\\",\\"threads\\":\\"$TUNA_CPU_THREADS\\"}"; exec \(cluster.toyTrainer)']
             resources: {gpus: 2}
             steps: 3
             """).sweep
@@ -124,6 +125,8 @@ final class FleetTests: XCTestCase {
         let job = try XCTUnwrap(rows.first)
         let e = try await cluster.events(job.id).map(\.event).first { $0["event"]?.stringValue == "env" }
         XCTAssertEqual(e?["cuda"]?.stringValue, "GPU-aaaa1111-0000,GPU-bbbb2222-0000")
+        // a job slot's CPU share for each of its GPUs, at most the box's cores
+        XCTAssertEqual(e?["threads"]?.stringValue, String(min(2, ProcessInfo.processInfo.activeProcessorCount)))
     }
 
     func testAWorkerNamingAGPUTheBoxLacksStopsWithAClearError() throws {

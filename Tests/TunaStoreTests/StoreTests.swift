@@ -485,6 +485,22 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.results(sweep: 1, sort: nil).map(\.status), [.succeeded, .succeeded, .stopped])
     }
 
+    /// What the coordinator checks a heartbeat's free GPUs against: the attempts running on a
+    /// worker, and no longer once they end.
+    func testRunningAttemptsAreAWorkersOwnUntilTheyEnd() throws {
+        let yaml = "name: s\ntrainer: command\ncommand: [x]\nx: [1, 2, 3]"
+        try store.insertSweep(try SweepSpec.plan(yaml: yaml), specYAML: yaml, now: 0)
+        let raw: Store = store.db
+        let a = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+        let b = try XCTUnwrap(store.leaseNext(worker: "w2", request: cpu, now: 1, policy: policy))
+        let c = try XCTUnwrap(store.leaseNext(worker: "w1", request: cpu, now: 1, policy: policy))
+        XCTAssertEqual(try raw.runningAttempts(worker: "w1"), [AttemptRef(job: a.job, attempt: a.attempt), AttemptRef(job: c.job, attempt: c.attempt)])
+        XCTAssertEqual(try raw.runningAttempts(worker: "w2"), [AttemptRef(job: b.job, attempt: b.attempt)])
+        try store.finish(AttemptRef(job: a.job, attempt: a.attempt), worker: "w1", outcome: .succeeded, now: 2, policy: policy)
+        XCTAssertEqual(try raw.runningAttempts(worker: "w1"), [AttemptRef(job: c.job, attempt: c.attempt)])
+        XCTAssertEqual(try raw.runningAttempts(worker: "nobody"), [])
+    }
+
     /// A TPE sweep's jobs past `startup` are proposed when first leased, from the results so
     /// far (running jobs as bad), and the proposal is stored, leased and explained.
     func testATPESweepProposesEachJobPastStartupFromTheResultsSoFar() throws {

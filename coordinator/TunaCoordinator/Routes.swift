@@ -35,7 +35,13 @@ extension CoordinatorServer {
         case .heartbeat:
             try await reply(msg, s) { (h: Heartbeat) in
                 let lost = try await store.renew(worker: worker, leases: h.leases, now: now, policy: config.policy)
-                if let free = h.free_gpus { await coordinator.freeGPUs(s, free) }
+                // Free GPUs from a heartbeat that was written before the worker started its latest
+                // lease (frames of one connection can be written out of order) would hand that
+                // lease's GPUs out again: they count only when the heartbeat names every attempt
+                // the store has running on this worker.
+                if let free = h.free_gpus, try store.runningAttempts(worker: worker).isSubset(of: Set(h.leases)) {
+                    await coordinator.freeGPUs(s, free)
+                }
                 return HeartbeatAck(lost: lost, quarantined: try store.isQuarantined(worker: worker))
             }
         case .events:

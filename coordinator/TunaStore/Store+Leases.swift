@@ -128,6 +128,14 @@ extension Store {
         return rows.map { ArtifactInfo(kind: $0[0], name: $0[1], sha256: $0[2], size: $0[3]) }
     }
 
+    /// The attempts the store has running on `worker`.
+    public func runningAttempts(worker: String) throws -> Set<AttemptRef> {
+        try read { db in
+            Set(try Row.fetchAll(db, sql: "SELECT job_id, number FROM attempts WHERE state = 'running' AND worker_id = ?",
+                                 arguments: [worker]).map { AttemptRef(job: $0[0], attempt: $0[1]) })
+        }
+    }
+
     /// Renews the leases a worker still holds; returns those it no longer holds.
     public func renew(worker: String, leases: [AttemptRef], now: Int64, policy: LeasePolicy) async throws -> [AttemptRef] {
         try await write { db in

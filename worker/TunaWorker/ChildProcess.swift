@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// A trainer process started with posix_spawn in its own process group, so that a signal
-/// reaches the trainer and everything it started (torchrun's ranks, data loader workers).
+/// reaches the trainer and everything it started that stays in the group (data loader workers;
+/// not torchrun's ranks, which run in sessions of their own: worker/tuna-torch ends those).
 /// stdout and stderr arrive line by line on `lines`.
 public final class ChildProcess: @unchecked Sendable {
     // @unchecked: `pid` is set once in init; everything else is immutable or a stream.

@@ -186,6 +186,16 @@ public actor WorkerDaemon {
         let gpus = job.map { job in
             Array(freeGPUs.filter { $0.memory_gb >= job.resources.gpuMemoryGB }.prefix(job.resources.gpus))
         } ?? []
+        if let job, gpus.count < job.resources.gpus {
+            // The coordinator offered a job for GPUs this worker no longer has free (a stale
+            // view): hand it back, uncounted, rather than run it on fewer GPUs or on the CPU.
+            log.warning("job \(lease.job) attempt \(lease.attempt): needs \(job.resources.gpus) free GPUs, \(gpus.count) are: returned")
+            Task { [c = client] in
+                _ = try? await c?.send(JobFailed(job: lease.job, attempt: lease.attempt,
+                                                 reason: "returned: the worker had \(gpus.count) of the \(job.resources.gpus) GPUs free", returned: true))
+            }
+            return
+        }
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
         let runner = JobRunner(lease: lease, spec: spec, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
                                checkpointSyncSeconds: config.checkpointSyncSeconds, cpuThreads: config.threadsPerJob)
@@ -237,12 +247,15 @@ public actor WorkerDaemon {
         let freed = runners[ref].map { !$0.gpus.isEmpty } ?? false
         runners[ref] = nil
         mayAsk.wake()
-        // The parked job request still names the GPUs free when it was sent: tell the
-        // coordinator now, not at the next heartbeat, that these are free too.
-        if freed, let c = client, !c.isClosed { try? await heartbeat(c) }
         if runners.isEmpty { idleSince = Date() }
         await sink.drop(ref)
-        if shuttingDown && runners.isEmpty { client?.close() }
+        if shuttingDown {
+            if runners.isEmpty { client?.close() }
+        } else if freed, let c = client, !c.isClosed {
+            // The parked job request still names the GPUs free when it was sent: tell the
+            // coordinator now, not at the next heartbeat, that these are free too.
+            try? await heartbeat(c)
+        }
     }
 
     func event(_ ref: AttemptRef, _ e: JSONValue) async { await sink.append(ref, e) }

@@ -15,8 +15,8 @@ WIDTH = 16
 
 
 def model(seed=0):
-    """A spare parameter that rank 0's last backward never touches (an expert nothing was
-    routed to), first, so that its bucket is the last; then a stack of small linear layers, one
+    """A spare parameter that rank 0's last backward never touches (one its last micro-batch
+    does not use), first, so that its bucket is the last; then a stack of small linear layers, one
     parameter each (a bucket holds at most one layer and the spare)."""
     g = torch.Generator().manual_seed(seed)
     spare = torch.nn.Parameter(torch.randn(WIDTH, generator=g))
@@ -97,3 +97,45 @@ def test_one_process_fills_missing_gradients_with_zeros():
     reducer.finish()
     assert torch.equal(params[0].grad, torch.zeros(WIDTH))
     assert reducer.launched_in_backward == 0
+
+
+def test_buckets_follow_the_backward_of_a_gpt_oss_adapter():
+    """The adapters keep their parameters sorted by name (layer 10 before layer 2); the reducer
+    gets them in the model's order, so its first bucket holds the last layer's adapter, whose
+    gradients a backward finishes first, and its last bucket layer 0's."""
+    import dataclasses
+
+    from transformers import GptOssConfig, GptOssForCausalLM
+    from tuna_torch import adapters, spec
+    from tuna_torch.dist import in_model_order
+
+    layers = 12
+    config = GptOssConfig(num_hidden_layers=layers, hidden_size=32, intermediate_size=32, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=16, num_local_experts=2, num_experts_per_tok=1, vocab_size=64,
+                          layer_types=["full_attention"] * layers)
+    base = GptOssForCausalLM(config)
+    lora = dataclasses.replace(spec.golden("lora-torch").lora, rank=4, alpha=8.0,
+                               target_modules=list(adapters.ATTENTION_MODULES))
+    model, params = adapters.attach_lora(base, adapters.lora_config(lora))
+    names = {id(p): n for n, p in params.items()}
+
+    def layer(p):
+        return int(names[id(p)].split("layers.")[1].split(".")[0])  # "base_model.model.model.layers.10.self_attn…"
+
+    one_layer = sum(p.numel() * p.element_size() for p in params.values() if layer(p) == 0)
+    reducer = GradientReducer(in_model_order(model, params), Distributed(), bucket_mb=one_layer / 2**20)
+    first = {layer(reducer.params[i]) for i in reducer.buckets[0]}
+    last = {layer(reducer.params[i]) for i in reducer.buckets[-1]}
+    assert first == {layers - 1}, first
+    assert last == {0}, last
+    order = [layer(reducer.params[i]) for b in reducer.buckets for i in b]
+    assert order == sorted(order, reverse=True), order
+
+
+def test_a_hook_firing_twice_in_one_backward_is_refused():
+    params = model()
+    reducer = GradientReducer(params, Distributed(), bucket_mb=1.0)  # one bucket: nothing goes out early
+    reducer.arm()
+    reducer._ready(3)
+    with pytest.raises(RuntimeError, match="fired twice"):
+        reducer._ready(3)

@@ -15,6 +15,24 @@ import os
 import torch
 
 
+def die_with_parent():
+    """Under torchrun each rank runs in a session of its own, out of reach of the worker's
+    signals to the attempt's process group. PR_SET_PDEATHSIG has the kernel SIGKILL this rank
+    when torchrun dies, however it dies (the worker's SIGKILL after its grace, kill -9), so no
+    rank outlives its attempt holding a GPU and the worker's output pipes. (The signal comes
+    when the thread that started the rank ends; torchrun starts ranks from its main thread.)"""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+        return False
+    if os.getppid() != parent:  # torchrun died before the request took effect
+        os._exit(1)
+    return True
+
+
 class Distributed:
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -23,6 +41,8 @@ class Distributed:
         self.enabled = self.world > 1
         self.device = None
         self._slow_group = None
+        if self.enabled and "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun
+            die_with_parent()
 
     @property
     def is_main(self):
@@ -81,14 +101,16 @@ class Distributed:
 class GradientReducer:
     """Sums the LoRA gradients over ranks, overlapping the backward (as DDP's reducer does).
 
-    The parameters are cut into buckets of about `bucket_mb` MiB, in reverse order (the last
-    layers' gradients are ready first in a backward). `arm()` before a rank's last backward of
-    the step: each parameter's post-accumulate hook then counts it ready, and once every
-    parameter of a bucket is ready the bucket's flattened gradients go out in an asynchronous
-    all-reduce while the backward carries on with earlier layers. `finish()` after that
-    backward (or instead of it: a rank with no rows this step) launches what is left: buckets
-    whose parameters got no gradient in the last backward (an expert no token of it was routed
-    to), with zeros where a parameter has none at all. Buckets always go out in index order,
+    `params` in the model's order (`in_model_order`): they are cut into buckets of about
+    `bucket_mb` MiB from the last, since the last layers' gradients are ready first in a
+    backward. `arm()` before a rank's last backward of the step: each parameter's
+    post-accumulate hook then counts it ready, and once every parameter of a bucket is ready
+    the bucket's flattened gradients go out in an asynchronous all-reduce while the backward
+    carries on with earlier layers. `finish()` after that backward (or instead of it: a rank
+    with no rows this step) launches what is left: buckets with a parameter that took no part
+    in the last backward, with zeros where a parameter has no gradient at all. A hook that
+    fires twice in one backward (a parameter reused under reentrant checkpointing, which the
+    trainer does not use) is refused: its second gradient would be lost. Buckets always go out in index order,
     on every rank, so the collectives match across ranks however the hooks fire; `finish`
     waits for them and writes the sums back. One process: no hooks, `finish` fills the
     missing gradients with zeros.
@@ -116,12 +138,16 @@ class GradientReducer:
     def arm(self):
         self.armed = True
         self._pending = [len(m) for m in self.buckets]
-        self._next, self._inflight = 0, []
+        self._next, self._inflight, self._seen = 0, [], set()
         self.launched_in_backward = 0
 
     def _ready(self, i):
         if not self.armed:
             return
+        if i in self._seen:
+            raise RuntimeError(f"parameter {i}'s gradient hook fired twice in one backward (reentrant checkpointing?): "
+                               "its bucket may already be summed without the second gradient")
+        self._seen.add(i)
         self._pending[self.bucket_of[i]] -= 1
         while self._next < len(self.buckets) and self._pending[self._next] == 0:
             self._launch(self._next)
@@ -158,3 +184,11 @@ class GradientReducer:
                 g.copy_(flat[offset:offset + g.numel()].view_as(g))
                 offset += g.numel()
         self._inflight = []
+
+
+def in_model_order(model, params):
+    """`params` (a dict by name, as the adapters keep them: sorted by name, so layer 10 before
+    layer 2) in the order the model registers them: layer 0 first, so the reducer's reversed
+    buckets follow the backward."""
+    order = {id(p): k for k, (_, p) in enumerate(model.named_parameters())}
+    return sorted(params.values(), key=lambda p: order.get(id(p), -1))

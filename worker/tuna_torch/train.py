@@ -17,7 +17,7 @@ import time
 import torch
 
 from . import adapters, checkpoint, compute, data, forward_pass, generation, loading, spec
-from .dist import Distributed, GradientReducer
+from .dist import Distributed, GradientReducer, in_model_order
 from .events import Emitter, log, peak_gpu_mem_gb, peak_rss_mb
 
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, as the contract and the native trainer use
@@ -166,7 +166,7 @@ def run(args, emit, dist, stop):
         log(f"checkpoint tensors transformers did not use: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}")
     model, params = adapters.build_lora_model(base, lora, prep.init_adapter, t.gradient_checkpointing)
     plist = list(params.values())
-    reducer = GradientReducer(plist, dist)
+    reducer = GradientReducer(in_model_order(model, params), dist)
     optimizer = torch.optim.AdamW(plist, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
                                   eps=t.adam_eps, weight_decay=t.weight_decay)
 
@@ -237,9 +237,9 @@ def run(args, emit, dist, stop):
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         # Micro-batches with nothing to learn from are skipped (their gradient is zero).
-        work = [(i, b) for i, b in enumerate(batches) if data.scored_tokens(b) > 0] if scored > 0 else []
-        for n, (i, b) in enumerate(work):
-            if n == len(work) - 1:
+        learn = [(i, b) for i, b in enumerate(batches) if data.scored_tokens(b) > 0] if scored > 0 else []
+        for n, (i, b) in enumerate(learn):
+            if n == len(learn) - 1:
                 reducer.arm()  # the last backward: its gradients go out to the other ranks as they are ready
             torch.manual_seed(dropout_seed(seed, step, dist.rank, i))
             s, _ = forward_pass.token_loss_sum(model, b, device, chunk_rows)

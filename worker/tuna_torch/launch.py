@@ -1,0 +1,31 @@
+"""torchrun as worker/tuna-torch runs it for a job on several GPUs: torch.distributed.run's own
+`main`, in this process (the launcher `exec`s it, so the worker's pid and process group are
+torchrun's), with one difference: a run stopped by a signal exits 128 + the signal (143 for
+SIGTERM, the trainer contract's "interrupted" code) instead of torchrun's 1 and a traceback.
+
+torchrun handles the signal itself: it sends it on to the ranks (which run in sessions of their
+own, so the worker's signal to its process group does not reach them directly), waits for them
+up to TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (the launcher sets it below the worker's grace, so
+torchrun's SIGKILL to the ranks comes before the worker's to torchrun), then raises
+SignalException, which is caught here. Each rank also dies with torchrun whatever kills it
+(`dist.die_with_parent`).
+
+    python3 -m tuna_torch.launch --standalone --nproc_per_node=N -m tuna_torch JOB.json --out DIR
+"""
+import sys
+
+
+def main(argv=None):
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import main as torchrun
+
+    try:
+        torchrun(sys.argv[1:] if argv is None else argv)
+    except SignalException as e:
+        print(f"tuna-torch: stopped by {e.sigval.name}; the ranks have exited", file=sys.stderr, flush=True)
+        return 128 + int(e.sigval)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
