@@ -34,7 +34,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Relative model and data paths of native jobs are resolved against this directory (default: the current one).")
     var dataRoot: String?
 
-    @Option(help: "CPU threads per job (default: cores / --max-jobs): a native job's OpenBLAS threads; other trainers get TUNA_CPU_THREADS.")
+    @Option(help: "CPU threads per job, per GPU it holds (default: the cores split by the larger of --max-jobs and the GPUs): a native job's OpenBLAS threads; every trainer gets TUNA_CPU_THREADS.")
     var threadsPerJob: Int?
 
     @Option(help: "Offer the torch trainer: the path of its launcher (worker/tuna-torch in the repository).")

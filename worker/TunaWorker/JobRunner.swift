@@ -80,9 +80,9 @@ actor JobRunner {
         // nvidia-smi's order.
         env["CUDA_VISIBLE_DEVICES"] = GPUSelection.cudaVisibleDevices(gpus)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        // Its share of the CPU (a job slot's share for each GPU it holds, at most the box), and
-        // how long it has between SIGTERM and SIGKILL (torchrun waits for its ranks less than that).
-        env["TUNA_CPU_THREADS"] = String(min(ProcessInfo.processInfo.activeProcessorCount, cpuThreads * max(1, gpus.count)))
+        // Its share of the CPU (WorkerConfig.cpuThreads), and how long it has between SIGTERM
+        // and SIGKILL (torchrun waits for its ranks less than that).
+        env["TUNA_CPU_THREADS"] = String(cpuThreads)
         env["TUNA_STOP_GRACE_SECONDS"] = String(Int(graceSeconds.rounded(.down)))
         let child = try ChildProcess(argv: argv, env: env, cwd: dir.path)
         self.child = child

@@ -14,11 +14,21 @@ public struct WorkerConfig: Sendable {
     public var maxJobs = 1
     /// CPU threads per job (`--threads-per-job`); nil: an even share of the box's cores.
     public var threadsPerJobOverride: Int?
-    /// Each job's CPU threads: the native trainer's OpenBLAS threads, and `TUNA_CPU_THREADS`
-    /// for every trainer (the torch launcher's OMP_NUM_THREADS), so jobs side by side do not
-    /// oversubscribe the cores.
+    /// A native job's OpenBLAS threads (it holds no GPU): `--threads-per-job`, else an even
+    /// share of the box's cores among the job slots.
     public var threadsPerJob: Int {
         threadsPerJobOverride ?? max(1, ProcessInfo.processInfo.activeProcessorCount / maxJobs)
+    }
+
+    /// `TUNA_CPU_THREADS` for a job holding `gpus` of the box's `boxGPUs`: with
+    /// `--threads-per-job`, that many per GPU held (at least one share); else the cores split
+    /// by the larger of the job slots and the GPUs, one share per GPU held. Never more than the
+    /// box's cores, and the jobs running at once never add up to more than the cores (when the
+    /// option is not given): two 4-GPU jobs on an 8-GPU box with --max-jobs 2 get half each.
+    public func cpuThreads(gpus: Int, boxGPUs: Int) -> Int {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let perJob = threadsPerJobOverride { return min(cores, perJob * max(1, gpus)) }
+        return max(1, cores * max(1, gpus) / max(maxJobs, boxGPUs, 1))
     }
     public var name: String?
     public var trainers: [Trainer] = [CommandTrainer()]

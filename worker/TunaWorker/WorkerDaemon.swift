@@ -135,7 +135,8 @@ public actor WorkerDaemon {
     /// Renews every lease this worker holds (and, for a new one, confirms it reached us).
     private func heartbeat(_ c: WireClient) async throws {
         let ack: HeartbeatAck
-        do { ack = try await c.send(Heartbeat(leases: Array(runners.keys), free_gpus: freeGPUs)) } catch let e as ErrorReply where e.code == .storageUnavailable {
+        // No free GPUs while shutting down: a widened request would only be leased and handed back.
+        do { ack = try await c.send(Heartbeat(leases: Array(runners.keys), free_gpus: shuttingDown ? nil : freeGPUs)) } catch let e as ErrorReply where e.code == .storageUnavailable {
             // The coordinator's disk is full: it keeps our leases (none expires until it can
             // write again), so this is no reason to drop the connection.
             log.warning("heartbeat not recorded: \(e.message)")
@@ -163,7 +164,9 @@ public actor WorkerDaemon {
                                                                    returned: true))
                 break
             }
-            start(lease)
+            if let handBack = start(lease) {
+                try await c.send(handBack)  // before the next request, which would be offered it again
+            }
             // Confirms the lease at once: an unconfirmed lease that expires is taken to have
             // never arrived, and is requeued without counting as a failure.
             try await heartbeat(c)
@@ -177,7 +180,9 @@ public actor WorkerDaemon {
         return capabilities.gpus.filter { !busy.contains($0.index) }
     }
 
-    private func start(_ lease: Lease) {
+    /// Starts the lease's job; returns the message that hands it back instead when the worker
+    /// no longer has the GPUs it needs free.
+    private func start(_ lease: Lease) -> JobFailed? {
         let ref = AttemptRef(job: lease.job, attempt: lease.attempt)
         // A spec that does not decode fails its attempt in the runner, with the field it lacks.
         let spec = Result { try JobSpec(json: lease.spec) }
@@ -190,19 +195,18 @@ public actor WorkerDaemon {
             // The coordinator offered a job for GPUs this worker no longer has free (a stale
             // view): hand it back, uncounted, rather than run it on fewer GPUs or on the CPU.
             log.warning("job \(lease.job) attempt \(lease.attempt): needs \(job.resources.gpus) free GPUs, \(gpus.count) are: returned")
-            Task { [c = client] in
-                _ = try? await c?.send(JobFailed(job: lease.job, attempt: lease.attempt,
-                                                 reason: "returned: the worker had \(gpus.count) of the \(job.resources.gpus) GPUs free", returned: true))
-            }
-            return
+            return JobFailed(job: lease.job, attempt: lease.attempt,
+                             reason: "returned: the worker had \(gpus.count) of the \(job.resources.gpus) GPUs free", returned: true)
         }
         let trainer = config.trainers.first { $0.name == name } ?? CommandTrainer()
         let runner = JobRunner(lease: lease, spec: spec, trainer: trainer, gpus: gpus, workDir: config.workDir, daemon: self, graceSeconds: config.graceSeconds,
-                               checkpointSyncSeconds: config.checkpointSyncSeconds, cpuThreads: config.threadsPerJob)
+                               checkpointSyncSeconds: config.checkpointSyncSeconds,
+                               cpuThreads: config.cpuThreads(gpus: gpus.count, boxGPUs: capabilities.gpus.count))
         log.info("job \(lease.job) attempt \(lease.attempt): starting (\(name), gpus \(gpus.map(\.index)))")
         let task = Task { await runner.run() }
         runners[ref] = (runner, gpus.map(\.index), task)
         idleSince = nil
+        return nil
     }
 
     private func cancel(_ ref: AttemptRef, reason: String) async {

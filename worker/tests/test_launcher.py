@@ -21,12 +21,16 @@ from conftest import WORKER
 
 RANK = '''
 import importlib.util, os, signal, sys, time
-spec = importlib.util.spec_from_file_location("real_dist", os.environ["REAL_DIST"])
-real = importlib.util.module_from_spec(spec); spec.loader.exec_module(real)
-real.Distributed()  # under torchrun: dies with its parent
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with open(os.path.join(os.environ["PIDS"], os.environ["RANK"]), "w") as f:
     f.write(str(os.getpid()))
+time.sleep(float(os.environ.get("RANK_DELAY", "0")))  # a slow start (imports) before it asks
+spec = importlib.util.spec_from_file_location("real_dist", os.environ["REAL_DIST"])
+real = importlib.util.module_from_spec(spec); spec.loader.exec_module(real)
+if real.started_by_torchrun():  # as tuna_torch/__main__.py does
+    real.die_with_parent()
+with open(os.path.join(os.environ["PIDS"], os.environ["RANK"] + ".ready"), "w") as f:
+    f.write("")
 time.sleep(300)
 '''
 
@@ -44,8 +48,8 @@ def alive(pid):
         return False
 
 
-@pytest.fixture
-def launcher(tmp_path):
+@pytest.fixture(params=[0.0])
+def launcher(tmp_path, request):
     root = tmp_path / "worker"
     pkg = root / "tuna_torch"
     pkg.mkdir(parents=True)
@@ -56,14 +60,16 @@ def launcher(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     env = dict(os.environ, TUNA_PYTHON=sys.executable, REAL_DIST=os.path.join(WORKER, "tuna_torch", "dist.py"),
-               PIDS=str(pids), CUDA_VISIBLE_DEVICES="GPU-00000000-fake-a,GPU-00000000-fake-b", TUNA_STOP_GRACE_SECONDS="6")
+               PIDS=str(pids), CUDA_VISIBLE_DEVICES="GPU-00000000-fake-a,GPU-00000000-fake-b", TUNA_STOP_GRACE_SECONDS="6",
+               RANK_DELAY=str(request.param))
     env.pop("OMP_NUM_THREADS", None)
     proc = subprocess.Popen([str(root / "tuna-torch"), "job.json"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while len(os.listdir(pids)) < 2 and time.time() < deadline and proc.poll() is None:
+    want = 2 if request.param else 4  # a slow start: killed before it is ready
+    while len(os.listdir(pids)) < want and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    ranks = [int((pids / name).read_text()) for name in os.listdir(pids)]
+    ranks = [int((pids / name).read_text()) for name in os.listdir(pids) if not name.endswith(".ready")]
     assert len(ranks) == 2, f"ranks did not start: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}"
     yield proc, ranks
     for pid in ranks:
@@ -93,3 +99,16 @@ def test_ranks_die_with_torchrun(launcher):
     while any(alive(p) for p in ranks) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in ranks), "ranks outlived a killed torchrun"
+
+
+@pytest.mark.parametrize("launcher", [2.0], indirect=True)
+def test_a_rank_that_asks_after_torchrun_died_exits(launcher):
+    """torchrun killed while its ranks still start (importing torch takes seconds): by the time
+    a rank asks to die with its parent it is init's child; it must see that and exit."""
+    proc, ranks = launcher
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.time() + 10
+    while any(alive(p) for p in ranks) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in ranks), "a rank that started before torchrun died outlived it"

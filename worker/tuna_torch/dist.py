@@ -20,17 +20,27 @@ def die_with_parent():
     signals to the attempt's process group. PR_SET_PDEATHSIG has the kernel SIGKILL this rank
     when torchrun dies, however it dies (the worker's SIGKILL after its grace, kill -9), so no
     rank outlives its attempt holding a GPU and the worker's output pipes. (The signal comes
-    when the thread that started the rank ends; torchrun starts ranks from its main thread.)"""
+    when the thread that started the rank ends; torchrun starts ranks from its main thread.)
+    Called first thing (tuna_torch/__main__.py). `TUNA_TORCHRUN_PID` (tuna_torch.launch sets
+    it) is the parent this rank must have: if torchrun died before the request took effect,
+    the rank is already someone else's child and exits at once."""
     import ctypes
     import signal
+    import sys
 
-    parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+        print(f"tuna_torch: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}): this rank may outlive torchrun",
+              file=sys.stderr, flush=True)
         return False
-    if os.getppid() != parent:  # torchrun died before the request took effect
+    expected = os.environ.get("TUNA_TORCHRUN_PID")
+    if expected and os.getppid() != int(expected):
         os._exit(1)
     return True
+
+
+def started_by_torchrun():
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TORCHELASTIC_RUN_ID" in os.environ
 
 
 class Distributed:
@@ -41,8 +51,6 @@ class Distributed:
         self.enabled = self.world > 1
         self.device = None
         self._slow_group = None
-        if self.enabled and "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun
-            die_with_parent()
 
     @property
     def is_main(self):

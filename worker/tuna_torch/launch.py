@@ -12,6 +12,7 @@ SignalException, which is caught here. Each rank also dies with torchrun whateve
 
     python3 -m tuna_torch.launch --standalone --nproc_per_node=N -m tuna_torch JOB.json --out DIR
 """
+import os
 import sys
 
 
@@ -19,10 +20,13 @@ def main(argv=None):
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import main as torchrun
 
+    # The ranks check that their parent is this process when they ask to die with it: one
+    # started just before torchrun died is already someone else's child (dist.die_with_parent).
+    os.environ["TUNA_TORCHRUN_PID"] = str(os.getpid())
     try:
         torchrun(sys.argv[1:] if argv is None else argv)
     except SignalException as e:
-        print(f"tuna-torch: stopped by {e.sigval.name}; the ranks have exited", file=sys.stderr, flush=True)
+        print(f"tuna-torch: stopped by {e.sigval.name}", file=sys.stderr, flush=True)
         return 128 + int(e.sigval)
     return 0
 
