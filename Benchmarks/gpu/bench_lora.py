@@ -193,6 +193,49 @@ def write_checkpoint(directory, cfg, device, seed=1234):
     return total
 
 
+def write_bf16_checkpoint(model, mxfp4_dir, directory):
+    """The weights of `model` (the MXFP4 checkpoint `mxfp4_dir`, loaded dequantized) as a plain
+    bf16 checkpoint (no quantization_config) under transformers' own parameter names, plus a
+    tokenizer (the o200k subset of the tests: the real special-token ids): what Unsloth's loader
+    takes. The same weights as the MXFP4 checkpoint, dequantized exactly
+    (Tests/Python/test_gpu_bench.py)."""
+    from safetensors.torch import save_file
+    if os.path.exists(os.path.join(directory, "model.safetensors.index.json")):
+        return
+    os.makedirs(directory, exist_ok=True)
+    cfg = json.load(open(os.path.join(mxfp4_dir, "config.json")))
+    cfg.pop("quantization_config", None)
+    cfg["torch_dtype"] = "bfloat16"
+    weight_map, shard, size, n, total = {}, {}, 0, 0, 0
+
+    def flush():
+        nonlocal shard, size, n
+        if shard:
+            name = f"model-{n:05d}.safetensors"
+            save_file(shard, os.path.join(directory, name), {"format": "pt"})
+            weight_map.update({k: name for k in shard})
+            shard, size, n = {}, 0, n + 1
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu", torch.bfloat16 if v.is_floating_point() else v.dtype).contiguous()
+        shard[k] = t
+        size += t.numel() * t.element_size()
+        total += t.numel() * t.element_size()
+        if size > 4 * 2**30:
+            flush()
+    flush()
+    with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    shutil.copy(os.path.join(HERE, "..", "..", "Tests", "TunaTextTests", "Fixtures", "subset_tokenizer.json"),
+                os.path.join(directory, "tokenizer.json"))
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|return|>", "pad_token": "<|endoftext|>",
+                   "model_max_length": cfg["max_position_embeddings"]}, f)
+    log(f"bf16 checkpoint for the anchors: {gib(total):.1f} GiB in {directory}")
+
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. Losses and adapters
 # ---------------------------------------------------------------------------------------------
@@ -342,6 +385,7 @@ class Bench:
     def packing_check(self, key, loss_fn, batch, seq):
         """The same chats' summed loss packed (block-diagonal attention) and padded (one chat a
         row): equal if no chat attends to another's tokens. No training; recorded in `results`."""
+        from tuna_torch.data import padded_batch
         chats = self.chats(seq, 4 * batch)
         packed = anchors.chat_batches(chats, batch, seq, True, 1)[0][0]
         used = int((packed["labels"] != -100).sum())
@@ -349,7 +393,6 @@ class Bench:
             sp, n_p = loss_fn(self.model, packed, self.device)
             sd, n_d, k = 0.0, 0, 0
             while n_d < n_p and k < len(chats):  # the padded rows of the chats the packed batch holds
-                from tuna_torch.data import padded_batch
                 s, n = loss_fn(self.model, padded_batch(chats[k:k + 1]), self.device)
                 sd, n_d, k = sd + s.item(), n_d + n, k + 1
         rec = {"packed_loss_sum": sp.item(), "padded_loss_sum": sd, "scored": [n_p, n_d, used],
@@ -369,46 +412,6 @@ class Bench:
         got = (m.config._attn_implementation, m.config._experts_implementation)
         self.results["transformers_defaults"] = {"attention": got[0], "experts": got[1]}
         return got
-
-    def write_bf16_checkpoint(self, directory):
-        """The dequantized model's weights as a plain bf16 checkpoint (no quantization_config),
-        under transformers' own parameter names, plus a tokenizer (the o200k subset of the tests:
-        the real special-token ids): what Unsloth's loader takes. The same weights as the MXFP4
-        checkpoint, dequantized exactly."""
-        from safetensors.torch import save_file
-        if os.path.exists(os.path.join(directory, "model.safetensors.index.json")):
-            return
-        os.makedirs(directory, exist_ok=True)
-        cfg = json.load(open(os.path.join(self.args.ckpt, "config.json")))
-        cfg.pop("quantization_config", None)
-        cfg["torch_dtype"] = "bfloat16"
-        weight_map, shard, size, n, total = {}, {}, 0, 0, 0
-
-        def flush():
-            nonlocal shard, size, n
-            if shard:
-                name = f"model-{n:05d}.safetensors"
-                save_file(shard, os.path.join(directory, name), {"format": "pt"})
-                weight_map.update({k: name for k in shard})
-                shard, size, n = {}, 0, n + 1
-        for k, v in self.base.state_dict().items():
-            t = v.detach().to("cpu", torch.bfloat16 if v.is_floating_point() else v.dtype).contiguous()
-            shard[k] = t
-            size += t.numel() * t.element_size()
-            total += t.numel() * t.element_size()
-            if size > 4 * 2**30:
-                flush()
-        flush()
-        with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
-            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
-        with open(os.path.join(directory, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2, sort_keys=True)
-        shutil.copy(os.path.join(HERE, "..", "..", "Tests", "TunaTextTests", "Fixtures", "subset_tokenizer.json"),
-                    os.path.join(directory, "tokenizer.json"))
-        with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-            json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|return|>", "pad_token": "<|endoftext|>",
-                       "model_max_length": cfg["max_position_embeddings"]}, f)
-        log(f"bf16 checkpoint for the anchors: {gib(total):.1f} GiB in {directory}")
 
     def run_anchor(self, tool, batch, seq, recipe="qkvo", chats=False):
         """One anchor (anchors.py) in its own process; its JSON becomes a row."""
@@ -436,7 +439,7 @@ class Bench:
             got = json.loads(p.stdout.splitlines()[-1]) if p.stdout.strip() else {"error": f"exit {p.returncode}: {p.stderr[-400:]}"}
         except subprocess.TimeoutExpired:
             got = {"error": "timed out (deadline)"}
-        rec.update({k: v for k, v in got.items() if k not in rec or k in ("batch", "seq")})
+        rec.update({k: v for k, v in got.items() if k != "chats"})  # rec's "chats" says how: "padded"
         if "error" in got:
             self.results["errors"].append(f"{key}: {got['error']}")
             log(f"{key}: FAILED {got['error']}")
@@ -716,7 +719,7 @@ def main():
     if any(t.startswith("unsloth") for t in anchor_list):
         if bench.model is not None:
             bench.base, bench.model = adapters.detach_lora(bench.model), None
-        bench.write_bf16_checkpoint(args.bf16_ckpt)
+        write_bf16_checkpoint(bench.base, args.ckpt, args.bf16_ckpt)
     bench.drop()
 
     # The anchors, each in its own process on a free GPU.

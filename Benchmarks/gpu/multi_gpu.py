@@ -43,11 +43,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "fleet"))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(REPO, "Tests", "Python"))
-from reference.checks import Checks  # noqa: E402
+from check import trainer_window  # noqa: E402  (fleet/check.py: the trainer's own step timing)
+from gpu_check import BF16_TOLERANCE  # noqa: E402  (losses of the same job computed in bf16 two ways)
+from reference.checks import Checks  # noqa: E402  (gpu_check put Tests/Python on the path)
 
-BF16_TOLERANCE = 1e-2  # gpu_check.py's, for losses of the same job computed in bf16 two ways
 SPEEDUP_GOALS = {2: 1.9, 8: 7.0}  # the issue's; other counts: 0.9 per GPU
 SIDE_BY_SIDE_GOAL = 0.95
 PORT = 7071
@@ -87,11 +88,10 @@ class Box:
         else:
             # the tarball unpacked, the checkpoint (CUDA) and the o200k vocabulary: fleet/inputs.sh
             subprocess.run([os.path.join(HERE, "fleet", "inputs.sh"), s, self.args.tarball or ""], check=True, cwd=REPO)
-        chats = os.path.join(s, "data", "chats.jsonl")
-        if not os.path.exists(chats + f".{self.count_chats()}"):
+        chats, count = os.path.join(s, "data", "chats.jsonl"), self.count_chats()
+        if not os.path.exists(chats) or sum(1 for _ in open(chats)) != count:  # made from a seed: same count, same chats
             os.makedirs(os.path.dirname(chats), exist_ok=True)
-            sh([sys.executable, os.path.join(HERE, "fleet", "make_chats.py"), "--out", chats, "--count", str(self.count_chats())])
-            open(chats + f".{self.count_chats()}", "w").close()
+            sh([sys.executable, os.path.join(HERE, "fleet", "make_chats.py"), "--out", chats, "--count", str(count)])
 
     def count_chats(self):
         # about two chats a 2048-token row; every phase trains on the first steps x N x 4 rows
@@ -208,10 +208,9 @@ def started_gpus(events):
 
 def throughput(events, warm):
     steps = [e for e in events if e.get("event") == "step"]
-    window = [e for e in steps if e["step"] > warm]
+    window, tokens, seconds = trainer_window(steps, warm)
     done = next((e for e in events if e.get("event") == "done"), {})
     config = next((e for e in events if e.get("event") == "config"), {})
-    tokens, seconds = sum(e["tokens"] for e in window), sum(e["tokens"] / e["tokens_per_s"] for e in window)
     return {"steps": len(steps), "window_steps": len(window), "tokens_per_s": tokens / seconds if seconds else 0.0,
             "losses": [e["loss"] for e in steps], "world_size": config.get("world_size"), "device": config.get("device"),
             "experts": config.get("experts"), "attention": config.get("attention"),

@@ -151,6 +151,29 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(try GPUSelection.select(probed: gpus, inheritedVisible: "", requested: nil).count, 0, "an empty CUDA_VISIBLE_DEVICES hides every GPU")
     }
 
+    /// Each job's CPU share (`TUNA_CPU_THREADS`): by default the cores split by the larger of
+    /// the job slots and the box's GPUs, one share per GPU held, so the jobs a worker can run at
+    /// once never add up to more than the cores; with --threads-per-job that many per GPU held,
+    /// at most the cores.
+    func testCPUSharesOfJobsRunningAtOnceNeverExceedTheCores() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        var config = WorkerConfig(coordinator: try HostPort(parsing: "127.0.0.1:1"), workDir: cluster.dir, token: nil)
+        // (slots, box GPUs, the GPUs of jobs that can run at once)
+        for (slots, box, jobs) in [(2, 8, [4, 4]), (8, 8, Array(repeating: 1, count: 8)), (3, 2, [0, 1, 1]), (1, 0, [0]),
+                                   (2, 2, [2]), (4, 8, [2, 2, 2, 2])] {
+            config.maxJobs = slots
+            let shares = jobs.map { config.cpuThreads(gpus: $0, boxGPUs: box) }
+            XCTAssert(shares.allSatisfy { $0 >= 1 }, "\(slots) slots, \(box) GPUs: \(shares)")
+            XCTAssertLessThanOrEqual(shares.reduce(0, +), max(cores, jobs.count), "\(slots) slots, \(box) GPUs, jobs \(jobs): \(shares)")
+        }
+        config.maxJobs = 2
+        XCTAssertEqual(config.cpuThreads(gpus: 4, boxGPUs: 8), max(1, cores / 2), "half the box's GPUs: half its cores")
+        XCTAssertEqual(config.cpuThreads(gpus: 0, boxGPUs: 0), max(1, cores / 2), "no GPUs: a slot's share")
+        config.threadsPerJobOverride = 1
+        XCTAssertEqual(config.cpuThreads(gpus: 3, boxGPUs: 8), min(cores, 3))
+        XCTAssertEqual(config.cpuThreads(gpus: 0, boxGPUs: 8), 1)
+    }
+
     func testJobsNoWorkerCanTakeSayWhyAtSubmitAndInTunaJobs() async throws {
         let path = try fakeNvidiaSMI()
         try cluster.startCoordinator()

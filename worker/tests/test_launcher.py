@@ -1,7 +1,7 @@
 """worker/tuna-torch with several (fake) GPUs: torchrun's ranks run in sessions of their own,
 out of reach of the worker's signals to the attempt's process group, so the launcher must make
 sure none outlives the attempt. A stand-in tuna_torch (the real launch.py and the real
-dist.die_with_parent; its ranks ignore SIGTERM, the worst case: a rank stuck in a collective)
+rank_lifetime.die_with_parent; its ranks ignore SIGTERM, the worst case: a rank stuck in a collective)
 under a copy of the launcher:
 
   * SIGTERM to the process group, as the worker sends it: torchrun waits its shutdown timeout
@@ -25,7 +25,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with open(os.path.join(os.environ["PIDS"], os.environ["RANK"]), "w") as f:
     f.write(str(os.getpid()))
 time.sleep(float(os.environ.get("RANK_DELAY", "0")))  # a slow start (imports) before it asks
-spec = importlib.util.spec_from_file_location("real_dist", os.environ["REAL_DIST"])
+spec = importlib.util.spec_from_file_location("real_lifetime", os.environ["REAL_LIFETIME"])
 real = importlib.util.module_from_spec(spec); spec.loader.exec_module(real)
 if real.started_by_torchrun():  # as tuna_torch/__main__.py does
     real.die_with_parent()
@@ -59,7 +59,7 @@ def launcher(tmp_path, request):
     (pkg / "__main__.py").write_text(RANK)
     pids = tmp_path / "pids"
     pids.mkdir()
-    env = dict(os.environ, TUNA_PYTHON=sys.executable, REAL_DIST=os.path.join(WORKER, "tuna_torch", "dist.py"),
+    env = dict(os.environ, TUNA_PYTHON=sys.executable, REAL_LIFETIME=os.path.join(WORKER, "tuna_torch", "rank_lifetime.py"),
                PIDS=str(pids), CUDA_VISIBLE_DEVICES="GPU-00000000-fake-a,GPU-00000000-fake-b", TUNA_STOP_GRACE_SECONDS="6",
                RANK_DELAY=str(request.param))
     env.pop("OMP_NUM_THREADS", None)

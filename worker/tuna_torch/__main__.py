@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # A rank under torchrun asks to die with it before anything slow (importing torch takes seconds).
-from .dist import die_with_parent, started_by_torchrun  # noqa: E402
+from .rank_lifetime import die_with_parent, started_by_torchrun  # noqa: E402
 
 if started_by_torchrun():
     die_with_parent()

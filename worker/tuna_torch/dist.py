@@ -15,34 +15,6 @@ import os
 import torch
 
 
-def die_with_parent():
-    """Under torchrun each rank runs in a session of its own, out of reach of the worker's
-    signals to the attempt's process group. PR_SET_PDEATHSIG has the kernel SIGKILL this rank
-    when torchrun dies, however it dies (the worker's SIGKILL after its grace, kill -9), so no
-    rank outlives its attempt holding a GPU and the worker's output pipes. (The signal comes
-    when the thread that started the rank ends; torchrun starts ranks from its main thread.)
-    Called first thing (tuna_torch/__main__.py). `TUNA_TORCHRUN_PID` (tuna_torch.launch sets
-    it) is the parent this rank must have: if torchrun died before the request took effect,
-    the rank is already someone else's child and exits at once."""
-    import ctypes
-    import signal
-    import sys
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
-        print(f"tuna_torch: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}): this rank may outlive torchrun",
-              file=sys.stderr, flush=True)
-        return False
-    expected = os.environ.get("TUNA_TORCHRUN_PID")
-    if expected and os.getppid() != int(expected):
-        os._exit(1)
-    return True
-
-
-def started_by_torchrun():
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TORCHELASTIC_RUN_ID" in os.environ
-
-
 class Distributed:
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -116,12 +88,12 @@ class GradientReducer:
     the bucket's flattened gradients go out in an asynchronous all-reduce while the backward
     carries on with earlier layers. `finish()` after that backward (or instead of it: a rank
     with no rows this step) launches what is left: buckets with a parameter that took no part
-    in the last backward, with zeros where a parameter has no gradient at all. A hook that
-    fires twice in one backward (a parameter reused under reentrant checkpointing, which the
-    trainer does not use) is refused: its second gradient would be lost. Buckets always go out in index order,
-    on every rank, so the collectives match across ranks however the hooks fire; `finish`
-    waits for them and writes the sums back. One process: no hooks, `finish` fills the
-    missing gradients with zeros.
+    in the last backward, with zeros where a parameter has no gradient at all. Buckets always
+    go out in index order, on every rank, so the collectives match across ranks however the
+    hooks fire; `finish` waits for them and writes the sums back. A hook that fires twice in
+    one backward (a parameter reused under reentrant checkpointing, which the trainer does not
+    use) is refused: its second gradient would be lost. One process: no hooks, `finish` fills
+    the missing gradients with zeros.
     """
 
     def __init__(self, params, dist, bucket_mb=25.0):

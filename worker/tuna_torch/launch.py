@@ -8,7 +8,7 @@ own, so the worker's signal to its process group does not reach them directly), 
 up to TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (the launcher sets it below the worker's grace, so
 torchrun's SIGKILL to the ranks comes before the worker's to torchrun), then raises
 SignalException, which is caught here. Each rank also dies with torchrun whatever kills it
-(`dist.die_with_parent`).
+(`rank_lifetime.die_with_parent`).
 
     python3 -m tuna_torch.launch --standalone --nproc_per_node=N -m tuna_torch JOB.json --out DIR
 """
@@ -21,7 +21,7 @@ def main(argv=None):
     from torch.distributed.run import main as torchrun
 
     # The ranks check that their parent is this process when they ask to die with it: one
-    # started just before torchrun died is already someone else's child (dist.die_with_parent).
+    # started just before torchrun died is already someone else's child (rank_lifetime.die_with_parent).
     os.environ["TUNA_TORCHRUN_PID"] = str(os.getpid())
     try:
         torchrun(sys.argv[1:] if argv is None else argv)

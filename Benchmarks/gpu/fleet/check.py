@@ -48,10 +48,11 @@ def recipe_of(row):
     return "experts" if lora.get("target_parameters") else "qkvo"
 
 
-def trainer_window(steps):
+def trainer_window(steps, warm=WARM_STEPS):
     """The step events after the warm-up and the trainer's own timing of them: (window, real
-    tokens, seconds). Shared with fleet/direct_run.sh, which reads the trainer's stdout."""
-    window = [e for e in steps if e["step"] > WARM_STEPS]
+    tokens, seconds). Shared with fleet/direct_run.sh, which reads the trainer's stdout, and
+    multi_gpu.py."""
+    window = [e for e in steps if e["step"] > warm]
     return window, sum(e["tokens"] for e in window), sum(e["tokens"] / e["tokens_per_s"] for e in window)
 
 
