@@ -229,7 +229,8 @@ def run(args, emit, dist, stop):
         step_start = time.time()
         mine = data.rank_micro_batches(prep.step_micro_batches(step), dist.rank, dist.world, batch_size)
         batches = [data.build_batch(rows, prep.train, packing) for rows in mine]
-        local_scored = sum(data.scored_tokens(b) for b in batches)
+        scored_each = [data.scored_tokens(b) for b in batches]
+        local_scored = sum(scored_each)
         local_tokens = sum(data.real_tokens(rows, prep.train) for rows in mine)
         scored, tokens = dist.sum(local_scored, local_tokens)
         scored, tokens = int(scored), int(tokens)
@@ -237,7 +238,7 @@ def run(args, emit, dist, stop):
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         # Micro-batches with nothing to learn from are skipped (their gradient is zero).
-        learn = [(i, b) for i, b in enumerate(batches) if data.scored_tokens(b) > 0] if scored > 0 else []
+        learn = [(i, b) for i, b in enumerate(batches) if scored_each[i] > 0] if scored > 0 else []
         for n, (i, b) in enumerate(learn):
             if n == len(learn) - 1:
                 reducer.arm()  # the last backward: its gradients go out to the other ranks as they are ready
